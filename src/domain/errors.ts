@@ -1,0 +1,53 @@
+/** Every error a client can see, with its stable `code` and HTTP status (SPEC.md "Errors"). */
+export const ERROR_CODES = {
+  VALIDATION_ERROR: { status: 400, title: 'The request is not valid' },
+  UNAUTHENTICATED: { status: 401, title: 'Authentication is required' },
+  FORBIDDEN: { status: 403, title: 'Not allowed' },
+  NOT_FOUND: { status: 404, title: 'No such resource' },
+  COUPON_NOT_FOUND: { status: 404, title: 'No such coupon' },
+  NOT_REQUESTED: { status: 404, title: 'This coupon was not requested by this user' },
+  USER_COUPON_NOT_FOUND: { status: 404, title: 'No such coupon of this user' },
+  ALREADY_REQUESTED: { status: 409, title: 'This user already requested this coupon' },
+  ALREADY_REDEEMED: { status: 409, title: 'This coupon was already redeemed' },
+  SOLD_OUT: { status: 410, title: 'The coupon is sold out' },
+  COUPON_EXPIRED: { status: 410, title: 'The coupon has expired' },
+  ISSUE_NOT_STARTED: { status: 422, title: 'Issuance has not started yet' },
+  ISSUE_ENDED: { status: 422, title: 'Issuance has ended' },
+  MODE_UNAVAILABLE: { status: 422, title: 'This issuance mode is not available here' },
+  RATE_LIMITED: { status: 429, title: 'Too many requests' },
+  UNAVAILABLE: { status: 503, title: 'The service cannot take the request right now' },
+  INTERNAL: { status: 500, title: 'Internal error' },
+} as const
+
+export type ErrorCode = keyof typeof ERROR_CODES
+
+/** A failure with a stable code; the HTTP layer turns it into problem+json. */
+export class AppError extends Error {
+  readonly code: ErrorCode
+  readonly status: number
+  /** Extra members for the problem body (e.g. the current `issuance` of a 409). */
+  readonly extra: Record<string, unknown>
+  /** Seconds for `Retry-After` on 429 and 503. */
+  readonly retryAfterSeconds: number | undefined
+
+  constructor(
+    code: ErrorCode,
+    detail?: string,
+    options: { extra?: Record<string, unknown>; retryAfterSeconds?: number; cause?: unknown } = {},
+  ) {
+    super(detail ?? ERROR_CODES[code].title, { cause: options.cause })
+    this.name = 'AppError'
+    this.code = code
+    this.status = ERROR_CODES[code].status
+    this.extra = options.extra ?? {}
+    this.retryAfterSeconds = options.retryAfterSeconds
+  }
+}
+
+/** Redis or Postgres could not take the request: always 503 with Retry-After, never a 2xx. */
+export function unavailable(what: string, cause?: unknown): AppError {
+  return new AppError('UNAVAILABLE', `${what} is unavailable, try again shortly`, {
+    retryAfterSeconds: 1,
+    cause,
+  })
+}

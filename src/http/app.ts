@@ -1,0 +1,88 @@
+import rateLimit from '@fastify/rate-limit'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Fastify, { type FastifyInstance, LogController } from 'fastify'
+import type { Config } from '../config/config.ts'
+import { AppError } from '../domain/errors.ts'
+import auth from './plugins/auth.ts'
+import errors from './plugins/errors.ts'
+import issuance from './plugins/issuance.ts'
+import metrics from './plugins/metrics.ts'
+import postgres from './plugins/postgres.ts'
+import redis from './plugins/redis.ts'
+import { adminRoutes } from './routes/admin.ts'
+import { couponRoutes } from './routes/coupons.ts'
+import { meRoutes } from './routes/me.ts'
+import { opsRoutes } from './routes/ops.ts'
+import { Problem } from './schemas.ts'
+
+export interface AppOptions {
+  config: Config
+  /** Run the background workers (writers, scheduler, relay) in this process too. */
+  runWorkers?: boolean
+  logger?: boolean
+}
+
+export async function buildApp({
+  config,
+  runWorkers = true,
+  logger = true,
+}: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: logger ? { level: config.logLevel } : false,
+    bodyLimit: 16 * 1024,
+    // Unknown body fields are rejected, not silently stripped.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    forceCloseConnections: true,
+    // Per-request logs would cost more than the admission itself; /metrics has the request figures.
+    logController: new LogController({ disableRequestLogging: true }),
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  // An empty body with a JSON content type is fine for POST /coupons/{id}/issuance.
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    if (body === '') return done(null, undefined)
+    try {
+      done(null, JSON.parse(body as string))
+    } catch {
+      done(new AppError('VALIDATION_ERROR', 'the body is not valid JSON'), undefined)
+    }
+  })
+
+  app.addSchema(Problem)
+  await app.register(errors)
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'Coupon Rush',
+        version: '0.1.0',
+        description: 'First-come-first-served coupon issuance',
+      },
+      components: {
+        securitySchemes: {
+          userToken: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+          adminToken: { type: 'http', scheme: 'bearer' },
+        },
+      },
+    },
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs' })
+  await app.register(metrics)
+  await app.register(postgres, { config })
+  await app.register(redis, { config })
+  await app.register(auth, { config })
+  await app.register(rateLimit, {
+    global: false,
+    errorResponseBuilder: (_request, context) =>
+      new AppError('RATE_LIMITED', `at most ${context.max} requests per ${context.after}`, {
+        retryAfterSeconds: context.ttl / 1000,
+      }),
+  })
+  await app.register(issuance, { config, runWorkers })
+  await app.register(opsRoutes)
+  await app.register(adminRoutes)
+  await app.register(couponRoutes, { config })
+  await app.register(meRoutes)
+  return app
+}

@@ -1,0 +1,79 @@
+import fp from 'fastify-plugin'
+import type { Config } from '../../config/config.ts'
+import type { Issuance } from '../../domain/coupon.ts'
+import type { IssuanceContext } from '../../issuance/context.ts'
+import { createModes, createWorkers } from '../../issuance/modes.ts'
+import { IssuanceService } from '../../issuance/service.ts'
+import { channels } from '../../redis/keys.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    issuance: IssuanceService
+    issuanceContext: IssuanceContext
+    decisions: DecisionHub
+  }
+}
+
+type Listener = (issuance: Issuance) => void
+
+/** Fans decisions published by any worker out to the SSE connections of this process, by user. */
+export class DecisionHub {
+  private readonly listeners = new Map<string, Set<Listener>>()
+
+  subscribe(userId: string, listener: Listener): () => void {
+    let set = this.listeners.get(userId)
+    if (set === undefined) {
+      set = new Set()
+      this.listeners.set(userId, set)
+    }
+    set.add(listener)
+    return () => {
+      set.delete(listener)
+      if (set.size === 0) this.listeners.delete(userId)
+    }
+  }
+
+  dispatch(issuances: Issuance[]): void {
+    if (this.listeners.size === 0) return
+    for (const issuance of issuances) {
+      for (const listener of this.listeners.get(issuance.userId) ?? []) listener(issuance)
+    }
+  }
+}
+
+/**
+ * The issuance service (modes behind one interface, coupon cache) and, unless `runWorkers` is off, the
+ * background workers of every mode in this process.
+ */
+export default fp<{ config: Config; runWorkers: boolean }>(
+  async (app, { config, runWorkers }) => {
+    const ctx: IssuanceContext = {
+      redis: app.redis,
+      db: app.db,
+      redisPrefix: config.redisPrefix,
+      logger: app.log,
+    }
+    const modes = createModes(ctx, config)
+    const service = new IssuanceService(ctx, modes)
+    const hub = new DecisionHub()
+    const names = channels(config.redisPrefix)
+    app.redisSubscriber.on('message', (channel: string, message: string) => {
+      if (channel === names.couponChanged) service.cache.invalidate(Number(message))
+      else if (channel === names.decisions) hub.dispatch(JSON.parse(message) as Issuance[])
+    })
+    await app.redisSubscriber.subscribe(names.couponChanged, names.decisions)
+    app.decorate('issuance', service)
+    app.decorate('issuanceContext', ctx)
+    app.decorate('decisions', hub)
+
+    const workers = runWorkers ? createWorkers(ctx, config) : []
+    app.addHook('onReady', async () => {
+      for (const worker of workers) await worker.start()
+    })
+    app.addHook('preClose', async () => {
+      await Promise.all(workers.map((worker) => worker.stop()))
+      await Promise.all(modes.map((mode) => mode.close?.()))
+    })
+  },
+  { name: 'issuance', dependencies: ['postgres', 'redis'] },
+)

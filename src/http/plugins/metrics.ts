@@ -1,0 +1,41 @@
+import fp from 'fastify-plugin'
+import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: { registry: Registry; issuanceOutcomes: Counter<'mode' | 'outcome'> }
+  }
+}
+
+/** Prometheus metrics on GET /metrics: request latency by route, issuance outcomes by mode, process stats. */
+export default fp(
+  async (app) => {
+    // One registry per app instance, so several apps in one test process do not collide.
+    const registry = new Registry()
+    collectDefaultMetrics({ register: registry })
+    const requestDuration = new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'HTTP request latency by route and status',
+      labelNames: ['method', 'route', 'status'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    })
+    const issuanceOutcomes = new Counter({
+      name: 'coupon_issuance_requests_total',
+      help: 'Issuance requests by mode and outcome (ISSUED, PENDING, ACCEPTED or the error code)',
+      labelNames: ['mode', 'outcome'] as const,
+      registers: [registry],
+    })
+    app.decorate('metrics', { registry, issuanceOutcomes })
+    app.addHook('onResponse', async (request, reply) => {
+      requestDuration
+        .labels(request.method, request.routeOptions.url ?? 'unmatched', String(reply.statusCode))
+        .observe(reply.elapsedTime / 1000)
+    })
+    app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+      reply.type(registry.contentType)
+      return registry.metrics()
+    })
+  },
+  { name: 'metrics' },
+)

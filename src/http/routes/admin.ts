@@ -1,0 +1,175 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import type { Coupon } from '../../domain/coupon.ts'
+import { AppError } from '../../domain/errors.ts'
+import { auditCoupon } from '../../issuance/audit.ts'
+import type { CouponStats } from '../../issuance/mode.ts'
+import {
+  AdminCoupon,
+  Audit,
+  CouponStats as CouponStatsSchema,
+  CreateCouponBody,
+  errors,
+  IdParams,
+} from '../schemas.ts'
+import { openEventStream } from '../sse.ts'
+
+function adminView(coupon: Coupon, stats?: CouponStats) {
+  return {
+    id: coupon.id,
+    name: coupon.name,
+    discount: coupon.discount,
+    quantity: coupon.quantity,
+    issueStartsAt: coupon.issueStartsAt.toISOString(),
+    issueEndsAt: coupon.issueEndsAt.toISOString(),
+    validDays: coupon.validDays,
+    validUntil: coupon.validUntil?.toISOString() ?? null,
+    issueMode: coupon.issueMode,
+    createdAt: coupon.createdAt.toISOString(),
+    ...(stats === undefined ? {} : { stats }),
+  }
+}
+
+/** Rules across fields that a JSON schema cannot say. */
+function checkCouponBody(body: CreateCouponBody): void {
+  const startsAt = new Date(body.issueStartsAt)
+  const endsAt = new Date(body.issueEndsAt)
+  if (endsAt <= startsAt) throw new AppError('VALIDATION_ERROR', 'issueEndsAt must be after issueStartsAt')
+  if (body.validDays === undefined && body.validUntil === undefined) {
+    throw new AppError('VALIDATION_ERROR', 'give validDays, validUntil or both')
+  }
+  if (body.validUntil !== undefined && new Date(body.validUntil) <= startsAt) {
+    throw new AppError('VALIDATION_ERROR', 'validUntil must be after issueStartsAt')
+  }
+}
+
+export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.addHook('onRequest', app.authenticateAdmin)
+  const security = [{ adminToken: [] }]
+
+  app.post(
+    '/admin/coupons',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Create a coupon',
+        security,
+        body: CreateCouponBody,
+        response: { 201: AdminCoupon, ...errors(400, 401, 403, 422, 503) },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body
+      checkCouponBody(body)
+      const coupon = await app.issuance.createCoupon({
+        name: body.name,
+        discount: body.discount,
+        quantity: body.quantity,
+        issueStartsAt: new Date(body.issueStartsAt),
+        issueEndsAt: new Date(body.issueEndsAt),
+        validDays: body.validDays ?? null,
+        validUntil: body.validUntil === undefined ? null : new Date(body.validUntil),
+        issueMode: body.issueMode ?? 'stream',
+      })
+      return reply.code(201).send(adminView(coupon))
+    },
+  )
+
+  app.get(
+    '/admin/coupons',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'List coupons, newest first',
+        security,
+        querystring: Type.Object(
+          {
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
+            before: Type.Optional(
+              Type.Integer({ minimum: 1, description: 'only coupons with a smaller id (paging)' }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Array(AdminCoupon), ...errors(400, 401, 403, 503) },
+      },
+    },
+    async (request) => {
+      const coupons = await app.issuance.list(request.query.limit ?? 100, request.query.before)
+      return coupons.map((coupon) => adminView(coupon))
+    },
+  )
+
+  app.get(
+    '/admin/coupons/:id',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'A coupon with live stats',
+        security,
+        params: IdParams,
+        response: { 200: AdminCoupon, ...errors(401, 403, 404, 503) },
+      },
+    },
+    async (request) => {
+      const coupon = await app.issuance.get(request.params.id)
+      return adminView(coupon, await app.issuance.stats(coupon))
+    },
+  )
+
+  app.get(
+    '/admin/coupons/:id/audit',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Reconcile Redis against Postgres for a coupon',
+        security,
+        params: IdParams,
+        response: { 200: Audit, ...errors(401, 403, 404, 503) },
+      },
+    },
+    async (request) => auditCoupon(app.issuanceContext, await app.issuance.get(request.params.id)),
+  )
+
+  app.get(
+    '/admin/coupons/:id/events',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Server-Sent Events: a `stats` event every second',
+        description: 'EventSource cannot send headers: pass the admin token as `access_token`.',
+        security,
+        params: IdParams,
+        querystring: Type.Object({ access_token: Type.Optional(Type.String()) }),
+        response: {
+          200: {
+            description: 'text/event-stream of `stats` events',
+            content: { 'text/event-stream': { schema: CouponStatsSchema } },
+          },
+          ...errors(401, 403, 404),
+        },
+      },
+    },
+    async (request, reply) => {
+      const coupon = await app.issuance.get(request.params.id)
+      const stream = openEventStream(request, reply)
+      let open = true
+      stream.closed.then(() => {
+        open = false
+      })
+      while (open) {
+        try {
+          stream.send('stats', {
+            couponId: coupon.id,
+            at: new Date().toISOString(),
+            ...(await app.issuance.stats(coupon)),
+          })
+        } catch (error) {
+          stream.send('error', { detail: 'stats are unavailable right now' })
+          request.log.warn({ err: error }, 'stats for SSE failed')
+        }
+        await Promise.race([new Promise((resolve) => setTimeout(resolve, 1_000)), stream.closed])
+      }
+    },
+  )
+}

@@ -1,0 +1,89 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { userCouponStatus } from '../../domain/coupon.ts'
+import { redeemUserCoupon } from '../../redemption/redeem.ts'
+import { listUserCoupons } from '../../storage/user-coupons.ts'
+import { errors, Issuance, RedeemBody, Redemption, UserCoupon } from '../schemas.ts'
+import { openEventStream } from '../sse.ts'
+
+export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.addHook('onRequest', app.authenticateUser)
+  const security = [{ userToken: [] }]
+
+  app.get(
+    '/me/coupons',
+    {
+      schema: {
+        tags: ['me'],
+        summary: "The caller's coupons",
+        security,
+        response: { 200: Type.Array(UserCoupon), ...errors(401, 503) },
+      },
+    },
+    async (request) => {
+      const now = new Date()
+      return (await listUserCoupons(app.db, request.userId)).map((coupon) => ({
+        id: coupon.id,
+        couponId: coupon.couponId,
+        name: coupon.name,
+        discount: coupon.discount,
+        issuedAt: coupon.issuedAt.toISOString(),
+        expiresAt: coupon.expiresAt.toISOString(),
+        redeemedAt: coupon.redeemedAt?.toISOString() ?? null,
+        status: userCouponStatus(coupon.redeemedAt, coupon.expiresAt, now),
+      }))
+    },
+  )
+
+  app.post(
+    '/me/coupons/:userCouponId/redeem',
+    {
+      schema: {
+        tags: ['me'],
+        summary: 'Redeem one of the caller’s coupons against an order (once)',
+        security,
+        params: Type.Object({ userCouponId: Type.Integer({ minimum: 1, maximum: 9_007_199_254_740_991 }) }),
+        body: RedeemBody,
+        response: { 200: Redemption, ...errors(400, 401, 404, 409, 410, 503) },
+      },
+    },
+    async (request) => {
+      const redemption = await redeemUserCoupon(
+        app.db,
+        request.userId,
+        request.params.userCouponId,
+        request.body.orderAmount,
+      )
+      return { ...redemption, redeemedAt: redemption.redeemedAt.toISOString() }
+    },
+  )
+
+  app.get(
+    '/me/events',
+    {
+      schema: {
+        tags: ['me'],
+        summary: 'Server-Sent Events: an `issuance` event when one of the caller’s requests is decided',
+        description: 'EventSource cannot send headers: pass the JWT as `access_token`.',
+        security,
+        querystring: Type.Object({ access_token: Type.Optional(Type.String()) }),
+        response: {
+          200: {
+            description: 'text/event-stream of `issuance` events',
+            content: { 'text/event-stream': { schema: Issuance } },
+          },
+          ...errors(401),
+        },
+      },
+    },
+    async (request, reply) => {
+      const stream = openEventStream(request, reply)
+      const unsubscribe = app.decisions.subscribe(request.userId, (issuance) =>
+        stream.send('issuance', issuance),
+      )
+      stream.send('ready', { userId: request.userId })
+      await stream.closed
+      unsubscribe()
+    },
+  )
+}

@@ -1,0 +1,93 @@
+import type { Coupon } from '../domain/coupon.ts'
+import { couponKeys } from '../redis/keys.ts'
+import { auditRows } from '../storage/user-coupons.ts'
+import type { IssuanceContext } from './context.ts'
+import { readState } from './coupon-state.ts'
+import { decodeRecord } from './records.ts'
+
+export interface CouponAudit {
+  quantity: number
+  issuedRows: number
+  duplicateRows: number
+  overIssued: number
+  acceptedNotYetIssued: number
+  deadLettered: number
+  inconsistencies: string[]
+}
+
+// Beyond this many users the per-user comparison is skipped (the counters are still checked).
+const MAX_USERS_COMPARED = 500_000
+const EXAMPLES = 5
+
+/**
+ * Reconciles a coupon's Redis state against Postgres: counts rows, duplicates and over-issue from Postgres,
+ * and compares every user's Redis record with the rows. Differences are listed in words; a clean coupon
+ * (after its backlog drained) has none.
+ */
+export async function auditCoupon(ctx: IssuanceContext, coupon: Coupon): Promise<CouponAudit> {
+  const keys = couponKeys(ctx.redisPrefix, coupon.id)
+  const [pg, state, deadLettered, userCount] = await Promise.all([
+    auditRows(ctx.db, coupon.id),
+    readState(ctx, coupon.id),
+    ctx.redis.xlen(keys.deadLetters),
+    ctx.redis.hlen(keys.users),
+  ])
+  const rows = pg?.rows ?? 0
+  const inconsistencies: string[] = []
+  if (pg && pg.issued_count !== rows)
+    inconsistencies.push(`coupons.issued_count is ${pg.issued_count} but there are ${rows} rows`)
+  if (rows > coupon.quantity)
+    inconsistencies.push(`${rows - coupon.quantity} rows beyond the quantity of ${coupon.quantity}`)
+  if (pg && pg.distinct_users !== rows) inconsistencies.push(`${rows - pg.distinct_users} duplicate rows`)
+  if (!state.loaded)
+    inconsistencies.push('Redis holds no state for this coupon (lost); it is rebuilt on the next request')
+  if (deadLettered > 0)
+    inconsistencies.push(
+      `${deadLettered} accepted requests are in the dead-letter stream ${keys.deadLetters}`,
+    )
+
+  let waiting = 0
+  if (userCount <= MAX_USERS_COMPARED && coupon.issueMode !== 'sync') {
+    const { rows: holders } = await ctx.db.query<{ user_id: string }>(
+      'SELECT user_id FROM user_coupons WHERE coupon_id = $1',
+      [coupon.id],
+    )
+    const withRow = new Set(holders.map((row) => row.user_id))
+    const issuedWithoutRow: string[] = []
+    const soldOutWithRow: string[] = []
+    const seen = new Set<string>()
+    let cursor = '0'
+    do {
+      const [next, flat] = await ctx.redis.hscan(keys.users, cursor, 'COUNT', 2_000)
+      cursor = next
+      for (let i = 0; i < flat.length; i += 2) {
+        const userId = flat[i]!
+        seen.add(userId)
+        const record = decodeRecord(flat[i + 1]!)
+        if (record.status === 'ACCEPTED' || record.status === 'PENDING') {
+          if (!withRow.has(userId)) waiting++
+        } else if (record.status === 'ISSUED' && !withRow.has(userId)) issuedWithoutRow.push(userId)
+        else if (record.status === 'SOLD_OUT' && withRow.has(userId)) soldOutWithRow.push(userId)
+      }
+    } while (cursor !== '0')
+    const rowsUnknownToRedis = state.loaded ? [...withRow].filter((user) => !seen.has(user)) : []
+    const report = (users: string[], what: string) => {
+      if (users.length > 0)
+        inconsistencies.push(`${users.length} users ${what} (e.g. ${users.slice(0, EXAMPLES).join(', ')})`)
+    }
+    report(issuedWithoutRow, 'are ISSUED in Redis but have no row')
+    report(soldOutWithRow, 'are SOLD_OUT in Redis but hold a row')
+    report(rowsUnknownToRedis, 'hold a row but are unknown to Redis')
+  } else if (coupon.issueMode !== 'sync') {
+    waiting = Math.max(state.seq - rows, 0)
+  }
+  return {
+    quantity: coupon.quantity,
+    issuedRows: rows,
+    duplicateRows: rows - (pg?.distinct_users ?? 0),
+    overIssued: Math.max(rows - coupon.quantity, 0),
+    acceptedNotYetIssued: waiting,
+    deadLettered,
+    inconsistencies,
+  }
+}

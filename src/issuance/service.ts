@@ -1,0 +1,101 @@
+import { assertIssuing, type Coupon, couponStatus, type Issuance, type IssueMode } from '../domain/coupon.ts'
+import { AppError } from '../domain/errors.ts'
+import { channels } from '../redis/keys.ts'
+import { insertCoupon, listCoupons, type NewCoupon } from '../storage/coupons.ts'
+import type { IssuanceContext } from './context.ts'
+import { CouponCache } from './coupon-cache.ts'
+import type { CouponStats, IssuanceAnswer, IssuanceMode } from './mode.ts'
+
+export interface PublicCoupon {
+  id: number
+  name: string
+  discount: Coupon['discount']
+  quantity: number
+  remaining: number
+  status: ReturnType<typeof couponStatus>
+  issueStartsAt: string
+  issueEndsAt: string
+  issueMode: IssueMode
+}
+
+/** The coupon use cases behind the HTTP API, dispatching issuance to the coupon's mode. */
+export class IssuanceService {
+  readonly cache: CouponCache
+  private readonly ctx: IssuanceContext
+  private readonly modes: Map<IssueMode, IssuanceMode>
+
+  constructor(ctx: IssuanceContext, modes: IssuanceMode[]) {
+    this.ctx = ctx
+    this.modes = new Map(modes.map((mode) => [mode.mode, mode]))
+    this.cache = new CouponCache(ctx.db)
+  }
+
+  availableModes(): IssueMode[] {
+    return [...this.modes.keys()]
+  }
+
+  modeOf(coupon: Coupon): IssuanceMode {
+    const mode = this.modes.get(coupon.issueMode)
+    if (mode === undefined) {
+      throw new AppError('MODE_UNAVAILABLE', `issue mode "${coupon.issueMode}" is not enabled on this server`)
+    }
+    return mode
+  }
+
+  async createCoupon(input: NewCoupon): Promise<Coupon> {
+    const mode = this.modes.get(input.issueMode)
+    if (mode === undefined) {
+      const hint = input.issueMode === 'kafka' ? ' (set KAFKA_BROKERS to enable it)' : ''
+      throw new AppError('MODE_UNAVAILABLE', `issue mode "${input.issueMode}" is not enabled${hint}`)
+    }
+    const coupon = await insertCoupon(this.ctx.db, input)
+    await mode.prepare(coupon)
+    this.cache.set(coupon)
+    await this.ctx.redis.publish(channels(this.ctx.redisPrefix).couponChanged, String(coupon.id))
+    return coupon
+  }
+
+  async list(limit: number, beforeId?: number): Promise<Coupon[]> {
+    return listCoupons(this.ctx.db, limit, beforeId)
+  }
+
+  async get(id: number): Promise<Coupon> {
+    const coupon = await this.cache.get(id)
+    if (coupon === undefined) throw new AppError('COUPON_NOT_FOUND', `no coupon ${id}`)
+    return coupon
+  }
+
+  async publicView(id: number, now = new Date()): Promise<PublicCoupon> {
+    const coupon = await this.get(id)
+    const remaining = await this.modeOf(coupon).remaining(coupon)
+    return {
+      id: coupon.id,
+      name: coupon.name,
+      discount: coupon.discount,
+      quantity: coupon.quantity,
+      remaining,
+      status: couponStatus(coupon, remaining, now),
+      issueStartsAt: coupon.issueStartsAt.toISOString(),
+      issueEndsAt: coupon.issueEndsAt.toISOString(),
+      issueMode: coupon.issueMode,
+    }
+  }
+
+  /** POST /coupons/{id}/issuance: the hot path. The coupon comes from memory; the mode does one Redis call. */
+  async request(id: number, userId: string): Promise<IssuanceAnswer> {
+    const coupon = await this.get(id)
+    assertIssuing(coupon, new Date())
+    return this.modeOf(coupon).request(coupon, userId)
+  }
+
+  async status(id: number, userId: string): Promise<Issuance> {
+    const coupon = await this.get(id)
+    const issuance = await this.modeOf(coupon).status(coupon, userId)
+    if (issuance === undefined) throw new AppError('NOT_REQUESTED', `user has not requested coupon ${id}`)
+    return issuance
+  }
+
+  async stats(coupon: Coupon): Promise<CouponStats> {
+    return this.modeOf(coupon).stats(coupon)
+  }
+}

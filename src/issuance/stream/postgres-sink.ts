@@ -1,0 +1,66 @@
+import type { Coupon, Issuance } from '../../domain/coupon.ts'
+import { couponKeys } from '../../redis/keys.ts'
+import { runScript } from '../../redis/scripts.ts'
+import { inTransaction } from '../../storage/postgres.ts'
+import { type IssueRequest, issueBatch } from '../../storage/user-coupons.ts'
+import { type IssuanceContext, publishDecisions } from '../context.ts'
+import { encodeRecord, type IssuanceRecord, toIssuance } from '../records.ts'
+
+/**
+ * Writes accepted requests of one coupon to Postgres in one transaction, then records the decisions in Redis
+ * and announces them. Idempotent, so a batch replayed after a crash (or taken over from a stalled worker)
+ * issues nothing twice. Shared by the stream writers and the Kafka consumers.
+ */
+export async function writeIssued(
+  ctx: IssuanceContext,
+  coupon: Coupon,
+  requests: IssueRequest[],
+): Promise<Issuance[]> {
+  const result = await inTransaction(ctx.db, (client) => issueBatch(client, coupon.id, requests))
+  const byUser = new Map(requests.map((request) => [request.userId, request]))
+  const decidedAtMs = Date.now()
+  const decisions: [string, IssuanceRecord][] = []
+  for (const row of result.issued) {
+    const request = byUser.get(row.userId)
+    if (request === undefined) continue
+    decisions.push([
+      row.userId,
+      {
+        status: 'ISSUED',
+        position: row.position ?? request.position,
+        requestedAtMs: request.requestedAt.getTime(),
+        userCouponId: row.id,
+        decidedAtMs: row.issuedAt.getTime(),
+      },
+    ])
+  }
+  // Only after Redis lost state can Postgres run out before Redis did: those requests end SOLD_OUT, honestly.
+  for (const userId of result.soldOut) {
+    const request = byUser.get(userId)!
+    decisions.push([
+      userId,
+      {
+        status: 'SOLD_OUT',
+        position: request.position,
+        requestedAtMs: request.requestedAt.getTime(),
+        decidedAtMs,
+      },
+    ])
+  }
+  return recordDecisions(ctx, coupon.id, decisions)
+}
+
+/** Moves the users' records forward (and off the queue), then publishes them for SSE. */
+export async function recordDecisions(
+  ctx: IssuanceContext,
+  couponId: number,
+  decisions: [string, IssuanceRecord][],
+): Promise<Issuance[]> {
+  if (decisions.length === 0) return []
+  const keys = couponKeys(ctx.redisPrefix, couponId)
+  const pairs = decisions.flatMap(([userId, record]) => [userId, encodeRecord(record)])
+  await runScript(ctx.redis, 'markDecided', [keys.users, keys.queue, keys.state], pairs)
+  const issuances = decisions.map(([userId, record]) => toIssuance(couponId, userId, record))
+  await publishDecisions(ctx, issuances)
+  return issuances
+}

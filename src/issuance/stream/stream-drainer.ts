@@ -1,0 +1,266 @@
+import { hostname } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Coupon, IssueMode } from '../../domain/coupon.ts'
+import { connectRedis, duplicateRedis } from '../../redis/client.ts'
+import { couponKeys } from '../../redis/keys.ts'
+import { listActiveCoupons } from '../../storage/coupons.ts'
+import type { IssuanceContext } from '../context.ts'
+import { ensureGroup, ensureLoaded, type StreamEntry, streamFields } from '../coupon-state.ts'
+import type { IssuanceWorker } from '../mode.ts'
+
+export interface DrainOptions {
+  /** Entries read per batch (the batch is whatever arrived, up to this many). */
+  batchSize: number
+  /** How long one read waits for the first entry. */
+  blockMs: number
+  /** An entry pending this long on a consumer is taken over (longer than the slowest batch). */
+  reclaimIdleMs: number
+  /** An entry delivered this many times without success goes to the dead-letter stream. */
+  maxDeliveries: number
+  /** How often the list of coupons to drain is refreshed from Postgres. */
+  refreshMs: number
+}
+
+export const DEFAULT_DRAIN_OPTIONS: DrainOptions = {
+  batchSize: 2_000,
+  blockMs: 20,
+  reclaimIdleMs: 30_000,
+  maxDeliveries: 5,
+  refreshMs: 1_000,
+}
+
+/** Hands a batch of one coupon's entries to its sink (Postgres, or Kafka). Resolves once they are durable. */
+export type BatchSink = (coupon: Coupon, entries: StreamEntry[]) => Promise<void>
+
+type XReadReply = [string, [string, string[]][]][] | null
+
+/**
+ * Drains the streams of every active coupon of one mode through a consumer group: reads in batches, hands
+ * each batch to the sink, and only after the sink made it durable acknowledges and deletes the entries
+ * (unacknowledged entries are never trimmed). Pending entries of a dead or stalled consumer are reclaimed
+ * with XAUTOCLAIM; an entry that keeps failing goes to the coupon's dead-letter stream with its error.
+ */
+export class StreamDrainer implements IssuanceWorker {
+  readonly name: string
+  readonly consumer = `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
+  private readonly loops = new Map<number, Promise<void>>()
+  private readonly lastErrors = new Map<string, string>()
+  private running = false
+  private refresher: Promise<void> | undefined
+
+  private readonly ctx: IssuanceContext
+  private readonly mode: Extract<IssueMode, 'stream' | 'kafka'>
+  private readonly group: string
+  private readonly sink: BatchSink
+  private readonly options: DrainOptions
+
+  constructor(
+    ctx: IssuanceContext,
+    mode: Extract<IssueMode, 'stream' | 'kafka'>,
+    group: string,
+    sink: BatchSink,
+    options: Partial<DrainOptions> = {},
+  ) {
+    this.ctx = ctx
+    this.mode = mode
+    this.group = group
+    this.sink = sink
+    this.options = { ...DEFAULT_DRAIN_OPTIONS, ...options }
+    this.name = `${mode}-drainer`
+  }
+
+  async start(): Promise<void> {
+    this.running = true
+    this.refresher = this.refreshLoop()
+  }
+
+  async stop(): Promise<void> {
+    this.running = false
+    await this.refresher
+    await Promise.allSettled(this.loops.values())
+  }
+
+  /** Starts a drain loop for each active coupon; also notices coupons whose Redis state was lost. */
+  private async refreshLoop(): Promise<void> {
+    while (this.running) {
+      try {
+        const coupons = await listActiveCoupons(this.ctx.db, [this.mode], 3_600_000)
+        for (const coupon of coupons) {
+          await ensureLoaded(this.ctx, coupon)
+          if (!this.loops.has(coupon.id)) {
+            const loop = this.drainLoop(coupon).finally(() => this.loops.delete(coupon.id))
+            this.loops.set(coupon.id, loop)
+          }
+        }
+      } catch (error) {
+        this.ctx.logger.warn({ err: error }, `${this.name}: refreshing active coupons failed`)
+      }
+      await sleep(this.options.refreshMs)
+    }
+  }
+
+  private async drainLoop(coupon: Coupon): Promise<void> {
+    const keys = couponKeys(this.ctx.redisPrefix, coupon.id)
+    const reader = duplicateRedis(this.ctx.redis, `${this.consumer}-c${coupon.id}`)
+    let lastReclaim = Date.now()
+    try {
+      await connectRedis(reader)
+      while (this.running) {
+        try {
+          if (Date.now() - lastReclaim >= Math.min(this.options.reclaimIdleMs, 1_000)) {
+            lastReclaim = Date.now()
+            await this.reclaim(coupon)
+          }
+          const reply = (await reader.xreadgroup(
+            'GROUP',
+            this.group,
+            this.consumer,
+            'COUNT',
+            this.options.batchSize,
+            'BLOCK',
+            this.options.blockMs,
+            'STREAMS',
+            keys.stream,
+            '>',
+          )) as XReadReply
+          const entries = toEntries(reply?.[0]?.[1] ?? [])
+          if (entries.length > 0) await this.process(coupon, entries)
+        } catch (error) {
+          if (error instanceof Error && error.message.startsWith('NOGROUP')) {
+            // The stream was lost with Redis: recreate the group (the state is rebuilt by refreshLoop).
+            await ensureGroup(this.ctx, keys.stream, this.group).catch(() => {})
+            continue
+          }
+          this.ctx.logger.warn({ err: error, couponId: coupon.id }, `${this.name}: drain failed, retrying`)
+          await sleep(200)
+        }
+      }
+    } finally {
+      reader.disconnect()
+    }
+  }
+
+  /** Sinks a batch; if the batch fails, entry by entry, so one poison entry cannot hold up the rest. */
+  private async process(coupon: Coupon, entries: StreamEntry[]): Promise<void> {
+    try {
+      await this.sink(coupon, entries)
+      await this.acknowledge(
+        coupon.id,
+        entries.map((entry) => entry.id),
+      )
+      return
+    } catch (error) {
+      if (entries.length === 1) {
+        this.lastErrors.set(entries[0]!.id, errorText(error))
+        throw error
+      }
+      this.ctx.logger.warn(
+        { err: error, couponId: coupon.id },
+        `${this.name}: batch failed, retrying entries one by one`,
+      )
+    }
+    for (const entry of entries) {
+      try {
+        await this.sink(coupon, [entry])
+        await this.acknowledge(coupon.id, [entry.id])
+      } catch (error) {
+        // Left pending: reclaimed later, dead-lettered after maxDeliveries.
+        this.lastErrors.set(entry.id, errorText(error))
+      }
+    }
+  }
+
+  private async acknowledge(couponId: number, ids: string[]): Promise<void> {
+    const { stream } = couponKeys(this.ctx.redisPrefix, couponId)
+    await this.ctx.redis
+      .multi()
+      .xack(stream, this.group, ...ids)
+      .xdel(stream, ...ids)
+      .exec()
+    for (const id of ids) this.lastErrors.delete(id)
+  }
+
+  /** Takes over entries idle past reclaimIdleMs (a dead or stalled consumer, or an entry that failed). */
+  private async reclaim(coupon: Coupon): Promise<void> {
+    const { stream } = couponKeys(this.ctx.redisPrefix, coupon.id)
+    let cursor = '0-0'
+    do {
+      const [next, claimed] = (await this.ctx.redis.xautoclaim(
+        stream,
+        this.group,
+        this.consumer,
+        this.options.reclaimIdleMs,
+        cursor,
+        'COUNT',
+        this.options.batchSize,
+      )) as [string, [string, string[]][], string[]?]
+      cursor = next
+      const entries = toEntries(claimed)
+      if (entries.length === 0) continue
+      const poison = await this.overDelivered(stream, entries)
+      if (poison.length > 0) await this.deadLetter(coupon.id, poison)
+      const healthy = entries.filter((entry) => !poison.includes(entry))
+      if (healthy.length > 0) {
+        this.ctx.logger.info(
+          { couponId: coupon.id, count: healthy.length },
+          `${this.name}: reclaimed pending entries`,
+        )
+        await this.process(coupon, healthy)
+      }
+    } while (cursor !== '0-0' && this.running)
+  }
+
+  private async overDelivered(stream: string, entries: StreamEntry[]): Promise<StreamEntry[]> {
+    const pending = (await this.ctx.redis.xpending(
+      stream,
+      this.group,
+      entries[0]!.id,
+      entries.at(-1)!.id,
+      entries.length,
+      this.consumer,
+    )) as [string, string, number, number][]
+    const deliveries = new Map(pending.map(([id, , , count]) => [id, count]))
+    return entries.filter((entry) => (deliveries.get(entry.id) ?? 0) > this.options.maxDeliveries)
+  }
+
+  private async deadLetter(couponId: number, entries: StreamEntry[]): Promise<void> {
+    const keys = couponKeys(this.ctx.redisPrefix, couponId)
+    const tx = this.ctx.redis.multi()
+    for (const entry of entries) {
+      tx.xadd(
+        keys.deadLetters,
+        '*',
+        'id',
+        entry.id,
+        'u',
+        entry.userId,
+        'p',
+        String(entry.position),
+        't',
+        String(entry.requestedAtMs),
+        'error',
+        this.lastErrors.get(entry.id) ?? `failed ${this.options.maxDeliveries} deliveries`,
+        'group',
+        this.group,
+      )
+    }
+    const ids = entries.map((entry) => entry.id)
+    await tx
+      .xack(keys.stream, this.group, ...ids)
+      .xdel(keys.stream, ...ids)
+      .exec()
+    for (const id of ids) this.lastErrors.delete(id)
+    this.ctx.logger.error({ couponId, ids }, `${this.name}: entries moved to the dead-letter stream`)
+  }
+}
+
+function toEntries(raw: [string, string[]][]): StreamEntry[] {
+  // XAUTOCLAIM reports entries deleted meanwhile as [id, null]: skip them.
+  return raw
+    .filter(([, fields]) => Array.isArray(fields))
+    .map(([id, fields]) => ({ id, ...streamFields(fields) }))
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}

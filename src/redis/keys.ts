@@ -1,0 +1,53 @@
+/**
+ * Every Redis key starts with the configured prefix. A coupon's keys carry `{c:<id>}` as a hash tag, so
+ * they live on one Redis Cluster slot and one Lua script may touch all of them atomically.
+ */
+export interface CouponKeys {
+  /** Hash: stock, seq (last position), counters; its absence means Redis lost the coupon. */
+  state: string
+  /** Hash: userId -> encoded issuance record (see issuance/records.ts). */
+  users: string
+  /** Stream of accepted requests (stream and kafka modes): the outbox toward Postgres or Kafka. */
+  stream: string
+  /** Stream of entries that failed too often. */
+  deadLetters: string
+  /** Sorted set of waiting users scored by arrival sequence (queue mode). */
+  queue: string
+  /** Fair lock of the sync mode: holder, FIFO of waiters, waiter deadlines. */
+  lock: string
+  lockWaiters: string
+  lockDeadlines: string
+  lockArrivals: string
+  /** Short leases so only one process drains or rebuilds a coupon at a time. */
+  drainLease: string
+  rebuildLease: string
+}
+
+export function couponKeys(prefix: string, couponId: number): CouponKeys {
+  const tag = `${prefix}{c:${couponId}}:`
+  return {
+    state: `${tag}state`,
+    users: `${tag}users`,
+    stream: `${tag}stream`,
+    deadLetters: `${tag}dead`,
+    queue: `${tag}queue`,
+    lock: `${tag}lock`,
+    lockWaiters: `${tag}lock:waiters`,
+    lockDeadlines: `${tag}lock:deadlines`,
+    lockArrivals: `${tag}lock:arrivals`,
+    drainLease: `${tag}drain-lease`,
+    rebuildLease: `${tag}rebuild-lease`,
+  }
+}
+
+/** Process-wide channels (pub/sub is cluster-wide, so these need no hash tag). */
+export function channels(prefix: string) {
+  return {
+    /** A coupon was created or changed: drop it from every process's cache. */
+    couponChanged: `${prefix}coupon-changed`,
+    /** A user's request was decided: JSON Issuance, for SSE. */
+    decisions: `${prefix}decisions`,
+    /** The sync fair lock was released: waiters retry at once. */
+    lockReleased: `${prefix}lock-released`,
+  }
+}

@@ -1,0 +1,35 @@
+--[[
+  Admits one user to a coupon in the `stream` and `kafka` modes, in one round trip and atomically:
+  a new user reserves one unit of stock, gets the next position and is appended to the coupon's
+  stream (the outbox the writers or the Kafka relay drain). Every check comes before the first write.
+
+  KEYS[1] state hash: stock, seq (last position given), soldOut (requests refused as sold out)
+  KEYS[2] users hash: userId -> record "A|position|requestedAtMs||"
+  KEYS[3] stream of accepted requests
+
+  ARGV[1] userId
+
+  Returns
+    { position, requestedAtMs }  accepted
+    { -1 }                       the coupon has no state in Redis (lost): rebuild it, then retry
+    { -2, record }               the user already requested; their current record
+    { -3 }                       sold out
+]]
+local stock = redis.call('HGET', KEYS[1], 'stock')
+if not stock then return { -1 } end
+
+local existing = redis.call('HGET', KEYS[2], ARGV[1])
+if existing then return { -2, existing } end
+
+if tonumber(stock) <= 0 then
+  redis.call('HINCRBY', KEYS[1], 'soldOut', 1)
+  return { -3 }
+end
+
+local now = redis.call('TIME')
+local requestedAtMs = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('HINCRBY', KEYS[1], 'stock', -1)
+local position = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('HSET', KEYS[2], ARGV[1], 'A|' .. position .. '|' .. requestedAtMs .. '||')
+redis.call('XADD', KEYS[3], '*', 'u', ARGV[1], 'p', position, 't', requestedAtMs)
+return { position, requestedAtMs }

@@ -1,0 +1,26 @@
+--[[
+  Records decisions (ISSUED or SOLD_OUT) after Postgres committed them, and takes the users off the
+  waiting queue. A record only moves forward: a pending/accepted record is replaced, a decided one kept,
+  so a replayed batch or a late writer can never turn ISSUED back into ACCEPTED.
+
+  KEYS[1] users hash: userId -> record
+  KEYS[2] queue sorted set (queue mode; absent in the other modes)
+  KEYS[3] state hash: issued (count of ISSUED records written here)
+
+  ARGV    pairs: userId, record ("I|..." or "X|...")
+
+  Returns { changed } the number of records that moved forward.
+]]
+local changed = 0
+for i = 1, #ARGV, 2 do
+  local user, record = ARGV[i], ARGV[i + 1]
+  local current = redis.call('HGET', KEYS[1], user)
+  local letter = current and string.sub(current, 1, 1)
+  if not current or letter == 'P' or letter == 'A' then
+    redis.call('HSET', KEYS[1], user, record)
+    changed = changed + 1
+    if string.sub(record, 1, 1) == 'I' then redis.call('HINCRBY', KEYS[3], 'issued', 1) end
+  end
+  redis.call('ZREM', KEYS[2], user)
+end
+return { changed }

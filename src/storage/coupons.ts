@@ -1,0 +1,93 @@
+import type { Coupon, Discount, IssueMode } from '../domain/coupon.ts'
+import type { Db, DbClient } from './postgres.ts'
+
+type Queryable = Db | DbClient
+
+interface CouponRow {
+  id: number
+  name: string
+  discount: Discount
+  quantity: number
+  issued_count: number
+  issue_starts_at: Date
+  issue_ends_at: Date
+  valid_days: number | null
+  valid_until: Date | null
+  issue_mode: IssueMode
+  created_at: Date
+}
+
+const COLUMNS = `id, name, discount, quantity, issued_count, issue_starts_at, issue_ends_at,
+  valid_days, valid_until, issue_mode, created_at`
+
+function toCoupon(row: CouponRow): Coupon {
+  return {
+    id: row.id,
+    name: row.name,
+    discount: row.discount,
+    quantity: row.quantity,
+    issuedCount: row.issued_count,
+    issueStartsAt: row.issue_starts_at,
+    issueEndsAt: row.issue_ends_at,
+    validDays: row.valid_days,
+    validUntil: row.valid_until,
+    issueMode: row.issue_mode,
+    createdAt: row.created_at,
+  }
+}
+
+export type NewCoupon = Omit<Coupon, 'id' | 'issuedCount' | 'createdAt'>
+
+export async function insertCoupon(db: Queryable, coupon: NewCoupon): Promise<Coupon> {
+  const { rows } = await db.query<CouponRow>(
+    `INSERT INTO coupons (name, discount, quantity, issue_starts_at, issue_ends_at, valid_days, valid_until, issue_mode)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ${COLUMNS}`,
+    [
+      coupon.name,
+      JSON.stringify(coupon.discount),
+      coupon.quantity,
+      coupon.issueStartsAt,
+      coupon.issueEndsAt,
+      coupon.validDays,
+      coupon.validUntil,
+      coupon.issueMode,
+    ],
+  )
+  return toCoupon(rows[0]!)
+}
+
+export async function findCoupon(db: Queryable, id: number): Promise<Coupon | undefined> {
+  const { rows } = await db.query<CouponRow>(`SELECT ${COLUMNS} FROM coupons WHERE id = $1`, [id])
+  return rows[0] && toCoupon(rows[0])
+}
+
+export async function listCoupons(db: Queryable, limit = 100, beforeId?: number): Promise<Coupon[]> {
+  const { rows } = await db.query<CouponRow>(
+    `SELECT ${COLUMNS} FROM coupons WHERE ($1::bigint IS NULL OR id < $1) ORDER BY id DESC LIMIT $2`,
+    [beforeId ?? null, limit],
+  )
+  return rows.map(toCoupon)
+}
+
+/** Coupons of the given modes whose issue window is open, or closed less than `graceMs` ago (backlog still draining). */
+export async function listActiveCoupons(
+  db: Queryable,
+  modes: IssueMode[],
+  graceMs: number,
+): Promise<Coupon[]> {
+  const { rows } = await db.query<CouponRow>(
+    `SELECT ${COLUMNS} FROM coupons
+     WHERE issue_mode = ANY($1) AND issue_starts_at <= now() AND issue_ends_at > now() - make_interval(secs => $2)
+     ORDER BY id`,
+    [modes, graceMs / 1000],
+  )
+  return rows.map(toCoupon)
+}
+
+export async function issuedCount(db: Queryable, couponId: number): Promise<number> {
+  const { rows } = await db.query<{ issued_count: number }>(
+    'SELECT issued_count FROM coupons WHERE id = $1',
+    [couponId],
+  )
+  return rows[0]?.issued_count ?? 0
+}

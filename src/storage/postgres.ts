@@ -1,0 +1,90 @@
+import { userInfo } from 'node:os'
+import pg from 'pg'
+
+export type Db = pg.Pool
+export type DbClient = pg.PoolClient
+
+export interface PostgresOptions {
+  databaseUrl: string
+  /** Schema for every table; tests use one schema each. */
+  schema: string
+  max?: number
+  applicationName?: string
+}
+
+// bigint columns (ids, counts) fit in a JS number here: parse them as numbers, not strings.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value))
+
+/** Like libpq, a URL without a user name connects as the operating-system user. */
+function withDefaultUser(databaseUrl: string): string {
+  const url = new URL(databaseUrl)
+  if (url.username === '') url.username = userInfo().username
+  return url.toString()
+}
+
+/** A pool whose connections all use `schema`; connection failures surface fast so callers can answer 503. */
+export function createPool(options: PostgresOptions): Db {
+  const pool = new pg.Pool({
+    connectionString: withDefaultUser(options.databaseUrl),
+    max: options.max ?? 10,
+    connectionTimeoutMillis: 3_000,
+    idleTimeoutMillis: 30_000,
+    statement_timeout: 15_000,
+    application_name: options.applicationName ?? 'coupon-rush',
+    options: `-c search_path=${quoteIdent(options.schema)}`,
+  })
+  // An idle client losing its connection (Postgres restart) must not crash the process.
+  pool.on('error', () => {})
+  return pool
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`
+}
+
+/** Creates the database named in the URL when it is missing (safe when two processes race). */
+export async function ensureDatabase(databaseUrl: string): Promise<void> {
+  const url = new URL(withDefaultUser(databaseUrl))
+  const database = decodeURIComponent(url.pathname.slice(1))
+  if (database === '') return
+  const probe = new pg.Client({
+    connectionString: withDefaultUser(databaseUrl),
+    connectionTimeoutMillis: 3_000,
+  })
+  try {
+    await probe.connect()
+    return
+  } catch (error) {
+    if ((error as { code?: string }).code !== '3D000') throw error
+  } finally {
+    await probe.end().catch(() => {})
+  }
+  url.pathname = '/postgres'
+  const admin = new pg.Client({ connectionString: url.toString(), connectionTimeoutMillis: 3_000 })
+  await admin.connect()
+  try {
+    await admin.query(`CREATE DATABASE ${quoteIdent(database)}`)
+  } catch (error) {
+    // 42P04 duplicate_database, 23505: another process created it first.
+    const code = (error as { code?: string }).code
+    if (code !== '42P04' && code !== '23505') throw error
+  } finally {
+    await admin.end()
+  }
+}
+
+/** Runs `work` in one transaction on one pooled client, rolling back on any error. */
+export async function inTransaction<T>(db: Db, work: (client: DbClient) => Promise<T>): Promise<T> {
+  const client = await db.connect()
+  try {
+    await client.query('BEGIN')
+    const result = await work(client)
+    await client.query('COMMIT')
+    return result
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {})
+    throw error
+  } finally {
+    client.release()
+  }
+}

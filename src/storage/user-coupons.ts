@@ -1,0 +1,210 @@
+import type { Discount } from '../domain/coupon.ts'
+import type { Db, DbClient } from './postgres.ts'
+
+type Queryable = Db | DbClient
+
+/** One accepted request on its way to becoming a row. */
+export interface IssueRequest {
+  userId: string
+  position: number
+  requestedAt: Date
+}
+
+export interface IssuedRow {
+  id: number
+  userId: string
+  position: number | null
+  issuedAt: Date
+}
+
+export interface BatchResult {
+  /** Rows for the batch's users, newly inserted or already there (a retried batch). */
+  issued: IssuedRow[]
+  /** Users of the batch who got no row because Postgres's stock was exhausted. */
+  soldOut: string[]
+}
+
+/**
+ * Issues a batch of requests in the caller's transaction: locks the coupon row, inserts in position order
+ * only as many new users as stock remains (`unnest` arrays: one statement for the whole batch), bumps
+ * `issued_count` by exactly the rows inserted, and reports users that already held a row as issued.
+ * Idempotent: replaying the same batch after a crash inserts nothing twice and consumes no stock.
+ */
+export async function issueBatch(
+  client: DbClient,
+  couponId: number,
+  requests: IssueRequest[],
+): Promise<BatchResult> {
+  if (requests.length === 0) return { issued: [], soldOut: [] }
+  // The row lock serialises writers of one coupon, so the NOT EXISTS and the remaining stock below are exact.
+  const locked = await client.query<{ remaining: number }>(
+    'SELECT quantity - issued_count AS remaining FROM coupons WHERE id = $1 FOR UPDATE',
+    [couponId],
+  )
+  const remaining = locked.rows[0]?.remaining
+  if (remaining === undefined) throw new Error(`coupon ${couponId} does not exist`)
+  const { rows } = await client.query<{
+    id: number
+    user_id: string
+    position: number | null
+    issued_at: Date
+  }>(
+    `WITH batch AS (
+       SELECT DISTINCT ON (user_id) user_id, position, requested_at
+       FROM unnest($2::text[], $3::bigint[], $4::timestamptz[]) AS r(user_id, position, requested_at)
+       ORDER BY user_id, position
+     ),
+     fresh AS (
+       SELECT b.* FROM batch b
+       WHERE NOT EXISTS (SELECT 1 FROM user_coupons uc WHERE uc.coupon_id = $1 AND uc.user_id = b.user_id)
+       ORDER BY b.position
+       LIMIT $5
+     ),
+     inserted AS (
+       INSERT INTO user_coupons (coupon_id, user_id, position, requested_at, issued_at, expires_at)
+       SELECT $1, f.user_id, f.position, f.requested_at, now(),
+              LEAST(now() + make_interval(days => c.valid_days), c.valid_until)
+       FROM fresh f CROSS JOIN coupons c WHERE c.id = $1
+       ORDER BY f.position
+       ON CONFLICT (coupon_id, user_id) DO NOTHING
+       RETURNING id, user_id, position, issued_at
+     ),
+     counted AS (
+       UPDATE coupons SET issued_count = issued_count + (SELECT count(*) FROM inserted)
+       WHERE id = $1 AND (SELECT count(*) FROM inserted) > 0
+     )
+     SELECT id, user_id, position, issued_at FROM inserted
+     UNION ALL
+     SELECT uc.id, uc.user_id, uc.position, uc.issued_at FROM user_coupons uc
+     WHERE uc.coupon_id = $1 AND uc.user_id = ANY($2::text[])`,
+    [
+      couponId,
+      requests.map((r) => r.userId),
+      requests.map((r) => r.position),
+      requests.map((r) => r.requestedAt),
+      remaining,
+    ],
+  )
+  const issued = rows.map((row) => ({
+    id: row.id,
+    userId: row.user_id,
+    position: row.position,
+    issuedAt: row.issued_at,
+  }))
+  const holders = new Set(issued.map((row) => row.userId))
+  return { issued, soldOut: [...new Set(requests.map((r) => r.userId))].filter((user) => !holders.has(user)) }
+}
+
+export interface UserCouponView {
+  id: number
+  couponId: number
+  name: string
+  discount: Discount
+  position: number | null
+  requestedAt: Date
+  issuedAt: Date
+  expiresAt: Date
+  redeemedAt: Date | null
+}
+
+const VIEW = `uc.id, uc.coupon_id, c.name, c.discount, uc.position, uc.requested_at, uc.issued_at, uc.expires_at, uc.redeemed_at`
+
+interface ViewRow {
+  id: number
+  coupon_id: number
+  name: string
+  discount: Discount
+  position: number | null
+  requested_at: Date
+  issued_at: Date
+  expires_at: Date
+  redeemed_at: Date | null
+}
+
+function toView(row: ViewRow): UserCouponView {
+  return {
+    id: row.id,
+    couponId: row.coupon_id,
+    name: row.name,
+    discount: row.discount,
+    position: row.position,
+    requestedAt: row.requested_at,
+    issuedAt: row.issued_at,
+    expiresAt: row.expires_at,
+    redeemedAt: row.redeemed_at,
+  }
+}
+
+export async function listUserCoupons(db: Queryable, userId: string): Promise<UserCouponView[]> {
+  const { rows } = await db.query<ViewRow>(
+    `SELECT ${VIEW} FROM user_coupons uc JOIN coupons c ON c.id = uc.coupon_id
+     WHERE uc.user_id = $1 ORDER BY uc.issued_at DESC, uc.id DESC`,
+    [userId],
+  )
+  return rows.map(toView)
+}
+
+export async function findUserCouponOf(db: Queryable, couponId: number, userId: string) {
+  const { rows } = await db.query<ViewRow>(
+    `SELECT ${VIEW} FROM user_coupons uc JOIN coupons c ON c.id = uc.coupon_id
+     WHERE uc.coupon_id = $1 AND uc.user_id = $2`,
+    [couponId, userId],
+  )
+  return rows[0] && toView(rows[0])
+}
+
+/** Locks and returns the user's coupon for redemption; another user's id reads as not found. */
+export async function lockUserCoupon(client: DbClient, id: number, userId: string) {
+  const { rows } = await client.query<ViewRow>(
+    `SELECT ${VIEW} FROM user_coupons uc JOIN coupons c ON c.id = uc.coupon_id
+     WHERE uc.id = $1 AND uc.user_id = $2 FOR UPDATE OF uc`,
+    [id, userId],
+  )
+  return rows[0] && toView(rows[0])
+}
+
+export async function markRedeemed(
+  client: DbClient,
+  id: number,
+  orderAmount: number,
+  discountAmount: number,
+) {
+  const { rows } = await client.query<{ redeemed_at: Date }>(
+    `UPDATE user_coupons SET redeemed_at = now(), order_amount = $2, discount_amount = $3
+     WHERE id = $1 AND redeemed_at IS NULL RETURNING redeemed_at`,
+    [id, orderAmount, discountAmount],
+  )
+  return rows[0]?.redeemed_at
+}
+
+/** Everything the audit needs from Postgres about one coupon's rows. */
+export async function auditRows(db: Queryable, couponId: number) {
+  const { rows } = await db.query<{
+    rows: number
+    distinct_users: number
+    issued_count: number
+    quantity: number
+  }>(
+    `SELECT (SELECT count(*) FROM user_coupons WHERE coupon_id = $1)::int AS rows,
+            (SELECT count(DISTINCT user_id) FROM user_coupons WHERE coupon_id = $1)::int AS distinct_users,
+            c.issued_count, c.quantity
+     FROM coupons c WHERE c.id = $1`,
+    [couponId],
+  )
+  return rows[0]
+}
+
+/** Users holding a row, with their positions: what recovery rebuilds Redis from. */
+export async function issuedUsers(db: Queryable, couponId: number) {
+  const { rows } = await db.query<{
+    id: number
+    user_id: string
+    position: number | null
+    requested_at: Date
+    issued_at: Date
+  }>(
+    'SELECT id, user_id, position, requested_at, issued_at FROM user_coupons WHERE coupon_id = $1 ORDER BY position',
+    [couponId],
+  )
+  return rows
+}

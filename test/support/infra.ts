@@ -1,0 +1,117 @@
+/**
+ * Test infrastructure: every test gets its own Postgres schema and Redis key prefix on the real servers,
+ * and drops both when it ends.
+ */
+import { randomBytes } from 'node:crypto'
+import pino from 'pino'
+import type { Coupon, Discount, IssueMode } from '../../src/domain/coupon.ts'
+import type { IssuanceContext } from '../../src/issuance/context.ts'
+import { connectRedis, createRedis, type RedisClient } from '../../src/redis/client.ts'
+import { insertCoupon } from '../../src/storage/coupons.ts'
+import { migrate } from '../../src/storage/migrate.ts'
+import { createPool, type Db, ensureDatabase, quoteIdent } from '../../src/storage/postgres.ts'
+
+export const TEST_DATABASE_URL =
+  process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/coupon_rush_test'
+export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
+
+export interface TestEnv extends IssuanceContext {
+  schema: string
+  /** Environment for a child process (server or worker) sharing this test's schema and prefix. */
+  childEnv: Record<string, string>
+  close(): Promise<void>
+}
+
+/** A fresh schema (migrated) and Redis prefix; `close` removes every key and the schema. */
+export async function createTestEnv(label = 't'): Promise<TestEnv> {
+  const id = `${label
+    .replace(/[^a-z0-9]/gi, '')
+    .slice(0, 12)
+    .toLowerCase()}_${randomBytes(4).toString('hex')}`
+  const schema = `test_${id}`
+  const redisPrefix = `test:${id}:`
+  await ensureDatabase(TEST_DATABASE_URL)
+  const db = createPool({ databaseUrl: TEST_DATABASE_URL, schema, max: 20 })
+  await migrate(db, schema)
+  const redis = createRedis({ url: TEST_REDIS_URL, clusterNodes: [] })
+  await connectRedis(redis)
+  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
+  return {
+    db,
+    redis,
+    redisPrefix,
+    logger,
+    schema,
+    childEnv: {
+      DATABASE_URL: TEST_DATABASE_URL,
+      DATABASE_SCHEMA: schema,
+      REDIS_URL: TEST_REDIS_URL,
+      REDIS_PREFIX: redisPrefix,
+      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+    },
+    async close() {
+      await deleteKeys(redis, `${redisPrefix}*`)
+      redis.disconnect()
+      await db.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`)
+      await db.end()
+    },
+  }
+}
+
+export async function deleteKeys(redis: RedisClient, pattern: string): Promise<number> {
+  let deleted = 0
+  let cursor = '0'
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
+    cursor = next
+    if (keys.length > 0) deleted += await redis.del(...keys)
+  } while (cursor !== '0')
+  return deleted
+}
+
+export interface CouponSpec {
+  quantity?: number
+  issueMode?: IssueMode
+  discount?: Discount
+  startsInMs?: number
+  endsInMs?: number
+  name?: string
+}
+
+/** Inserts a coupon issuing now (by default) straight into Postgres. */
+export async function insertTestCoupon(db: Db, spec: CouponSpec = {}): Promise<Coupon> {
+  const now = Date.now()
+  return insertCoupon(db, {
+    name: spec.name ?? 'Flash sale',
+    discount: spec.discount ?? { type: 'FIXED', amount: 5000 },
+    quantity: spec.quantity ?? 10,
+    issueStartsAt: new Date(now + (spec.startsInMs ?? -60_000)),
+    issueEndsAt: new Date(now + (spec.endsInMs ?? 3_600_000)),
+    validDays: 30,
+    validUntil: null,
+    issueMode: spec.issueMode ?? 'stream',
+  })
+}
+
+/** Polls `check` until it returns true, failing with `message` after `timeoutMs` (a liveness bound, not a speed goal). */
+export async function eventually(
+  check: () => Promise<boolean>,
+  message: string,
+  timeoutMs = 20_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (await check()) return
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  throw new Error(`timed out: ${message}`)
+}
+
+/** The issued rows of a coupon, in position order. */
+export async function issuedRows(db: Db, couponId: number) {
+  const { rows } = await db.query<{ user_id: string; position: number | null }>(
+    'SELECT user_id, position FROM user_coupons WHERE coupon_id = $1 ORDER BY position, id',
+    [couponId],
+  )
+  return rows
+}
