@@ -22,6 +22,8 @@ export interface Config {
   logLevel: LogLevel
   /** Requests per user per window on the issuance endpoint. */
   rateLimitPerUser: { max: number; windowMs: number }
+  /** Stream writers and the Kafka relay: batch size, take-over idle time, tries before dead-lettering. */
+  streamDrain: { batchSize: number; reclaimIdleMs: number; maxDeliveries: number }
   /** Lease of the `sync` mode's fair lock: a dead holder blocks a coupon for at most this long. */
   syncLockLeaseMs: number
 }
@@ -138,6 +140,11 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimitPerUser: {
       max: integer(env, 'RATE_LIMIT_PER_USER', 20, 1, 1_000_000),
       windowMs: integer(env, 'RATE_LIMIT_WINDOW_MS', 10_000, 100, 3_600_000),
+    },
+    streamDrain: {
+      batchSize: integer(env, 'STREAM_BATCH_SIZE', 2_000, 1, 100_000),
+      reclaimIdleMs: integer(env, 'STREAM_RECLAIM_IDLE_MS', 30_000, 100, 3_600_000),
+      maxDeliveries: integer(env, 'STREAM_MAX_DELIVERIES', 5, 1, 1_000),
     },
     syncLockLeaseMs: integer(env, 'SYNC_LOCK_LEASE_MS', 5_000, 100, 600_000),
   }

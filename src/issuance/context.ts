@@ -20,7 +20,3 @@ export async function publishDecisions(ctx: IssuanceContext, decisions: Issuance
   if (decisions.length === 0) return
   await ctx.redis.publish(channels(ctx.redisPrefix).decisions, JSON.stringify(decisions))
 }
-
-export function redisNowMs(): number {
-  return Date.now()
-}

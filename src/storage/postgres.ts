@@ -30,6 +30,8 @@ export function createPool(options: PostgresOptions): Db {
     connectionTimeoutMillis: 3_000,
     idleTimeoutMillis: 30_000,
     statement_timeout: 15_000,
+    // A client stalled mid-transaction (SIGSTOP, GC pause) must not hold a coupon's row lock forever.
+    idle_in_transaction_session_timeout: 10_000,
     application_name: options.applicationName ?? 'coupon-rush',
     options: `-c search_path=${quoteIdent(options.schema)}`,
   })

@@ -3,7 +3,7 @@ import { couponKeys } from '../../redis/keys.ts'
 import { CouponNotLoadedError, runScript, scriptResult } from '../../redis/scripts.ts'
 import { issuedCount } from '../../storage/coupons.ts'
 import type { IssuanceContext } from '../context.ts'
-import { readRecord, readState, rebuildCouponState } from '../coupon-state.ts'
+import { isLoaded, readRecord, readState, rebuildCouponState } from '../coupon-state.ts'
 import type { CouponStats, IssuanceAnswer } from '../mode.ts'
 import { decodeRecord, toIssuance } from '../records.ts'
 
@@ -44,7 +44,12 @@ export async function admitToStream(
 }
 
 export async function streamStatus(ctx: IssuanceContext, coupon: Coupon, userId: string) {
-  const record = await readRecord(ctx, coupon.id, userId)
+  let record = await readRecord(ctx, coupon.id, userId)
+  // No record may mean Redis lost the coupon: rebuild first, so an issued user never reads NOT_REQUESTED.
+  if (record === undefined && !(await isLoaded(ctx, coupon.id))) {
+    await rebuildCouponState(ctx, coupon)
+    record = await readRecord(ctx, coupon.id, userId)
+  }
   return record && toIssuance(coupon.id, userId, record)
 }
 

@@ -1,0 +1,44 @@
+--[[
+  Admits one user to a coupon's waiting queue in the `queue` mode, in one round trip and atomically.
+  Unlike `stream` no stock is reserved here: the scheduler issues from the queue head while Postgres
+  has stock, and lowers the state's stock as it goes, so only once it reaches 0 are requests refused.
+  The score is the Redis-side sequence (never an app clock), so queue order is admission order.
+
+  KEYS[1] state hash: stock (Postgres remaining, kept by the scheduler), seq (last position), soldOut
+  KEYS[2] users hash: userId -> record "P|position|requestedAtMs||"
+  KEYS[3] queue sorted set: userId scored by position
+
+  ARGV[1] userId
+
+  Returns
+    { position, requestedAtMs }  queued
+    { -1 }                       the coupon has no state in Redis (lost): rebuild it, then retry
+    { -2, record }               the user already requested (queued, issued or sold out); their record
+    { -3 }                       sold out
+]]
+local stock = redis.call('HGET', KEYS[1], 'stock')
+if not stock then return { -1 } end
+
+local existing = redis.call('HGET', KEYS[2], ARGV[1])
+if existing then return { -2, existing } end
+
+local now = redis.call('TIME')
+local requestedAtMs = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+
+-- Still queued although its record was lost: restore the record rather than queue them twice.
+local queued = redis.call('ZSCORE', KEYS[3], ARGV[1])
+if queued then
+  local record = 'P|' .. queued .. '|' .. requestedAtMs .. '||'
+  redis.call('HSET', KEYS[2], ARGV[1], record)
+  return { -2, record }
+end
+
+if tonumber(stock) <= 0 then
+  redis.call('HINCRBY', KEYS[1], 'soldOut', 1)
+  return { -3 }
+end
+
+local position = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('ZADD', KEYS[3], 'NX', position, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], 'P|' .. position .. '|' .. requestedAtMs .. '||')
+return { position, requestedAtMs }
