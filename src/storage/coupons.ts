@@ -69,17 +69,23 @@ export async function listCoupons(db: Queryable, limit = 100, beforeId?: number)
   return rows.map(toCoupon)
 }
 
-/** Coupons of the given modes whose issue window is open, or closed less than `graceMs` ago (backlog still draining). */
+/**
+ * Coupons of the given modes whose issue window is open, opens within `lookaheadMs` (so workers are ready at
+ * the first request), or closed less than `graceMs` ago (backlog still draining).
+ */
 export async function listActiveCoupons(
   db: Queryable,
   modes: IssueMode[],
   graceMs: number,
+  lookaheadMs = 0,
 ): Promise<Coupon[]> {
   const { rows } = await db.query<CouponRow>(
     `SELECT ${COLUMNS} FROM coupons
-     WHERE issue_mode = ANY($1) AND issue_starts_at <= now() AND issue_ends_at > now() - make_interval(secs => $2)
+     WHERE issue_mode = ANY($1)
+       AND issue_starts_at <= now() + make_interval(secs => $3)
+       AND issue_ends_at > now() - make_interval(secs => $2)
      ORDER BY id`,
-    [modes, graceMs / 1000],
+    [modes, graceMs / 1000, lookaheadMs / 1000],
   )
   return rows.map(toCoupon)
 }

@@ -2,7 +2,7 @@ import { hostname } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Coupon, IssueMode } from '../../domain/coupon.ts'
 import { connectRedis, duplicateRedis } from '../../redis/client.ts'
-import { couponKeys } from '../../redis/keys.ts'
+import { channels, couponKeys } from '../../redis/keys.ts'
 import { listActiveCoupons } from '../../storage/coupons.ts'
 import type { IssuanceContext } from '../context.ts'
 import { ensureGroup, ensureLoaded, type StreamEntry, streamFields } from '../coupon-state.ts'
@@ -28,6 +28,11 @@ export const DEFAULT_DRAIN_OPTIONS: DrainOptions = {
   maxDeliveries: 5,
   refreshMs: 1_000,
 }
+
+// Drain coupons whose sale opens within a minute, so the first request of a sale finds its writer waiting,
+// and keep draining for an hour after it closes (a backlog left by an outage).
+const ACTIVE_LOOKAHEAD_MS = 60_000
+const ACTIVE_GRACE_MS = 3_600_000
 
 /** Hands a batch of one coupon's entries to its sink (Postgres, or Kafka). Resolves once they are durable. */
 export type BatchSink = (coupon: Coupon, entries: StreamEntry[]) => Promise<void>
@@ -76,15 +81,40 @@ export class StreamDrainer implements IssuanceWorker {
 
   async stop(): Promise<void> {
     this.running = false
+    this.wake()
     await this.refresher
     await Promise.allSettled(this.loops.values())
   }
 
   /** Starts a drain loop for each active coupon; also notices coupons whose Redis state was lost. */
+  /** Refreshes now instead of at the next tick (a coupon was just created). */
+  private wake: () => void = () => {}
+
   private async refreshLoop(): Promise<void> {
+    const subscriber = duplicateRedis(this.ctx.redis, `${this.consumer}-sub`)
+    subscriber.on('error', () => {})
+    subscriber.on('message', () => this.wake())
+    await connectRedis(subscriber)
+      .then(() => subscriber.subscribe(channels(this.ctx.redisPrefix).couponChanged))
+      .catch((error: unknown) =>
+        this.ctx.logger.warn({ err: error }, `${this.name}: no coupon notifications`),
+      )
+    try {
+      await this.refreshUntilStopped()
+    } finally {
+      subscriber.disconnect()
+    }
+  }
+
+  private async refreshUntilStopped(): Promise<void> {
     while (this.running) {
       try {
-        const coupons = await listActiveCoupons(this.ctx.db, [this.mode], 3_600_000)
+        const coupons = await listActiveCoupons(
+          this.ctx.db,
+          [this.mode],
+          ACTIVE_GRACE_MS,
+          ACTIVE_LOOKAHEAD_MS,
+        )
         for (const coupon of coupons) {
           await ensureLoaded(this.ctx, coupon)
           if (!this.loops.has(coupon.id)) {
@@ -95,7 +125,13 @@ export class StreamDrainer implements IssuanceWorker {
       } catch (error) {
         this.ctx.logger.warn({ err: error }, `${this.name}: refreshing active coupons failed`)
       }
-      await sleep(this.options.refreshMs)
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.options.refreshMs)
+        this.wake = () => {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
     }
   }
 
