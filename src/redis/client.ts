@@ -42,6 +42,11 @@ export async function connectRedis(client: RedisClient): Promise<void> {
 
 /** A second connection with the same settings, for subscribers and blocking reads. */
 export function duplicateRedis(client: RedisClient, name: string): RedisClient {
-  if (client instanceof Cluster) return client.duplicate()
+  if (client instanceof Cluster) {
+    return client.duplicate(undefined, {
+      enableAutoPipelining: false,
+      redisOptions: { ...client.options.redisOptions, commandTimeout: undefined, connectionName: name },
+    })
+  }
   return client.duplicate({ connectionName: name, commandTimeout: undefined, enableAutoPipelining: false })
 }

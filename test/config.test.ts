@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { describe, it } from 'node:test'
+import { ConfigError, loadConfig } from '../src/config/config.ts'
+import { ROOT } from './support/processes.ts'
+
+describe('configuration', () => {
+  it('has the SPEC defaults and generates secrets when they are unset', () => {
+    const config = loadConfig({})
+    assert.equal(config.port, 3000)
+    assert.equal(config.host, '127.0.0.1')
+    assert.equal(config.redisUrl, 'redis://127.0.0.1:6379')
+    assert.equal(config.databaseUrl, 'postgres://127.0.0.1:5432/coupon_rush')
+    assert.equal(config.redisPrefix, 'cr:')
+    assert.deepEqual(config.kafkaBrokers, [])
+    assert.equal(config.adminTokenGenerated, true)
+    assert.ok(config.jwtSecret.length >= 32)
+  })
+
+  const bad: [string, string][] = [
+    ['PORT', 'eighty'],
+    ['PORT', '70000'],
+    ['REDIS_URL', 'http://127.0.0.1'],
+    ['DATABASE_URL', 'not a url'],
+    ['REDIS_CLUSTER_NODES', '127.0.0.1'],
+    ['KAFKA_BROKERS', 'broker:port'],
+    ['JWT_SECRET', 'short'],
+    ['ADMIN_TOKEN', 'short'],
+    ['REDIS_PREFIX', 'cr{x}:'],
+    ['QUEUE_DRAIN_CRON', 'every second'],
+    ['LOG_LEVEL', 'loud'],
+  ]
+  for (const [variable, value] of bad) {
+    it(`rejects ${variable}=${value} naming the variable`, () => {
+      assert.throws(
+        () => loadConfig({ [variable]: value }),
+        (error: unknown) =>
+          error instanceof ConfigError && error.variable === variable && error.message.includes(variable),
+      )
+    })
+  }
+
+  it('accepts the seed schedule, cluster nodes and Kafka brokers', () => {
+    const config = loadConfig({
+      QUEUE_DRAIN_CRON: '0 */10 * * * *',
+      REDIS_CLUSTER_NODES: '127.0.0.1:7000, 127.0.0.1:7001',
+      KAFKA_BROKERS: '127.0.0.1:9092',
+    })
+    assert.deepEqual(config.redisClusterNodes, [
+      { host: '127.0.0.1', port: 7000 },
+      { host: '127.0.0.1', port: 7001 },
+    ])
+    assert.deepEqual(config.kafkaBrokers, ['127.0.0.1:9092'])
+  })
+
+  it('stops `coupon-rush serve` with one clear line naming the bad variable', () => {
+    const result = spawnSync(process.execPath, ['bin/coupon-rush.mjs', 'serve'], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, PORT: 'eighty' },
+      encoding: 'utf8',
+    })
+    assert.equal(result.status, 2)
+    assert.equal(result.stderr.trim().split('\n').length, 1)
+    assert.match(result.stderr, /^invalid configuration: PORT must be a whole number/)
+  })
+})
