@@ -2,13 +2,23 @@ import type { Coupon } from '../domain/coupon.ts'
 import { findCoupon } from '../storage/coupons.ts'
 import type { Db } from '../storage/postgres.ts'
 
+interface Entry {
+  /** The last definition read, served even while a refresh is running or failing. */
+  coupon?: Coupon
+  /** The first read of this id, shared by every concurrent miss. */
+  loading?: Promise<Coupon | undefined>
+  freshUntil: number
+  refreshing: boolean
+}
+
 /**
- * Coupon definitions kept in process memory, so the admission hot path never queries Postgres. Entries
- * expire after `ttlMs` and are dropped at once when any process announces a change (see `invalidate`).
- * Concurrent misses for one id share one query.
+ * Coupon definitions kept in process memory, so the admission hot path never queries Postgres. A stale entry
+ * is still served while it is refreshed in the background (a coupon's definition does not change once
+ * created, and any change is announced so every process drops it at once), which also keeps admissions
+ * running while Postgres is down. Concurrent misses for one id share one query; misses are not kept.
  */
 export class CouponCache {
-  private readonly entries = new Map<number, { coupon: Promise<Coupon | undefined>; expiresAt: number }>()
+  private readonly entries = new Map<number, Entry>()
   private readonly db: Db
   private readonly ttlMs: number
 
@@ -18,24 +28,38 @@ export class CouponCache {
   }
 
   get(id: number): Promise<Coupon | undefined> {
-    const hit = this.entries.get(id)
-    if (hit && hit.expiresAt > Date.now()) return hit.coupon
-    const coupon = findCoupon(this.db, id)
-    this.entries.set(id, { coupon, expiresAt: Date.now() + this.ttlMs })
-    // Misses and failures are not kept: a coupon created a moment later, or Postgres back up, is seen at once.
-    coupon.then(
-      (found) => found === undefined && this.entries.delete(id),
+    const entry = this.entries.get(id)
+    if (entry?.coupon !== undefined) {
+      if (entry.freshUntil <= Date.now() && !entry.refreshing) this.refresh(id, entry)
+      return Promise.resolve(entry.coupon)
+    }
+    if (entry?.loading !== undefined) return entry.loading
+    const loading = findCoupon(this.db, id)
+    this.entries.set(id, { loading, freshUntil: 0, refreshing: false })
+    loading.then(
+      (coupon) => (coupon === undefined ? this.entries.delete(id) : this.set(coupon)),
       () => this.entries.delete(id),
     )
-    return coupon
+    return loading
   }
 
   set(coupon: Coupon): void {
-    this.entries.set(coupon.id, { coupon: Promise.resolve(coupon), expiresAt: Date.now() + this.ttlMs })
+    this.entries.set(coupon.id, { coupon, freshUntil: Date.now() + this.ttlMs, refreshing: false })
   }
 
   invalidate(id?: number): void {
     if (id === undefined) this.entries.clear()
     else this.entries.delete(id)
+  }
+
+  private refresh(id: number, entry: Entry): void {
+    entry.refreshing = true
+    findCoupon(this.db, id).then(
+      (coupon) => (coupon === undefined ? this.entries.delete(id) : this.set(coupon)),
+      () => {
+        // Postgres unreachable: keep serving what we have and try again on a later request.
+        entry.refreshing = false
+      },
+    )
   }
 }
