@@ -5,6 +5,7 @@ import { unavailable } from '../domain/errors.ts'
 import { couponKeys } from '../redis/keys.ts'
 import { runScript } from '../redis/scripts.ts'
 import { inTransaction } from '../storage/postgres.ts'
+import { holderRows } from '../storage/user-coupons.ts'
 import type { IssuanceContext } from './context.ts'
 import { decodeRecord, encodeRecord, type IssuanceRecord } from './records.ts'
 
@@ -40,16 +41,7 @@ export async function rebuildCouponState(ctx: IssuanceContext, coupon: Coupon): 
     // FOR SHARE waits for any writer transaction of this coupon in flight, so its rows are counted.
     const rows = await inTransaction(ctx.db, async (client) => {
       await client.query('SELECT 1 FROM coupons WHERE id = $1 FOR SHARE', [coupon.id])
-      const result = await client.query<{
-        id: number
-        user_id: string
-        position: number | null
-        requested_at: Date
-        issued_at: Date
-      }>('SELECT id, user_id, position, requested_at, issued_at FROM user_coupons WHERE coupon_id = $1', [
-        coupon.id,
-      ])
-      return result.rows
+      return holderRows(client, coupon.id)
     })
     const records = new Map<string, IssuanceRecord>()
     let seq = 0

@@ -194,17 +194,20 @@ export async function auditRows(db: Queryable, couponId: number) {
   return rows[0]
 }
 
-/** Users holding a row, with their positions: what recovery rebuilds Redis from. */
-export async function issuedUsers(db: Queryable, couponId: number) {
-  const { rows } = await db.query<{
-    id: number
-    user_id: string
-    position: number | null
-    requested_at: Date
-    issued_at: Date
-  }>(
-    'SELECT id, user_id, position, requested_at, issued_at FROM user_coupons WHERE coupon_id = $1 ORDER BY position',
-    [couponId],
+export interface HolderRow {
+  id: number
+  user_id: string
+  position: number | null
+  requested_at: Date
+  issued_at: Date
+}
+
+/** Rows of a coupon (of the given users only, if any): what recovery and the queue's reconciliation read. */
+export async function holderRows(db: Queryable, couponId: number, userIds?: string[]): Promise<HolderRow[]> {
+  const { rows } = await db.query<HolderRow>(
+    `SELECT id, user_id, position, requested_at, issued_at FROM user_coupons
+     WHERE coupon_id = $1 AND ($2::text[] IS NULL OR user_id = ANY($2::text[]))`,
+    [couponId, userIds ?? null],
   )
   return rows
 }

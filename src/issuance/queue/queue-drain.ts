@@ -3,7 +3,7 @@ import type { Coupon, Issuance } from '../../domain/coupon.ts'
 import { couponKeys } from '../../redis/keys.ts'
 import { runScript } from '../../redis/scripts.ts'
 import { type DbClient, inTransaction } from '../../storage/postgres.ts'
-import { type IssueRequest, issueBatch } from '../../storage/user-coupons.ts'
+import { holderRows, type IssueRequest, issueBatch } from '../../storage/user-coupons.ts'
 import { type IssuanceContext, publishDecisions } from '../context.ts'
 import { decodeRecord, type IssuanceRecord, toIssuance } from '../records.ts'
 import { recordDecisions } from '../stream/postgres-sink.ts'
@@ -120,16 +120,10 @@ async function resolveSoldOut(
   for (;;) {
     const head = await waitingHead(ctx, couponId, options.batchSize)
     if (head.length === 0) break
-    const { rows } = await ctx.db.query<{
-      id: number
-      user_id: string
-      position: number | null
-      requested_at: Date
-      issued_at: Date
-    }>(
-      `SELECT id, user_id, position, requested_at, issued_at FROM user_coupons
-       WHERE coupon_id = $1 AND user_id = ANY($2::text[])`,
-      [couponId, head.map((user) => user.userId)],
+    const rows = await holderRows(
+      ctx.db,
+      couponId,
+      head.map((user) => user.userId),
     )
     const scores = new Map(head.map((user) => [user.userId, user.position]))
     await recordDecisions(
