@@ -82,8 +82,7 @@ export class IssuanceService {
   }
 
   /** POST /coupons/{id}/issuance: the hot path. The coupon comes from memory; the mode does one Redis call. */
-  async request(id: number, userId: string): Promise<IssuanceAnswer> {
-    const coupon = await this.get(id)
+  async request(coupon: Coupon, userId: string): Promise<IssuanceAnswer> {
     assertIssuing(coupon, new Date())
     return this.modeOf(coupon).request(coupon, userId)
   }

@@ -48,7 +48,7 @@ export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
     async (request, reply) => {
       const coupon = await app.issuance.get(request.params.id)
       try {
-        const answer = await app.issuance.request(request.params.id, request.userId)
+        const answer = await app.issuance.request(coupon, request.userId)
         app.metrics.issuanceOutcomes.labels(coupon.issueMode, answer.issuance.status).inc()
         return reply.code(answer.httpStatus).send(answer.issuance)
       } catch (error) {
