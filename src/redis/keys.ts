@@ -23,8 +23,22 @@ export interface CouponKeys {
   rebuildLease: string
 }
 
+// Built once per coupon: the admission hot path asks for them on every request.
+const KEY_CACHE = new Map<string, CouponKeys>()
+const KEY_CACHE_LIMIT = 10_000
+
 export function couponKeys(prefix: string, couponId: number): CouponKeys {
   const tag = `${prefix}{c:${couponId}}:`
+  let keys = KEY_CACHE.get(tag)
+  if (keys === undefined) {
+    if (KEY_CACHE.size >= KEY_CACHE_LIMIT) KEY_CACHE.clear()
+    keys = buildKeys(tag)
+    KEY_CACHE.set(tag, keys)
+  }
+  return keys
+}
+
+function buildKeys(tag: string): CouponKeys {
   return {
     state: `${tag}state`,
     users: `${tag}users`,

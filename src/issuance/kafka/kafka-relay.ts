@@ -1,0 +1,137 @@
+import { ProduceAcks, Producer, stringSerializers } from '@platformatic/kafka'
+import type { Coupon } from '../../domain/coupon.ts'
+import { couponKeys } from '../../redis/keys.ts'
+import type { IssuanceContext } from '../context.ts'
+import { STREAM_GROUPS, type StreamEntry } from '../coupon-state.ts'
+import type { IssuanceWorker } from '../mode.ts'
+import { DEFAULT_DRAIN_OPTIONS, type DrainOptions, StreamDrainer } from '../stream/stream-drainer.ts'
+import { encodeRequest } from './kafka-messages.ts'
+import {
+  backoffMs,
+  type KafkaOptions,
+  pause,
+  type ResolvedKafkaOptions,
+  resolveKafkaOptions,
+  topicsEnsurer,
+} from './kafka-options.ts'
+
+/**
+ * The relay's drain defaults. An entry only goes back to the group when a relay died or stopped mid-batch
+ * (a live relay retries its batch in place and keeps it claimed), so it is taken over sooner than in the
+ * stream mode, and the dead-letter bound is far away: a relay entry is never poison, only early.
+ */
+const RELAY_DRAIN_DEFAULTS: Partial<DrainOptions> = { reclaimIdleMs: 10_000, maxDeliveries: 100 }
+
+/**
+ * Moves accepted requests from the coupons' Redis streams (the outbox, written atomically with the
+ * admission) to the requests topic. A batch is XACKed and deleted only after the idempotent producer's
+ * send resolved, i.e. every message is on all in-sync replicas (acks=all); a relay killed in between
+ * leaves the entries pending, and the next relay publishes them again (at least once; the consumers'
+ * Postgres write is idempotent). While the broker is down the relay retries its batch in place with
+ * backoff; admissions never wait for it.
+ */
+export class KafkaRelay implements IssuanceWorker {
+  readonly name = 'kafka-relay'
+  protected readonly ctx: IssuanceContext
+  protected readonly options: ResolvedKafkaOptions
+  private readonly producer: Producer<string, string, string, string>
+  private readonly drainer: StreamDrainer
+  private readonly drainOptions: DrainOptions
+  private readonly stopping = new AbortController()
+  private readonly ensureTopics: () => Promise<void>
+
+  constructor(ctx: IssuanceContext, options: KafkaOptions) {
+    this.ctx = ctx
+    this.options = resolveKafkaOptions(options)
+    this.ensureTopics = topicsEnsurer(this.options)
+    this.drainOptions = { ...DEFAULT_DRAIN_OPTIONS, ...RELAY_DRAIN_DEFAULTS, ...this.options.drain }
+    this.producer = new Producer({
+      clientId: `${this.options.clientId}-relay`,
+      bootstrapBrokers: this.options.brokers,
+      idempotent: true,
+      acks: ProduceAcks.ALL,
+      serializers: stringSerializers,
+      autocreateTopics: false,
+      // Few client-side retries: the relay's own loop retries for as long as the broker is away.
+      retries: 2,
+      retryDelay: 250,
+    })
+    this.drainer = new StreamDrainer(
+      ctx,
+      'kafka',
+      STREAM_GROUPS.kafka,
+      (coupon, entries) => this.relay(coupon, entries),
+      this.drainOptions,
+    )
+  }
+
+  async start(): Promise<void> {
+    await this.drainer.start()
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort()
+    await this.drainer.stop()
+    await this.producer.close().catch(() => {})
+  }
+
+  /** Publishes one batch; resolves once the broker acknowledged all of it (acks=all: every in-sync replica). */
+  protected async publish(coupon: Coupon, entries: StreamEntry[]): Promise<void> {
+    const key = String(coupon.id)
+    await this.producer.send({
+      messages: entries.map((entry) => ({
+        topic: this.options.topics.requests,
+        key,
+        value: encodeRequest(coupon.id, entry),
+      })),
+    })
+  }
+
+  /** The drainer's sink: retries in place until published, so an outage never reaches the dead letters. */
+  private async relay(coupon: Coupon, entries: StreamEntry[]): Promise<void> {
+    const touchEveryMs = Math.max(this.drainOptions.reclaimIdleMs / 3, 100)
+    let touchedAt = Date.now()
+    for (let attempt = 0; ; attempt++) {
+      // Rejecting leaves the entries pending: the next relay (or this one, restarted) takes them over.
+      if (this.stopping.signal.aborted) throw new Error('relay stopping')
+      try {
+        await this.ensureTopics()
+        await this.publish(coupon, entries)
+        if (attempt > 0) {
+          this.ctx.logger.info({ couponId: coupon.id, attempts: attempt + 1 }, 'kafka relay: published again')
+        }
+        return
+      } catch (error) {
+        if (attempt % 20 === 0) {
+          this.ctx.logger.warn(
+            { err: error, couponId: coupon.id, count: entries.length, attempt },
+            'kafka relay: publish failed, retrying (entries stay pending in Redis)',
+          )
+        }
+      }
+      await pause(backoffMs(attempt), this.stopping.signal)
+      if (Date.now() - touchedAt >= touchEveryMs) {
+        touchedAt = Date.now()
+        await this.touch(coupon.id, entries)
+      }
+    }
+  }
+
+  /**
+   * Resets the idle time of entries this live relay is still retrying, so no other relay reclaims them
+   * meanwhile (XCLAIM JUSTID does not count a delivery).
+   */
+  private async touch(couponId: number, entries: StreamEntry[]): Promise<void> {
+    const { stream } = couponKeys(this.ctx.redisPrefix, couponId)
+    await this.ctx.redis
+      .xclaim(
+        stream,
+        STREAM_GROUPS.kafka,
+        this.drainer.consumer,
+        0,
+        ...entries.map((entry) => entry.id),
+        'JUSTID',
+      )
+      .catch(() => {})
+  }
+}

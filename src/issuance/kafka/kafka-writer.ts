@@ -1,0 +1,328 @@
+import {
+  Consumer,
+  type Message,
+  type MessagesStream,
+  MessagesStreamFallbackModes,
+  MessagesStreamModes,
+  ProduceAcks,
+  Producer,
+  stringDeserializers,
+  stringSerializers,
+} from '@platformatic/kafka'
+import type { Coupon, Issuance } from '../../domain/coupon.ts'
+import { findCoupon } from '../../storage/coupons.ts'
+import type { IssueRequest } from '../../storage/user-coupons.ts'
+import type { IssuanceContext } from '../context.ts'
+import type { IssuanceWorker } from '../mode.ts'
+import { writeIssued } from '../stream/postgres-sink.ts'
+import { type IssuedEvent, issuedEvent, parseRequest } from './kafka-messages.ts'
+import {
+  backoffMs,
+  type KafkaOptions,
+  pause,
+  type ResolvedKafkaOptions,
+  resolveKafkaOptions,
+  topicsEnsurer,
+} from './kafka-options.ts'
+
+type RequestMessage = Message<string, string, string, string>
+type RequestStream = MessagesStream<string, string, string, string>
+
+interface Parked {
+  message: RequestMessage
+  reason: string
+}
+
+const COUPON_CACHE_SIZE = 1_000
+/** Attempts before a batch Postgres refuses for its data (SQLSTATE class 22 or 23) is parked. */
+const DATA_ERROR_ATTEMPTS = 5
+const CLOSE_TIMEOUT_MS = 10_000
+const HEALTHY_MS = 30_000
+
+/**
+ * A member of the consumer group on the requests topic. For each fetched batch it writes every coupon's
+ * requests to Postgres in one guarded, idempotent transaction (`writeIssued`, as the stream writers do),
+ * publishes the issued coupons to the issued topic, and only then commits the batch's offsets. A crash
+ * anywhere before the offset commit redelivers the batch, which then issues nothing twice.
+ *
+ * Messages that cannot be requests (bad JSON or fields, unknown coupon) are parked on the dead-letter
+ * topic with the reason and their offsets committed, so they never hold up their partition. Postgres
+ * or broker outages are retried in place; a broken group membership or stream reconnects.
+ */
+export class KafkaWriter implements IssuanceWorker {
+  readonly name = 'kafka-writer'
+  protected readonly ctx: IssuanceContext
+  protected readonly options: ResolvedKafkaOptions
+  private readonly producer: Producer<string, string, string, string>
+  private readonly stopping = new AbortController()
+  private readonly coupons = new Map<number, Coupon>()
+  private readonly ensureTopics: () => Promise<void>
+  private loop: Promise<void> | undefined
+  private failures = 0
+
+  constructor(ctx: IssuanceContext, options: KafkaOptions) {
+    this.ctx = ctx
+    this.options = resolveKafkaOptions(options)
+    this.ensureTopics = topicsEnsurer(this.options)
+    this.producer = new Producer({
+      clientId: `${this.options.clientId}-writer`,
+      bootstrapBrokers: this.options.brokers,
+      idempotent: true,
+      acks: ProduceAcks.ALL,
+      serializers: stringSerializers,
+      autocreateTopics: false,
+      retries: 2,
+      retryDelay: 250,
+    })
+  }
+
+  async start(): Promise<void> {
+    this.loop ??= this.run()
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort()
+    await this.loop
+    await this.producer.close().catch(() => {})
+  }
+
+  /** Writes one coupon's requests to Postgres (and Redis, SSE): the step before anything is published. */
+  protected async write(coupon: Coupon, requests: IssueRequest[]): Promise<Issuance[]> {
+    return writeIssued(this.ctx, coupon, requests)
+  }
+
+  /** Joins the group and consumes until stopped; any failure of the consumer starts a fresh one. */
+  private async run(): Promise<void> {
+    while (!this.stopping.signal.aborted) {
+      const consumer = new Consumer({
+        clientId: `${this.options.clientId}-writer`,
+        groupId: this.options.groupId,
+        bootstrapBrokers: this.options.brokers,
+        deserializers: stringDeserializers,
+        autocommit: false,
+        sessionTimeout: this.options.sessionTimeoutMs,
+        heartbeatInterval: this.options.heartbeatIntervalMs,
+        highWaterMark: this.options.batchSize,
+        maxWaitTime: 500,
+        retries: 2,
+        retryDelay: 250,
+      })
+      // Unhandled, an 'error' event (a failed rejoin) would crash the process; pump() acts on it.
+      consumer.on('error', () => {})
+      let joinedAt = Number.POSITIVE_INFINITY
+      try {
+        await this.ensureTopics()
+        const stream = await consumer.consume({
+          topics: [this.options.topics.requests],
+          mode: MessagesStreamModes.COMMITTED,
+          // A new group starts at the beginning, so nothing published before it existed is skipped.
+          fallbackMode: MessagesStreamFallbackModes.EARLIEST,
+          autocommit: false,
+        })
+        joinedAt = Date.now()
+        await this.pump(consumer, stream)
+      } catch (error) {
+        // A consumer that served a while starts the backoff over; one that keeps failing backs off.
+        if (Date.now() - joinedAt > HEALTHY_MS) this.failures = 0
+        if (!this.stopping.signal.aborted && this.failures % 10 === 0) {
+          this.ctx.logger.warn(
+            { err: error, failures: this.failures },
+            'kafka writer: consumer failed, reconnecting',
+          )
+        }
+      } finally {
+        await withTimeout(consumer.close(true), CLOSE_TIMEOUT_MS).catch(() => {})
+      }
+      await pause(backoffMs(this.failures++), this.stopping.signal)
+    }
+  }
+
+  /** Reads whatever is buffered (up to batchSize) as one batch, handles it, repeats. */
+  private async pump(consumer: Consumer<string, string, string, string>, stream: RequestStream) {
+    let wake = () => {}
+    let failure: unknown
+    const signal = () => wake()
+    const fail = (error: unknown) => {
+      failure ??= error
+      wake()
+    }
+    const onStalled = () => fail(new Error('consumer heartbeats stalled'))
+    stream.on('readable', signal)
+    stream.on('end', signal)
+    stream.on('close', signal)
+    stream.on('error', fail)
+    consumer.on('error', fail)
+    consumer.on('consumer:heartbeat:stalled', onStalled)
+    this.stopping.signal.addEventListener('abort', signal)
+    try {
+      while (!this.stopping.signal.aborted) {
+        const batch: RequestMessage[] = []
+        for (let message: RequestMessage | null; batch.length < this.options.batchSize; ) {
+          message = stream.read() as RequestMessage | null
+          if (message === null) break
+          batch.push(message)
+        }
+        if (batch.length > 0) {
+          await this.handle(batch)
+          continue
+        }
+        if (failure !== undefined) throw failure
+        if (stream.destroyed || stream.readableEnded) throw new Error('consumer stream closed')
+        await new Promise<void>((resolve) => {
+          wake = resolve
+        })
+      }
+    } finally {
+      this.stopping.signal.removeEventListener('abort', signal)
+      stream.off('readable', signal)
+      consumer.off('consumer:heartbeat:stalled', onStalled)
+      // Keep swallowing late errors of this consumer while it closes.
+      wake = () => {}
+    }
+  }
+
+  /** Postgres first, then the issued topic, then the offsets: each step only after the one before. */
+  private async handle(batch: RequestMessage[]): Promise<void> {
+    const byCoupon = new Map<number, { messages: RequestMessage[]; requests: IssueRequest[] }>()
+    const parked: Parked[] = []
+    for (const message of batch) {
+      const request = parseRequest(message.key, message.value)
+      if ('invalid' in request) {
+        parked.push({ message, reason: request.invalid })
+        continue
+      }
+      let group = byCoupon.get(request.couponId)
+      if (group === undefined) {
+        group = { messages: [], requests: [] }
+        byCoupon.set(request.couponId, group)
+      }
+      group.messages.push(message)
+      group.requests.push({
+        userId: request.userId,
+        position: request.position,
+        requestedAt: new Date(request.requestedAtMs),
+      })
+    }
+    const events: IssuedEvent[] = []
+    for (const [couponId, { messages, requests }] of byCoupon) {
+      const coupon = await this.retry('loading the coupon', () => this.coupon(couponId))
+      if (coupon === undefined) {
+        parked.push(...messages.map((message) => ({ message, reason: `no coupon ${couponId}` })))
+        continue
+      }
+      let dataErrors = 0
+      const written = await this.retry(`writing coupon ${couponId}`, async () => {
+        try {
+          return await this.write(coupon, requests)
+        } catch (error) {
+          if (isDataError(error) && ++dataErrors >= DATA_ERROR_ATTEMPTS) return new GaveUp(error)
+          throw error
+        }
+      })
+      if (written instanceof GaveUp) {
+        parked.push(...messages.map((message) => ({ message, reason: `postgres: ${written.message}` })))
+        continue
+      }
+      for (const issuance of written) {
+        const event = issuedEvent(issuance)
+        if (event !== undefined) events.push(event)
+      }
+    }
+    if (parked.length > 0) {
+      this.ctx.logger.error(
+        { count: parked.length, reasons: [...new Set(parked.map((p) => p.reason))].slice(0, 5) },
+        'kafka writer: parking unusable request messages on the dead-letter topic',
+      )
+    }
+    if (events.length + parked.length > 0) {
+      await this.retry('publishing issued coupons', () => this.publish(events, parked))
+    }
+    await this.commit(batch)
+  }
+
+  private async publish(events: IssuedEvent[], parked: Parked[]): Promise<void> {
+    await this.producer.send({
+      messages: [
+        ...events.map((event) => ({
+          topic: this.options.topics.issued,
+          key: String(event.couponId),
+          value: JSON.stringify(event),
+        })),
+        ...parked.map(({ message, reason }) => ({
+          topic: this.options.topics.dead,
+          key: message.key,
+          value: message.value,
+          headers: {
+            reason,
+            topic: message.topic,
+            partition: String(message.partition),
+            offset: String(message.offset),
+          },
+        })),
+      ],
+    })
+  }
+
+  /** Commits, per partition, the offset after the batch's last message. */
+  private async commit(batch: RequestMessage[]): Promise<void> {
+    const last = new Map<string, RequestMessage>()
+    for (const message of batch) {
+      const key = `${message.topic}:${message.partition}`
+      const seen = last.get(key)
+      if (seen === undefined || seen.offset < message.offset) last.set(key, message)
+    }
+    await Promise.all([...last.values()].map((message) => message.commit()))
+  }
+
+  private async coupon(id: number): Promise<Coupon | undefined> {
+    const cached = this.coupons.get(id)
+    if (cached !== undefined) return cached
+    const coupon = await findCoupon(this.ctx.db, id)
+    if (coupon === undefined) return undefined
+    if (this.coupons.size >= COUPON_CACHE_SIZE) this.coupons.delete(this.coupons.keys().next().value!)
+    this.coupons.set(id, coupon)
+    return coupon
+  }
+
+  /** Runs `work` until it succeeds, backing off (an outage must not skip messages); throws once stopping. */
+  private async retry<T>(what: string, work: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await work()
+      } catch (error) {
+        if (this.stopping.signal.aborted) throw error
+        if (attempt % 20 === 0) {
+          this.ctx.logger.warn({ err: error, attempt }, `kafka writer: ${what} failed, retrying`)
+        }
+      }
+      await pause(backoffMs(attempt), this.stopping.signal)
+    }
+  }
+}
+
+class GaveUp {
+  readonly message: string
+  constructor(error: unknown) {
+    this.message = error instanceof Error ? error.message : String(error)
+  }
+}
+
+/** Postgres refused the data itself (SQLSTATE class 22 data exception, 23 integrity): retrying cannot help. */
+function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code
+  return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code)
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), ms)
+      }),
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
