@@ -75,7 +75,11 @@ export async function buildApp({
   await app.register(rateLimit, {
     global: false,
     // Headers only when the limit is hit (with Retry-After): three more headers on every admission cost throughput.
-    addHeadersOnExceeding: { 'x-ratelimit-limit': false, 'x-ratelimit-remaining': false, 'x-ratelimit-reset': false },
+    addHeadersOnExceeding: {
+      'x-ratelimit-limit': false,
+      'x-ratelimit-remaining': false,
+      'x-ratelimit-reset': false,
+    },
     errorResponseBuilder: (_request, context) =>
       new AppError('RATE_LIMITED', `at most ${context.max} requests per ${context.after}`, {
         retryAfterSeconds: context.ttl / 1000,

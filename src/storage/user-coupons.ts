@@ -73,10 +73,7 @@ export async function issueBatch(
        UPDATE coupons SET issued_count = issued_count + (SELECT count(*) FROM inserted)
        WHERE id = $1 AND (SELECT count(*) FROM inserted) > 0
      )
-     SELECT id, user_id, position, issued_at FROM inserted
-     UNION ALL
-     SELECT uc.id, uc.user_id, uc.position, uc.issued_at FROM user_coupons uc
-     WHERE uc.coupon_id = $1 AND uc.user_id = ANY($2::text[])`,
+     SELECT id, user_id, position, issued_at FROM inserted`,
     [
       couponId,
       requests.map((r) => r.userId),
@@ -92,7 +89,16 @@ export async function issueBatch(
     issuedAt: row.issued_at,
   }))
   const holders = new Set(issued.map((row) => row.userId))
-  return { issued, soldOut: [...new Set(requests.map((r) => r.userId))].filter((user) => !holders.has(user)) }
+  let missing = [...new Set(requests.map((r) => r.userId))].filter((user) => !holders.has(user))
+  if (missing.length > 0) {
+    // Only a replayed batch (or stock run out) gets here: users who already held a row count as issued.
+    for (const row of await holderRows(client, couponId, missing)) {
+      issued.push({ id: row.id, userId: row.user_id, position: row.position, issuedAt: row.issued_at })
+      holders.add(row.user_id)
+    }
+    missing = missing.filter((user) => !holders.has(user))
+  }
+  return { issued, soldOut: missing }
 }
 
 export interface UserCouponView {

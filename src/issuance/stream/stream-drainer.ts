@@ -19,6 +19,11 @@ export interface DrainOptions {
   maxDeliveries: number
   /** How often the list of coupons to drain is refreshed from Postgres. */
   refreshMs: number
+  /**
+   * Drain loops per coupon in this process. Their transactions queue on the coupon's row lock, but while
+   * one writes Postgres another reads the stream and acknowledges, so the stages overlap.
+   */
+  loopsPerCoupon: number
 }
 
 export const DEFAULT_DRAIN_OPTIONS: DrainOptions = {
@@ -27,6 +32,7 @@ export const DEFAULT_DRAIN_OPTIONS: DrainOptions = {
   reclaimIdleMs: 30_000,
   maxDeliveries: 5,
   refreshMs: 1_000,
+  loopsPerCoupon: 2,
 }
 
 // Drain coupons whose sale opens within a minute, so the first request of a sale finds its writer waiting,
@@ -49,6 +55,8 @@ export class StreamDrainer implements IssuanceWorker {
   readonly name: string
   readonly consumer = `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
   private readonly loops = new Map<number, Promise<void>>()
+  /** Coupons listed active at the last refresh: a loop whose coupon left the list ends. */
+  private active = new Set<number>()
   private readonly lastErrors = new Map<string, string>()
   private running = false
   private refresher: Promise<void> | undefined
@@ -86,7 +94,6 @@ export class StreamDrainer implements IssuanceWorker {
     await Promise.allSettled(this.loops.values())
   }
 
-  /** Starts a drain loop for each active coupon; also notices coupons whose Redis state was lost. */
   /** Refreshes now instead of at the next tick (a coupon was just created). */
   private wake: () => void = () => {}
 
@@ -106,6 +113,7 @@ export class StreamDrainer implements IssuanceWorker {
     }
   }
 
+  /** Starts the drain loops of each active coupon; also notices coupons whose Redis state was lost. */
   private async refreshUntilStopped(): Promise<void> {
     while (this.running) {
       try {
@@ -115,11 +123,19 @@ export class StreamDrainer implements IssuanceWorker {
           ACTIVE_GRACE_MS,
           ACTIVE_LOOKAHEAD_MS,
         )
+        this.active = new Set(coupons.map((coupon) => coupon.id))
         for (const coupon of coupons) {
           await ensureLoaded(this.ctx, coupon)
           if (!this.loops.has(coupon.id)) {
-            const loop = this.drainLoop(coupon).finally(() => this.loops.delete(coupon.id))
-            this.loops.set(coupon.id, loop)
+            const loops = Array.from({ length: this.options.loopsPerCoupon }, (_, i) =>
+              this.drainLoop(coupon, i),
+            )
+            this.loops.set(
+              coupon.id,
+              Promise.allSettled(loops).then(() => {
+                this.loops.delete(coupon.id)
+              }),
+            )
           }
         }
       } catch (error) {
@@ -135,15 +151,16 @@ export class StreamDrainer implements IssuanceWorker {
     }
   }
 
-  private async drainLoop(coupon: Coupon): Promise<void> {
+  private async drainLoop(coupon: Coupon, index: number): Promise<void> {
     const keys = couponKeys(this.ctx.redisPrefix, coupon.id)
-    const reader = duplicateRedis(this.ctx.redis, `${this.consumer}-c${coupon.id}`)
+    const reader = duplicateRedis(this.ctx.redis, `${this.consumer}-c${coupon.id}-${index}`)
     let lastReclaim = Date.now()
     try {
       await connectRedis(reader)
-      while (this.running) {
+      while (this.running && this.active.has(coupon.id)) {
         try {
-          if (Date.now() - lastReclaim >= Math.min(this.options.reclaimIdleMs, 1_000)) {
+          // One loop per coupon and process reclaims; the others only read new entries.
+          if (index === 0 && Date.now() - lastReclaim >= Math.min(this.options.reclaimIdleMs, 1_000)) {
             lastReclaim = Date.now()
             await this.reclaim(coupon)
           }

@@ -11,7 +11,7 @@
 
   Returns { changed } the number of records that moved forward.
 ]]
-local changed = 0
+local changed, issued = 0, 0
 for i = 1, #ARGV, 2 do
   local user, record = ARGV[i], ARGV[i + 1]
   local current = redis.call('HGET', KEYS[1], user)
@@ -19,8 +19,10 @@ for i = 1, #ARGV, 2 do
   if not current or letter == 'P' or letter == 'A' then
     redis.call('HSET', KEYS[1], user, record)
     changed = changed + 1
-    if string.sub(record, 1, 1) == 'I' then redis.call('HINCRBY', KEYS[3], 'issued', 1) end
+    if string.sub(record, 1, 1) == 'I' then issued = issued + 1 end
   end
-  redis.call('ZREM', KEYS[2], user)
+  -- 'A' records are stream/kafka admissions, never queued: spare the ZREM on the writers' hot path.
+  if letter ~= 'A' then redis.call('ZREM', KEYS[2], user) end
 end
+if issued > 0 then redis.call('HINCRBY', KEYS[3], 'issued', issued) end
 return { changed }
