@@ -1,0 +1,936 @@
+/**
+ * `npm run bench`: every issuance mode on the same flash-sale workload in one run, against a bare Fastify
+ * route as the ceiling, plus the `stream` speed goals of issue 3. Writes JSON, Markdown and an SVG chart
+ * under bench/results/ and rewrites docs/benchmarks.md. See `npm run bench -- --help`.
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { couponKeys } from '../src/redis/keys.ts'
+import { ensureDatabase } from '../src/storage/postgres.ts'
+import { AdminClient, type IssueMode, ModeUnavailableError } from './lib/admin.ts'
+import {
+  integerOption,
+  numberOption,
+  parseCommandLine,
+  runMain,
+  stringOption,
+  UsageError,
+} from './lib/cli.ts'
+import { CpuMeter, type CpuRoles, type CpuUse } from './lib/cpu.ts'
+import {
+  type ChildService,
+  freePort,
+  hasCommand,
+  kafkaBroker,
+  machineInfo,
+  type ServiceConfig,
+  startBareServer,
+  startPrivateRedis,
+  startServer,
+  startWorker,
+} from './lib/infra.ts'
+import { LoadRun, type Progress } from './lib/load.ts'
+import type { LoadJob, LoadResult } from './lib/load-protocol.ts'
+import { nowMs, summarize } from './lib/load-protocol.ts'
+import {
+  auditCoupon,
+  BenchDb,
+  BenchRedis,
+  commandDelta,
+  databaseTransactions,
+  dropSchema,
+  RowFollower,
+  RowWatcher,
+} from './lib/probes.ts'
+import {
+  type BenchReport,
+  evaluateGoals,
+  type GoalPhase,
+  type ModeReport,
+  type PhaseReport,
+  printSummary,
+  stripLoad,
+  type WriterPhase,
+  writeReports,
+} from './lib/report.ts'
+
+const SUBJECTS = ['bare', 'stream', 'sync', 'queue', 'kafka'] as const
+type Subject = (typeof SUBJECTS)[number]
+
+const HELP = `usage: npm run bench -- [options]
+
+Runs every issuance mode (sync, queue, stream, and kafka when a broker is up) on the same flash-sale
+workload, one after another, each against a fresh server process, plus a bare Fastify route as the
+ceiling; then the stream goals of issue 3 (request-to-row at --rate, the writer alone). Writes
+bench/results/<time>.{json,md,svg} and latest.*, and rewrites docs/benchmarks.md.
+
+options
+  --users N          distinct users in each closed-loop sale (default 20000; --quick 10000)
+  --quantity N       coupons per sale (default 1000)
+  --connections N    keep-alive connections of the load generator (default 64)
+  --duration S       the closed-loop phase stops after S seconds even if users are left (default 15; --quick 5)
+  --rate N           arrival rate of the open-loop goal phase on stream, req/s (default 10000); each mode's
+                     open-loop phase runs at min(rate, 70% of its own closed-loop req/s)
+  --open-duration S  length of the open-loop phases (default 5; --quick 2)
+  --writer-rows N    accepted entries the writer-only phase drains (default 200000; --quick 20000)
+  --modes LIST       comma list of bare,sync,queue,stream,kafka (default: all; kafka only with a broker)
+  --repeat F         fraction of users pressing twice (default 0.05)
+  --generator G      closed-loop load generator: raw (default: pre-built requests on plain keep-alive
+                     sockets, the cheapest per request) or autocannon (the open loop always uses raw)
+  --skip-goals       skip the issue-3 phases (request-to-row at --rate, writer alone)
+  --redis-url URL    use this Redis (default: a private redis-server on a free port, so the command
+                     counts are the benchmark's alone)
+  --database-url URL default postgres://127.0.0.1:5432/coupon_rush_bench (a database of its own, so
+                     pg_stat_database counts the benchmark alone)
+  --wait-quiet S     before each measured phase wait up to S seconds until other processes on the machine
+                     use under 0.25 cores (default 0: do not wait); the waiting is reported
+  --render FILE      measure nothing: rebuild the Markdown, SVG (and docs/benchmarks.md) of an earlier run
+                     from its JSON, e.g. bench/results/latest.json, with the goals judged again
+  --no-docs          do not rewrite docs/benchmarks.md
+  --keep             keep the run's Postgres schema and Redis keys
+  --quick            a short profile: the whole run takes under two minutes
+  --help             this text`
+
+interface Options {
+  users: number
+  quantity: number
+  connections: number
+  duration: number
+  rate: number
+  openDuration: number
+  writerRows: number
+  subjects: Subject[]
+  repeat: number
+  skipGoals: boolean
+  redisUrl?: string
+  databaseUrl: string
+  docs: boolean
+  keep: boolean
+  quick: boolean
+  warmupSec: number
+  waitQuiet: number
+  generator: 'raw' | 'autocannon'
+  /** Re-render the report of an earlier run from its JSON (no measuring). */
+  render?: string
+  argv: string[]
+}
+
+function generatorOption(value: string | undefined): Options['generator'] {
+  if (value === undefined || value === 'raw' || value === 'autocannon') return value ?? 'raw'
+  throw new UsageError(`--generator must be raw or autocannon, got "${value}"`)
+}
+
+function parseOptions(argv: string[]): Options | undefined {
+  const values = parseCommandLine(argv, {
+    users: { type: 'string' },
+    quantity: { type: 'string' },
+    connections: { type: 'string' },
+    duration: { type: 'string' },
+    rate: { type: 'string' },
+    'open-duration': { type: 'string' },
+    'writer-rows': { type: 'string' },
+    modes: { type: 'string' },
+    repeat: { type: 'string' },
+    'skip-goals': { type: 'boolean' },
+    'redis-url': { type: 'string' },
+    'database-url': { type: 'string' },
+    'no-docs': { type: 'boolean' },
+    render: { type: 'string' },
+    'wait-quiet': { type: 'string' },
+    generator: { type: 'string' },
+    keep: { type: 'boolean' },
+    quick: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  })
+  if (values.help) {
+    console.log(HELP)
+    return undefined
+  }
+  const quick = values.quick === true
+  let subjects: Subject[] = [...SUBJECTS]
+  const modes = stringOption(values, 'modes')
+  if (modes !== undefined) {
+    const names = modes
+      .split(',')
+      .map((name) => name.trim())
+      .filter(Boolean)
+    const unknown = names.filter((name) => !(SUBJECTS as readonly string[]).includes(name))
+    if (unknown.length > 0 || names.length === 0)
+      throw new UsageError(`--modes takes a comma list of ${SUBJECTS.join(',')}, got "${modes}"`)
+    subjects = SUBJECTS.filter((name) => names.includes(name))
+  }
+  const databaseUrl = stringOption(values, 'database-url') ?? 'postgres://127.0.0.1:5432/coupon_rush_bench'
+  if (!/^postgres(ql)?:\/\//.test(databaseUrl))
+    throw new UsageError(`--database-url must be a postgres:// URL, got "${databaseUrl}"`)
+  const redisUrl = stringOption(values, 'redis-url')
+  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl))
+    throw new UsageError(`--redis-url must be a redis:// URL, got "${redisUrl}"`)
+  const options: Options = {
+    users: integerOption(values, 'users', quick ? 10_000 : 20_000, 10, 2_000_000),
+    quantity: integerOption(values, 'quantity', 1_000, 1, 10_000_000),
+    connections: integerOption(values, 'connections', 64, 1, 4_096),
+    duration: integerOption(values, 'duration', quick ? 5 : 15, 1, 3_600),
+    rate: integerOption(values, 'rate', 10_000, 1, 1_000_000),
+    openDuration: integerOption(values, 'open-duration', quick ? 2 : 5, 1, 600),
+    writerRows: integerOption(values, 'writer-rows', quick ? 20_000 : 200_000, 100, 10_000_000),
+    subjects,
+    repeat: numberOption(values, 'repeat', 0.05, 0, 1),
+    skipGoals: values['skip-goals'] === true,
+    redisUrl,
+    databaseUrl,
+    docs: values['no-docs'] !== true,
+    keep: values.keep === true,
+    quick,
+    warmupSec: quick ? 0.5 : 1,
+    waitQuiet: integerOption(values, 'wait-quiet', 0, 0, 3_600),
+    generator: generatorOption(stringOption(values, 'generator')),
+    render: stringOption(values, 'render'),
+    argv,
+  }
+  return options
+}
+
+/** Everything one run shares: the services, the run's schema and key prefix, the processes to clean up. */
+interface Run {
+  options: Options
+  id: string
+  logDir: string
+  redisUrl: string
+  privateRedis?: ChildService
+  redis: BenchRedis
+  schema: string
+  redisPrefix: string
+  jwtSecret: string
+  adminToken: string
+  kafka?: string
+  children: Set<ChildService>
+  loads: Set<LoadRun>
+  quietWaitMs: number
+  quietTimeouts: number
+}
+
+function serviceConfig(run: Run, port: number, extra: Partial<ServiceConfig> = {}): ServiceConfig {
+  return {
+    port,
+    redisUrl: run.redisUrl,
+    databaseUrl: run.options.databaseUrl,
+    schema: run.schema,
+    redisPrefix: run.redisPrefix,
+    jwtSecret: run.jwtSecret,
+    adminToken: run.adminToken,
+    logLevel: 'warn',
+    ...extra,
+  }
+}
+
+const startedAtMs = Date.now()
+
+function say(line: string): void {
+  if (process.stdout.isTTY) process.stdout.write('\r\x1b[2K')
+  const elapsed = `${Math.round((Date.now() - startedAtMs) / 1000)}s`.padStart(4)
+  console.log(line.startsWith('  ') ? `${elapsed} ${line.slice(2)}` : line)
+}
+
+/** What a phase opened (pools, pollers), closed at its end whether it succeeded or not. */
+class Scope {
+  private readonly items: (() => unknown)[] = []
+
+  add<T>(item: T, dispose: (item: T) => unknown): T {
+    this.items.push(() => dispose(item))
+    return item
+  }
+
+  async close(): Promise<void> {
+    for (const dispose of this.items.reverse()) await Promise.resolve(dispose()).catch(() => {})
+  }
+}
+
+function progressLine(label: string): (progress: Progress) => void {
+  if (!process.stdout.isTTY) return () => {}
+  return (progress) => {
+    const codes = Object.entries(progress.statusCounts)
+      .map(([code, count]) => `${code}:${count.toLocaleString('en-US')}`)
+      .join(' ')
+    process.stdout.write(
+      `\r\x1b[2K  ${label}: ${progress.completed.toLocaleString('en-US')} answered  ${codes}`,
+    )
+  }
+}
+
+function fmt(value: number, digits = 0): string {
+  return value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+}
+
+async function withChild<T>(run: Run, child: ChildService, body: (scope: Scope) => Promise<T>): Promise<T> {
+  run.children.add(child)
+  const scope = new Scope()
+  try {
+    return await body(scope)
+  } finally {
+    await scope.close()
+    await child.stop()
+    run.children.delete(child)
+  }
+}
+
+async function runLoad(
+  run: Run,
+  job: LoadJob,
+  label: string,
+): Promise<{ load: LoadRun; go: () => Promise<LoadResult> }> {
+  const load = await LoadRun.prepare(job, progressLine(label))
+  run.loads.add(load)
+  return {
+    load,
+    go: async () => {
+      try {
+        return await load.go()
+      } finally {
+        run.loads.delete(load)
+        if (process.stdout.isTTY) process.stdout.write('\r\x1b[2K')
+      }
+    },
+  }
+}
+
+function job(
+  run: Run,
+  kind: LoadJob['kind'],
+  baseUrl: string,
+  couponId: number,
+  userPrefix: string,
+  extra: Partial<LoadJob> = {},
+): LoadJob {
+  return {
+    kind,
+    baseUrl,
+    path: `/coupons/${couponId}/issuance`,
+    jwtSecret: run.jwtSecret,
+    userPrefix,
+    users: run.options.users,
+    repeatRatio: run.options.repeat,
+    seed: 42,
+    connections: run.options.connections,
+    durationSec: run.options.duration,
+    rate: 0,
+    generator: run.options.generator,
+    collectAccepted: true,
+    ...extra,
+  }
+}
+
+/** Postgres backends of the benchmark database (for the CPU split). */
+async function postgresPids(run: Run): Promise<number[]> {
+  const db = new BenchDb(run.options.databaseUrl, run.schema)
+  try {
+    const rows = await db.query<{ pid: number }>(
+      'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
+    )
+    return rows.map((row) => row.pid)
+  } finally {
+    await db.close()
+  }
+}
+
+class PhaseCpu {
+  private meter: CpuMeter | undefined
+  private pgPids: number[] = []
+  private readonly roles: () => CpuRoles
+
+  constructor(run: Run, processes: () => Record<string, number | undefined>) {
+    this.roles = () => {
+      const roles: CpuRoles = {}
+      for (const [role, pid] of Object.entries(processes())) if (pid !== undefined) roles[role] = [pid]
+      if (run.privateRedis?.pid !== undefined) roles.redis = [run.privateRedis.pid]
+      roles.postgres = this.pgPids
+      roles.bench = [process.pid]
+      return roles
+    }
+  }
+
+  /** `gate`: first wait (--wait-quiet) until other processes leave the machine alone. */
+  static async start(
+    run: Run,
+    processes: () => Record<string, number | undefined>,
+    gate = true,
+  ): Promise<PhaseCpu> {
+    if (gate) await quietGate(run)
+    const cpu = new PhaseCpu(run, processes)
+    cpu.pgPids = await postgresPids(run).catch(() => [])
+    cpu.meter = new CpuMeter(cpu.roles)
+    return cpu
+  }
+
+  /** `load` is the phase's load result: its generator has exited and reported its own CPU time. */
+  async stop(run: Run, load?: LoadResult): Promise<CpuUse> {
+    const later = await postgresPids(run).catch(() => [])
+    this.pgPids = [...new Set([...this.pgPids, ...later])]
+    return this.meter!.stop(load ? { generator: load.cpuSeconds } : {})
+  }
+}
+
+/**
+ * With --wait-quiet S: waits (at most S seconds) until other processes use under 0.25 cores, sampled over
+ * half a second, so a measured phase does not start in the middle of someone else's burst. The waits are
+ * reported.
+ */
+async function quietGate(run: Run): Promise<void> {
+  const limit = run.options.waitQuiet
+  if (limit <= 0) return
+  const started = Date.now()
+  while (true) {
+    const meter = new CpuMeter(() => ({}))
+    await sleep(500)
+    const sample = meter.stop()
+    const other = sample.other
+    if (other < 0.25) break
+    if (Date.now() - started > limit * 1000) {
+      run.quietTimeouts++
+      break
+    }
+  }
+  run.quietWaitMs += Date.now() - started
+}
+
+/**
+ * Makes the server's Postgres backends publish their transaction counters: a backend reports its counters
+ * when it goes idle at most once a second (else up to 10 s later), so after a pause every backend is given a
+ * transaction (20 concurrent stats reads spread over the pool) and reports everything pending.
+ */
+async function flushPostgresStats(admin: AdminClient, couponId: number): Promise<void> {
+  await sleep(1_100)
+  await Promise.all(Array.from({ length: 20 }, () => admin.stats(couponId).catch(() => undefined)))
+  await sleep(150)
+}
+
+async function warmUp(
+  run: Run,
+  baseUrl: string,
+  couponId: number,
+  label: string,
+  seconds: number,
+): Promise<void> {
+  const { go } = await runLoad(
+    run,
+    job(run, 'closed', baseUrl, couponId, `w-${label}-${run.id}-`, {
+      users: 4_000,
+      repeatRatio: 0,
+      durationSec: seconds,
+      collectAccepted: false,
+    }),
+    `${label} warm-up`,
+  )
+  await go()
+}
+
+function phaseLine(label: string, phase: PhaseReport): string {
+  const load = phase.load
+  const parts = [
+    `${label.padEnd(22)} ${fmt(load.rps).padStart(7)} req/s`,
+    `p50 ${fmt(load.latency.p50, 1)} p99 ${fmt(load.latency.p99, 1)} p99.9 ${fmt(load.latency.p999, 1)} ms`,
+  ]
+  if (load.offeredRate) parts.push(`offered ${fmt(load.offeredRate)}/s`)
+  if (phase.timeToLastRowMs !== undefined)
+    parts.push(`last row after ${fmt(phase.timeToLastRowMs / 1000, 2)} s`)
+  if (phase.audit)
+    parts.push(
+      `rows ${fmt(phase.audit.rows)} dup ${phase.audit.duplicateRows + phase.audit.doubleAccepted} over ${phase.audit.overIssued} FCFS ${phase.audit.fcfs ? 'ok' : 'FAILED'}`,
+    )
+  return `  ${parts.join('  ')}`
+}
+
+/** One mode: a closed-loop sale (with Redis/Postgres accounting) on one server, an open-loop sale on another. */
+async function runMode(run: Run, mode: IssueMode): Promise<ModeReport> {
+  const { options } = run
+  if (mode === 'kafka' && run.kafka === undefined) {
+    return {
+      mode,
+      status: 'skipped',
+      reason: 'no Kafka broker is running (start one with `npm run kafka:start`)',
+    }
+  }
+  const kafkaBrokers = mode === 'kafka' ? run.kafka : undefined
+  const report: ModeReport = { mode, status: 'ok' }
+
+  // Closed loop, with the Redis command and Postgres transaction accounting.
+  {
+    const port = await freePort()
+    const baseUrl = `http://127.0.0.1:${port}`
+    const server = await startServer(
+      serviceConfig(run, port, { kafkaBrokers }),
+      join(run.logDir, `${mode}-closed.log`),
+    )
+    const skipped = await withChild(run, server, async (scope) => {
+      const admin = new AdminClient(baseUrl, run.adminToken)
+      let warmId: number
+      try {
+        warmId = await admin.createCoupon(mode, 1, `warm-up (${mode})`)
+      } catch (error) {
+        if (error instanceof ModeUnavailableError) return error.message
+        throw error
+      }
+      const couponId = await admin.createCoupon(mode, options.quantity)
+      await warmUp(run, baseUrl, warmId, mode, options.warmupSec)
+      await flushPostgresStats(admin, warmId)
+      const db = scope.add(new BenchDb(options.databaseUrl, run.schema), (item) => item.close())
+      const { load, go } = await runLoad(
+        run,
+        job(run, 'closed', baseUrl, couponId, `${mode}-c-${run.id}-`),
+        `${mode} closed loop`,
+      )
+      await quietGate(run)
+      const redisBefore = await run.redis.commandStats()
+      const pgBefore = await databaseTransactions(options.databaseUrl)
+      const cpu = await PhaseCpu.start(run, () => ({ server: server.pid, generator: load.pid }), false)
+      const watcher = scope.add(new RowWatcher(db, couponId), (item) => item.cancel())
+      const result = await go()
+      const admitted = new Set(result.accepted.users).size
+      const target = mode === 'queue' ? Math.min(options.quantity, admitted) : admitted
+      const watch = await watcher.finish(target, 120_000)
+      const cpuUse = await cpu.stop(run, result)
+      const redisAfter = await run.redis.commandStats()
+      const audit = await auditCoupon(db, couponId, options.quantity, mode, result)
+      const deadLettered = await run.redis.redis.xlen(couponKeys(run.redisPrefix, couponId).deadLetters)
+      await db.close()
+      await server.stop()
+      const pgAfter = await databaseTransactions(options.databaseUrl)
+      // Minus the benchmark's own queries, the probe before (its transaction shows in the reading after),
+      // and the two connections of postgresPids.
+      const transactions = pgAfter - pgBefore - db.queries - 1 - 2
+      const commands = commandDelta(redisBefore, redisAfter)
+      const totalCommands = [...commands.values()].reduce((sum, calls) => sum + calls, 0)
+      const scriptCalls = ['evalsha', 'eval', 'evalsha_ro', 'eval_ro', 'fcall'].reduce(
+        (sum, name) => sum + (commands.get(name) ?? 0),
+        0,
+      )
+      const issued = audit.rows
+      report.closed = {
+        couponId,
+        quantity: options.quantity,
+        load: stripLoad(result),
+        rowsReached: watch.reached,
+        timeToLastRowMs:
+          watch.lastRowSeenAtMs === undefined ? undefined : watch.lastRowSeenAtMs - result.firstSendAtMs,
+        timeToLastIssuedAtMs:
+          audit.lastIssuedAtMs === undefined ? undefined : audit.lastIssuedAtMs - result.firstSendAtMs,
+        audit,
+        cpu: cpuUse,
+      }
+      report.redis = {
+        commands: totalCommands,
+        scriptCalls,
+        perIssued: issued > 0 ? totalCommands / issued : 0,
+        perRequest: result.completed > 0 ? totalCommands / result.completed : 0,
+        byCommand: Object.fromEntries([...commands.entries()].sort((a, b) => b[1] - a[1])),
+      }
+      report.postgres = {
+        transactions,
+        perIssued: issued > 0 ? transactions / issued : 0,
+        perRequest: result.completed > 0 ? transactions / result.completed : 0,
+      }
+      report.deadLettered = deadLettered
+      say(phaseLine(`${mode} closed loop`, report.closed))
+      return undefined
+    })
+    if (skipped !== undefined) {
+      say(`  ${mode}: skipped (${skipped})`)
+      return { mode, status: 'skipped', reason: skipped }
+    }
+  }
+
+  // Open loop: arrivals at a fixed rate the mode can take (70% of its closed-loop req/s, at most --rate).
+  {
+    const closedRps = report.closed?.load.rps ?? 0
+    const rate = Math.max(1, Math.min(options.rate, Math.floor(closedRps * 0.7)))
+    const users = Math.max(10, Math.round((rate * options.openDuration) / (1 + options.repeat)))
+    const port = await freePort()
+    const baseUrl = `http://127.0.0.1:${port}`
+    const server = await startServer(
+      serviceConfig(run, port, { kafkaBrokers }),
+      join(run.logDir, `${mode}-open.log`),
+    )
+    await withChild(run, server, async (scope) => {
+      const admin = new AdminClient(baseUrl, run.adminToken)
+      const warmId = await admin.createCoupon(mode, 1, `warm-up (${mode})`)
+      const couponId = await admin.createCoupon(mode, options.quantity)
+      await warmUp(run, baseUrl, warmId, mode, Math.min(options.warmupSec, 0.5))
+      const db = scope.add(new BenchDb(options.databaseUrl, run.schema), (item) => item.close())
+      const { load, go } = await runLoad(
+        run,
+        job(run, 'open', baseUrl, couponId, `${mode}-o-${run.id}-`, { users, rate, maxBacklogSec: 2 }),
+        `${mode} open loop @ ${fmt(rate)}/s`,
+      )
+      const cpu = await PhaseCpu.start(run, () => ({ server: server.pid, generator: load.pid }))
+      const watcher = scope.add(new RowWatcher(db, couponId), (item) => item.cancel())
+      const result = await go()
+      const admitted = new Set(result.accepted.users).size
+      const target = mode === 'queue' ? Math.min(options.quantity, admitted) : admitted
+      const watch = await watcher.finish(target, 120_000)
+      const cpuUse = await cpu.stop(run, result)
+      const audit = await auditCoupon(db, couponId, options.quantity, mode, result)
+      await db.close()
+      report.open = {
+        couponId,
+        quantity: options.quantity,
+        load: stripLoad(result),
+        rowsReached: watch.reached,
+        timeToLastRowMs:
+          watch.lastRowSeenAtMs === undefined ? undefined : watch.lastRowSeenAtMs - result.firstSendAtMs,
+        timeToLastIssuedAtMs:
+          audit.lastIssuedAtMs === undefined ? undefined : audit.lastIssuedAtMs - result.firstSendAtMs,
+        audit,
+        cpu: cpuUse,
+      }
+      say(phaseLine(`${mode} open loop`, report.open))
+    })
+  }
+  return report
+}
+
+/** The ceiling: the same load against a bare Fastify route in its own process. */
+async function runBare(run: Run): Promise<ModeReport> {
+  const { options } = run
+  const report: ModeReport = { mode: 'bare', status: 'ok' }
+  const port = await freePort()
+  const baseUrl = `http://127.0.0.1:${port}`
+  const server = await startBareServer(port, join(run.logDir, 'bare.log'))
+  await withChild(run, server, async () => {
+    await warmUp(run, baseUrl, 0, 'bare', options.warmupSec)
+    {
+      const { load, go } = await runLoad(
+        run,
+        job(run, 'closed', baseUrl, 0, `bare-c-${run.id}-`, { collectAccepted: false }),
+        'bare closed loop',
+      )
+      const cpu = await PhaseCpu.start(run, () => ({ server: server.pid, generator: load.pid }))
+      const result = await go()
+      report.closed = { load: stripLoad(result), rowsReached: true, cpu: await cpu.stop(run, result) }
+      say(phaseLine('bare closed loop', report.closed))
+    }
+    {
+      const rate = Math.max(1, Math.min(options.rate, Math.floor((report.closed.load.rps ?? 0) * 0.7)))
+      const users = Math.max(10, Math.round((rate * options.openDuration) / (1 + options.repeat)))
+      const { load, go } = await runLoad(
+        run,
+        job(run, 'open', baseUrl, 0, `bare-o-${run.id}-`, {
+          users,
+          rate,
+          collectAccepted: false,
+          maxBacklogSec: 2,
+        }),
+        `bare open loop @ ${fmt(rate)}/s`,
+      )
+      const cpu = await PhaseCpu.start(run, () => ({ server: server.pid, generator: load.pid }))
+      const result = await go()
+      report.open = { load: stripLoad(result), rowsReached: true, cpu: await cpu.stop(run, result) }
+      say(phaseLine('bare open loop', report.open))
+    }
+  })
+  return report
+}
+
+/** Issue 3: request-to-row at --rate on `stream`, every arrival a new user and every request a row. */
+async function runGoalPhase(run: Run): Promise<GoalPhase> {
+  const { options } = run
+  const rate = options.rate
+  const seconds = options.openDuration
+  const users = rate * seconds
+  const port = await freePort()
+  const baseUrl = `http://127.0.0.1:${port}`
+  const server = await startServer(serviceConfig(run, port), join(run.logDir, 'goal-request-to-row.log'))
+  return withChild(run, server, async (scope) => {
+    const admin = new AdminClient(baseUrl, run.adminToken)
+    const warmId = await admin.createCoupon('stream', 1, 'warm-up (goal)')
+    const couponId = await admin.createCoupon('stream', users, 'request-to-row goal')
+    await warmUp(run, baseUrl, warmId, 'goal', options.warmupSec)
+    const db = scope.add(new BenchDb(options.databaseUrl, run.schema), (item) => item.close())
+    const { load, go } = await runLoad(
+      run,
+      job(run, 'open', baseUrl, couponId, `goal-${run.id}-`, {
+        users,
+        rate,
+        repeatRatio: 0,
+        maxBacklogSec: 1,
+      }),
+      `stream open loop @ ${fmt(rate)}/s (goal)`,
+    )
+    const cpu = await PhaseCpu.start(run, () => ({ server: server.pid, generator: load.pid }))
+    const follower = scope.add(new RowFollower(db, couponId), (item) => item.cancel())
+    const result = await go()
+    const admitted = new Set(result.accepted.users).size
+    const seenAt = await follower.finish(admitted, 120_000)
+    const cpuUse = await cpu.stop(run, result)
+    const audit = await auditCoupon(db, couponId, users, 'stream', result)
+    await db.close()
+    const observed: number[] = []
+    result.accepted.users.forEach((user, index) => {
+      const at = seenAt.get(user)
+      const sent = result.accepted.sentAtMs[index]!
+      if (at !== undefined && sent > 0) observed.push(at - sent)
+    })
+    const phase: GoalPhase = {
+      rate,
+      seconds,
+      couponId,
+      load: stripLoad(result),
+      audit,
+      requestToRowObserved: summarize(observed),
+      requestToRowCommitted: audit.requestToRow,
+      cpu: cpuUse,
+    }
+    say(
+      `  stream @ ${fmt(rate)}/s goal      sent ${fmt(result.achievedSendRate ?? 0)}/s answered ${fmt(result.rps)}/s  ` +
+        `request-to-row p99 ${fmt(phase.requestToRowObserved.p99, 1)} ms (seen by poll), ${fmt(phase.requestToRowCommitted.p99, 1)} ms (issued_at)`,
+    )
+    return phase
+  })
+}
+
+/** Issue 3: the writer alone drains a stream already filled with `writerRows` accepted entries. */
+async function runWriterPhase(run: Run): Promise<WriterPhase> {
+  const { options } = run
+  const rows = options.writerRows
+  const port = await freePort()
+  const baseUrl = `http://127.0.0.1:${port}`
+  const config = serviceConfig(run, port, { runWorkers: false })
+  const server = await startServer(config, join(run.logDir, 'writer-api.log'))
+  return withChild(run, server, async (scope) => {
+    const admin = new AdminClient(baseUrl, run.adminToken)
+    const couponId = await admin.createCoupon('stream', rows, 'writer goal')
+    const admitStart = nowMs()
+    const { go } = await runLoad(
+      run,
+      job(run, 'closed', baseUrl, couponId, `writer-${run.id}-`, {
+        users: rows,
+        repeatRatio: 0,
+        durationSec: 600,
+        collectAccepted: true,
+      }),
+      'admitting for the writer (workers paused)',
+    )
+    const admission = await go()
+    const admitted = new Set(admission.accepted.users).size
+    const db = scope.add(new BenchDb(options.databaseUrl, run.schema), (item) => item.close())
+    await quietGate(run)
+    const redisBefore = await run.redis.commandStats()
+    const pgBefore = await databaseTransactions(options.databaseUrl)
+    const watcher = scope.add(new RowWatcher(db, couponId, 5), (item) => item.cancel())
+    const spawnedAt = nowMs()
+    const worker = startWorker(config, join(run.logDir, 'writer-worker.log'))
+    const cpu = await PhaseCpu.start(run, () => ({ worker: worker.pid, server: server.pid }), false)
+    // The worker's CPU is read while it still runs.
+    const { watch, cpuUse } = await withChild(run, worker, async () => {
+      const watch = await watcher.finish(admitted, 300_000)
+      return { watch, cpuUse: await cpu.stop(run) }
+    })
+    const redisAfter = await run.redis.commandStats()
+    const audit = await auditCoupon(db, couponId, rows, 'stream', admission)
+    await db.close()
+    const pgAfter = await databaseTransactions(options.databaseUrl)
+    const drainMs =
+      watch.firstRowSeenAtMs !== undefined && watch.lastRowSeenAtMs !== undefined
+        ? watch.lastRowSeenAtMs - watch.firstRowSeenAtMs
+        : undefined
+    const rowsPerSecond =
+      drainMs !== undefined && drainMs > 0 ? (admitted - watch.firstCount) / (drainMs / 1000) : undefined
+    const fromSpawnMs = watch.lastRowSeenAtMs !== undefined ? watch.lastRowSeenAtMs - spawnedAt : undefined
+    const commands = [...commandDelta(redisBefore, redisAfter).values()].reduce(
+      (sum, calls) => sum + calls,
+      0,
+    )
+    const phase: WriterPhase = {
+      rows,
+      admitted,
+      admissionSeconds: (admission.lastResponseAtMs - admitStart) / 1000,
+      admissionRps: admission.rps,
+      reached: watch.reached,
+      firstRowAfterSpawnMs:
+        watch.firstRowSeenAtMs === undefined ? undefined : watch.firstRowSeenAtMs - spawnedAt,
+      drainMs,
+      rowsPerSecond,
+      rowsPerSecondFromSpawn: fromSpawnMs ? admitted / (fromSpawnMs / 1000) : undefined,
+      postgresTransactionsPerRow: admitted > 0 ? (pgAfter - pgBefore - db.queries - 1 - 2) / admitted : 0,
+      redisCommandsPerRow: admitted > 0 ? commands / admitted : 0,
+      audit,
+      cpu: cpuUse,
+    }
+    say(
+      `  writer alone              ${fmt(admitted)} entries drained in ${fmt((drainMs ?? 0) / 1000, 2)} s: ` +
+        `${fmt(rowsPerSecond ?? 0)} rows/s (${fmt(phase.rowsPerSecondFromSpawn ?? 0)} rows/s counting the worker's start)`,
+    )
+    return phase
+  })
+}
+
+/** --render: the figures come from the run's JSON as measured; only the report around them is rebuilt. */
+async function render(file: string, docs: boolean): Promise<void> {
+  let report: BenchReport
+  try {
+    report = JSON.parse(await readFile(file, 'utf8')) as BenchReport
+  } catch (error) {
+    throw new UsageError(`--render: cannot read ${file}: ${(error as Error).message.split('\n')[0]}`)
+  }
+  if (report.version !== 1 || !Array.isArray(report.modes))
+    throw new UsageError(`--render: ${file} is not a benchmark result`)
+  const stamp = report.startedAt.replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')
+  report.goals = evaluateGoals(report)
+  const files = await writeReports(report, stamp, docs)
+  printSummary(report)
+  say(`\nwrote ${files.join(', ')}`)
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2))
+  if (options === undefined) return
+  if (options.render !== undefined) return render(options.render, options.docs)
+  const startedAt = Date.now()
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')
+  const hex = randomBytes(3).toString('hex')
+  const logDir = mkdtempSync(join(tmpdir(), `coupon-rush-bench-${stamp}-`))
+  const machine = machineInfo()
+  say(
+    `coupon-rush bench ${options.quick ? '(quick) ' : ''}— ${machine.cpus} CPUs (${machine.cpuModel}), ` +
+      `${machine.memoryGiB} GiB, Node ${machine.node}; logs in ${logDir}`,
+  )
+
+  let privateRedis: { url: string; service: ChildService } | undefined
+  let redisUrl = options.redisUrl
+  if (redisUrl === undefined) {
+    if (!hasCommand('redis-server'))
+      throw new Error(
+        'redis-server is not installed: give --redis-url (command counts then include other clients)',
+      )
+    privateRedis = await startPrivateRedis(join(logDir, 'redis.log'))
+    redisUrl = privateRedis.url
+  }
+  await ensureDatabase(options.databaseUrl)
+  const run: Run = {
+    options,
+    id: hex,
+    logDir,
+    redisUrl,
+    privateRedis: privateRedis?.service,
+    redis: new BenchRedis(redisUrl),
+    schema: `bench_${stamp.replace('-', '_')}_${hex}`,
+    redisPrefix: `bench:${hex}:`,
+    jwtSecret: randomBytes(32).toString('base64url'),
+    adminToken: randomBytes(24).toString('base64url'),
+    children: new Set(),
+    loads: new Set(),
+    quietWaitMs: 0,
+    quietTimeouts: 0,
+  }
+  if (privateRedis) run.children.add(privateRedis.service)
+
+  let interrupted = false
+  const cleanup = async () => {
+    for (const load of run.loads) load.kill()
+    for (const child of [...run.children].reverse()) await child.stop(5_000).catch(() => {})
+    await run.redis.close()
+    if (!options.keep) {
+      await dropSchema(options.databaseUrl, run.schema).catch(() => {})
+      if (!privateRedis) {
+        const redis = new BenchRedis(redisUrl)
+        await redis.deleteByPrefix(run.redisPrefix).catch(() => 0)
+        await redis.close()
+      }
+    }
+  }
+  const onSignal = () => {
+    if (interrupted) process.exit(130)
+    interrupted = true
+    say('bench: interrupted, cleaning up')
+    cleanup().finally(() => process.exit(130))
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+
+  // How busy the machine is before the benchmark adds anything (other test suites, brokers...).
+  const quiet = new CpuMeter(() => ({}))
+  await sleep(1_000)
+  const before = quiet.stop()
+  if (before.busy > 0.3)
+    say(
+      `  note: the machine is already busy (${before.busy} of ${before.machineCores} cores in use by other processes): figures will be lower and noisier`,
+    )
+  try {
+    if (options.subjects.includes('kafka')) {
+      run.kafka = kafkaBroker()
+      say(run.kafka ? `  Kafka broker up at ${run.kafka}` : '  no Kafka broker running: kafka is skipped')
+    }
+    const modes: ModeReport[] = []
+    for (const subject of options.subjects) {
+      try {
+        modes.push(subject === 'bare' ? await runBare(run) : await runMode(run, subject))
+      } catch (error) {
+        const message = error instanceof Error ? error.message.split('\n')[0]! : String(error)
+        say(`  ${subject}: FAILED: ${message}`)
+        modes.push({ mode: subject, status: 'failed', reason: message })
+      }
+    }
+    let goal: GoalPhase | undefined
+    let writer: WriterPhase | undefined
+    const goalErrors: string[] = []
+    const streamOk = modes.some((mode) => mode.mode === 'stream' && mode.status === 'ok')
+    if (!options.skipGoals && streamOk) {
+      try {
+        goal = await runGoalPhase(run)
+      } catch (error) {
+        goalErrors.push(`request-to-row phase failed: ${(error as Error).message.split('\n')[0]}`)
+        say(`  ${goalErrors.at(-1)}`)
+      }
+      try {
+        writer = await runWriterPhase(run)
+      } catch (error) {
+        goalErrors.push(`writer phase failed: ${(error as Error).message.split('\n')[0]}`)
+        say(`  ${goalErrors.at(-1)}`)
+      }
+    }
+    const report: BenchReport = {
+      version: 1,
+      startedAt: new Date(startedAt).toISOString(),
+      seconds: (Date.now() - startedAt) / 1000,
+      command: `npm run bench${options.argv.length > 0 ? ` -- ${options.argv.join(' ')}` : ''}`,
+      machine,
+      settings: {
+        users: options.users,
+        quantity: options.quantity,
+        connections: options.connections,
+        durationSec: options.duration,
+        rate: options.rate,
+        openDurationSec: options.openDuration,
+        writerRows: options.writerRows,
+        repeatRatio: options.repeat,
+        generator: options.generator,
+        quick: options.quick,
+        redis: privateRedis ? 'private redis-server (no persistence), started by the benchmark' : redisUrl,
+        database: options.databaseUrl,
+        kafka: run.kafka ?? null,
+        queueDrainCron: '* * * * * * (the default: every second)',
+        busyCoresBeforeRun: before.busy,
+        waitQuietSec: options.waitQuiet,
+        quietWaitSec: Math.round(run.quietWaitMs / 100) / 10,
+        quietTimeouts: run.quietTimeouts,
+      },
+      modes,
+      goal,
+      writer,
+      goalErrors,
+      goals: [],
+    }
+    report.goals = evaluateGoals(report)
+    const files = await writeReports(report, stamp, options.docs)
+    printSummary(report)
+    say(`\nwrote ${files.join(', ')}  (${fmt(report.seconds, 0)} s)`)
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    if (!interrupted) await cleanup()
+  }
+}
+
+runMain('bench', main)
