@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# `npm test`: install if needed, make sure the servers are up, lint, type-check, then run every test
-# against the real Redis, Postgres and Kafka broker.
+# `npm test`: install if needed, make sure the servers are up (Redis, Postgres, a Kafka broker), lint,
+# type-check, then run every test against them. Arguments narrow the run to some test files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x node_modules/.bin/node ] && [ -d node_modules/fastify ] || npm install --no-audit --no-fund
-bash scripts/services.sh
+bash scripts/prepare.sh
 node_modules/.bin/biome check .
 node_modules/.bin/tsc -p .
 if [ "${SKIP_KAFKA:-}" != "1" ]; then bash scripts/kafka/kafka.sh start; fi
