@@ -7,4 +7,5 @@ bash scripts/prepare.sh
 node_modules/.bin/biome check .
 node_modules/.bin/tsc -p .
 if [ "${SKIP_KAFKA:-}" != "1" ]; then bash scripts/kafka/kafka.sh start; fi
-exec node_modules/.bin/node --test --test-concurrency=2 "${@:-test/}"
+if [ $# -eq 0 ]; then set -- 'test/**/*.test.ts'; fi
+exec node_modules/.bin/node --test --test-concurrency=2 "$@"

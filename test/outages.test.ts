@@ -11,7 +11,8 @@ describe('when Postgres goes away (stream mode)', () => {
     proxy = await new TcpProxy('127.0.0.1', 5432).start()
     t = await startTestApp('pgdown', {
       DATABASE_URL: `postgres://postgres@127.0.0.1:${proxy.port}/coupon_rush_test`,
-      STREAM_RECLAIM_IDLE_MS: '500',
+      STREAM_RECLAIM_IDLE_MS: '300',
+      STREAM_MAX_DELIVERIES: '2',
     })
   })
   after(async () => {
@@ -41,6 +42,8 @@ describe('when Postgres goes away (stream mode)', () => {
       0,
       'nothing written while Postgres is unreachable',
     )
+    // Stay down for many reclaim periods: an outage must not walk accepted requests to the dead letters.
+    await new Promise((resolve) => setTimeout(resolve, 2_500))
     proxy.restore()
     await eventually(
       async () => (await issuedRows(t.env.db, coupon.id)).length === 60,
@@ -48,6 +51,9 @@ describe('when Postgres goes away (stream mode)', () => {
     )
     const rows = await issuedRows(t.env.db, coupon.id)
     assert.equal(new Set(rows.map((r) => r.user_id)).size, 60)
+    const audit = await t.http('GET', `/admin/coupons/${coupon.id}/audit`, { token: t.adminToken })
+    assert.equal(audit.body.deadLettered, 0)
+    assert.deepEqual(audit.body.inconsistencies, [])
   })
 
   it('answers 503 with Retry-After, never a 2xx, for what needs Postgres while it is down', async () => {

@@ -56,3 +56,36 @@ export function unavailable(what: string, cause?: unknown): AppError {
     cause,
   })
 }
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+])
+const REDIS_BUSY = /^(LOADING|BUSY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|NOREPLICAS)/
+
+/**
+ * True for failures of Redis or Postgres being unreachable or overloaded (not bugs): these answer 503 with
+ * Retry-After. Covers ioredis (no offline queue, command timeout, retries exhausted) and pg (refused,
+ * terminated, pool timeout, server shutting down: SQLSTATE classes 08 and 57P).
+ */
+export function isInfrastructureError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false
+  const { code, name, message } = error as Error & { code?: string }
+  if (code !== undefined && NETWORK_CODES.has(code)) return true
+  if (typeof code === 'string' && (code.startsWith('08') || code.startsWith('57P') || code === '53300'))
+    return true
+  if (name === 'MaxRetriesPerRequestError' || name === 'ClusterAllFailedError') return true
+  if (name === 'ReplyError') return REDIS_BUSY.test(message)
+  if (
+    /Connection is closed|Stream isn't writeable|Command timed out|Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended|the database system is/i.test(
+      message,
+    )
+  ) {
+    return true
+  }
+  return error instanceof AggregateError && error.errors.some(isInfrastructureError)
+}

@@ -1,5 +1,6 @@
 import type { Config } from '../config/config.ts'
 import type { IssuanceContext } from './context.ts'
+import { kafkaMode, kafkaWorkers } from './kafka/kafka-mode.ts'
 import type { IssuanceMode, IssuanceWorker } from './mode.ts'
 import { queueMode, queueScheduler } from './queue/queue-mode.ts'
 import { streamMode, streamWriters } from './stream/stream-mode.ts'
@@ -7,10 +8,18 @@ import { syncMode } from './sync/sync-mode.ts'
 
 /** Every issuance mode this process can serve (kafka only when KAFKA_BROKERS is set). */
 export function createModes(ctx: IssuanceContext, config: Config): IssuanceMode[] {
-  return [streamMode(ctx), queueMode(ctx), syncMode(ctx, { leaseMs: config.syncLockLeaseMs })]
+  const modes = [streamMode(ctx), queueMode(ctx), syncMode(ctx, { leaseMs: config.syncLockLeaseMs })]
+  if (config.kafkaBrokers.length > 0) modes.push(kafkaMode(ctx, { brokers: config.kafkaBrokers }))
+  return modes
 }
 
 /** The background workers of every enabled mode (run by `serve` by default, and by `worker`). */
 export function createWorkers(ctx: IssuanceContext, config: Config): IssuanceWorker[] {
-  return [streamWriters(ctx, config.streamDrain), queueScheduler(ctx, { cron: config.queueDrainCron })]
+  const workers = [
+    streamWriters(ctx, config.streamDrain),
+    queueScheduler(ctx, { cron: config.queueDrainCron }),
+  ]
+  // The relay keeps its own drain settings (in-place retries, admission order): not STREAM_* ones.
+  if (config.kafkaBrokers.length > 0) workers.push(...kafkaWorkers(ctx, { brokers: config.kafkaBrokers }))
+  return workers
 }

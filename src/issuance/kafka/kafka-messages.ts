@@ -46,7 +46,7 @@ export function parseRequest(
     return { invalid: 'value is not JSON' }
   }
   if (typeof raw !== 'object' || raw === null) return { invalid: 'value is not an object' }
-  const { couponId, userId, position, requestedAtMs } = raw as Record<string, unknown>
+  const { couponId, userId, position, requestedAtMs, entryId } = raw as Record<string, unknown>
   if (!Number.isSafeInteger(couponId) || (couponId as number) < 1) return { invalid: 'bad couponId' }
   if (key !== String(couponId)) return { invalid: 'key is not the couponId' }
   if (typeof userId !== 'string' || !USER_ID.test(userId)) return { invalid: 'bad userId' }
@@ -59,6 +59,7 @@ export function parseRequest(
     userId,
     position: position as number,
     requestedAtMs: requestedAtMs as number,
+    ...(typeof entryId === 'string' && /^\d+-\d+$/.test(entryId) ? { entryId } : {}),
   }
 }
 

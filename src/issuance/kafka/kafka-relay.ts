@@ -1,6 +1,5 @@
 import { ProduceAcks, Producer, stringSerializers } from '@platformatic/kafka'
 import type { Coupon } from '../../domain/coupon.ts'
-import { couponKeys } from '../../redis/keys.ts'
 import type { IssuanceContext } from '../context.ts'
 import { STREAM_GROUPS, type StreamEntry } from '../coupon-state.ts'
 import type { IssuanceWorker } from '../mode.ts'
@@ -18,13 +17,21 @@ import {
 /**
  * The relay's drain defaults. An entry only goes back to the group when a relay died or stopped mid-batch
  * (a live relay retries its batch in place and keeps it claimed), so it is taken over sooner than in the
- * stream mode, and the dead-letter bound is far away: a relay entry is never poison, only early.
+ * stream mode, and the dead-letter bound is far away: a relay entry is never poison, only early. One loop
+ * per coupon keeps a coupon's requests in admission order on its partition.
  */
-const RELAY_DRAIN_DEFAULTS: Partial<DrainOptions> = { reclaimIdleMs: 10_000, maxDeliveries: 100 }
+const RELAY_DRAIN_DEFAULTS: Partial<DrainOptions> = {
+  reclaimIdleMs: 10_000,
+  maxDeliveries: 100,
+  loopsPerCoupon: 1,
+  // Entries stay in the stream (acknowledged) until the writers have them in Postgres and delete them,
+  // so a rebuild after a Redis loss still counts requests that are in Kafka but not yet rows.
+  deleteOnAck: false,
+}
 
 /**
  * Moves accepted requests from the coupons' Redis streams (the outbox, written atomically with the
- * admission) to the requests topic. A batch is XACKed and deleted only after the idempotent producer's
+ * admission) to the requests topic. A batch is XACKed only after the idempotent producer's
  * send resolved, i.e. every message is on all in-sync replicas (acks=all); a relay killed in between
  * leaves the entries pending, and the next relay publishes them again (at least once; the consumers'
  * Postgres write is idempotent). While the broker is down the relay retries its batch in place with
@@ -87,10 +94,11 @@ export class KafkaRelay implements IssuanceWorker {
     })
   }
 
-  /** The drainer's sink: retries in place until published, so an outage never reaches the dead letters. */
+  /**
+   * The drainer's sink: retries in place until published, so an outage never reaches the dead letters (the
+   * drainer keeps the entries claimed meanwhile, so no other loop or relay takes them over).
+   */
   private async relay(coupon: Coupon, entries: StreamEntry[]): Promise<void> {
-    const touchEveryMs = Math.max(this.drainOptions.reclaimIdleMs / 3, 100)
-    let touchedAt = Date.now()
     for (let attempt = 0; ; attempt++) {
       // Rejecting leaves the entries pending: the next relay (or this one, restarted) takes them over.
       if (this.stopping.signal.aborted) throw new Error('relay stopping')
@@ -110,28 +118,6 @@ export class KafkaRelay implements IssuanceWorker {
         }
       }
       await pause(backoffMs(attempt), this.stopping.signal)
-      if (Date.now() - touchedAt >= touchEveryMs) {
-        touchedAt = Date.now()
-        await this.touch(coupon.id, entries)
-      }
     }
-  }
-
-  /**
-   * Resets the idle time of entries this live relay is still retrying, so no other relay reclaims them
-   * meanwhile (XCLAIM JUSTID does not count a delivery).
-   */
-  private async touch(couponId: number, entries: StreamEntry[]): Promise<void> {
-    const { stream } = couponKeys(this.ctx.redisPrefix, couponId)
-    await this.ctx.redis
-      .xclaim(
-        stream,
-        STREAM_GROUPS.kafka,
-        this.drainer.consumer,
-        0,
-        ...entries.map((entry) => entry.id),
-        'JUSTID',
-      )
-      .catch(() => {})
   }
 }

@@ -10,6 +10,7 @@ import {
   stringSerializers,
 } from '@platformatic/kafka'
 import type { Coupon, Issuance } from '../../domain/coupon.ts'
+import { couponKeys } from '../../redis/keys.ts'
 import { findCoupon } from '../../storage/coupons.ts'
 import type { IssueRequest } from '../../storage/user-coupons.ts'
 import type { IssuanceContext } from '../context.ts'
@@ -183,7 +184,10 @@ export class KafkaWriter implements IssuanceWorker {
 
   /** Postgres first, then the issued topic, then the offsets: each step only after the one before. */
   private async handle(batch: RequestMessage[]): Promise<void> {
-    const byCoupon = new Map<number, { messages: RequestMessage[]; requests: IssueRequest[] }>()
+    const byCoupon = new Map<
+      number,
+      { messages: RequestMessage[]; requests: IssueRequest[]; entryIds: string[] }
+    >()
     const parked: Parked[] = []
     for (const message of batch) {
       const request = parseRequest(message.key, message.value)
@@ -193,10 +197,11 @@ export class KafkaWriter implements IssuanceWorker {
       }
       let group = byCoupon.get(request.couponId)
       if (group === undefined) {
-        group = { messages: [], requests: [] }
+        group = { messages: [], requests: [], entryIds: [] }
         byCoupon.set(request.couponId, group)
       }
       group.messages.push(message)
+      if (request.entryId !== undefined) group.entryIds.push(request.entryId)
       group.requests.push({
         userId: request.userId,
         position: request.position,
@@ -204,7 +209,7 @@ export class KafkaWriter implements IssuanceWorker {
       })
     }
     const events: IssuedEvent[] = []
-    for (const [couponId, { messages, requests }] of byCoupon) {
+    for (const [couponId, { messages, requests, entryIds }] of byCoupon) {
       const coupon = await this.retry('loading the coupon', () => this.coupon(couponId))
       if (coupon === undefined) {
         parked.push(...messages.map((message) => ({ message, reason: `no coupon ${couponId}` })))
@@ -223,6 +228,7 @@ export class KafkaWriter implements IssuanceWorker {
         parked.push(...messages.map((message) => ({ message, reason: `postgres: ${written.message}` })))
         continue
       }
+      await this.forgetRelayed(couponId, entryIds)
       for (const issuance of written) {
         const event = issuedEvent(issuance)
         if (event !== undefined) events.push(event)
@@ -238,6 +244,18 @@ export class KafkaWriter implements IssuanceWorker {
       await this.retry('publishing issued coupons', () => this.publish(events, parked))
     }
     await this.commit(batch)
+  }
+
+  /**
+   * The relay leaves its entries in the coupon's stream until they are rows (a rebuild after a Redis loss
+   * counts them); once Postgres committed, they go. If this fails, the redelivered batch deletes them.
+   */
+  private async forgetRelayed(couponId: number, entryIds: string[]): Promise<void> {
+    if (entryIds.length === 0) return
+    const { stream } = couponKeys(this.ctx.redisPrefix, couponId)
+    await this.ctx.redis.xdel(stream, ...entryIds).catch((error: unknown) => {
+      this.ctx.logger.warn({ err: error, couponId }, 'kafka writer: could not delete relayed entries yet')
+    })
   }
 
   private async publish(events: IssuedEvent[], parked: Parked[]): Promise<void> {

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Coupon, IssueMode } from '../../domain/coupon.ts'
+import { isInfrastructureError } from '../../domain/errors.ts'
 import { connectRedis, duplicateRedis } from '../../redis/client.ts'
 import { channels, couponKeys } from '../../redis/keys.ts'
 import { listActiveCoupons } from '../../storage/coupons.ts'
@@ -24,6 +25,11 @@ export interface DrainOptions {
    * one writes Postgres another reads the stream and acknowledges, so the stages overlap.
    */
   loopsPerCoupon: number
+  /**
+   * Delete entries when acknowledging (default). The Kafka relay keeps them until its writers have them in
+   * Postgres, so a rebuild after a Redis loss still counts requests that are in Kafka but not yet rows.
+   */
+  deleteOnAck: boolean
 }
 
 export const DEFAULT_DRAIN_OPTIONS: DrainOptions = {
@@ -33,6 +39,7 @@ export const DEFAULT_DRAIN_OPTIONS: DrainOptions = {
   maxDeliveries: 5,
   refreshMs: 1_000,
   loopsPerCoupon: 2,
+  deleteOnAck: true,
 }
 
 // Drain coupons whose sale opens within a minute, so the first request of a sale finds its writer waiting,
@@ -194,23 +201,45 @@ export class StreamDrainer implements IssuanceWorker {
   }
 
   /** Sinks a batch; if the batch fails, entry by entry, so one poison entry cannot hold up the rest. */
+  /**
+   * Sinks a batch and acknowledges it. While the sink fails because Redis, Postgres or Kafka is away, the
+   * batch is retried in place (kept claimed, so nobody takes it over and no delivery is counted): an outage
+   * must never walk accepted requests towards the dead letters. Any other failure is retried entry by
+   * entry, so one poison entry cannot hold up the rest.
+   */
   private async process(coupon: Coupon, entries: StreamEntry[]): Promise<void> {
+    const ids = entries.map((entry) => entry.id)
+    const keepClaimed = setInterval(
+      () => void this.touch(coupon.id, ids),
+      Math.max(this.options.reclaimIdleMs / 3, 100),
+    )
     try {
-      await this.sink(coupon, entries)
-      await this.acknowledge(
-        coupon.id,
-        entries.map((entry) => entry.id),
-      )
-      return
-    } catch (error) {
-      if (entries.length === 1) {
-        this.lastErrors.set(entries[0]!.id, errorText(error))
-        throw error
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.sink(coupon, entries)
+          await this.acknowledge(coupon.id, ids)
+          return
+        } catch (error) {
+          if (!this.running || !isInfrastructureError(error)) {
+            if (entries.length === 1) this.lastErrors.set(ids[0]!, errorText(error))
+            if (entries.length === 1 || !this.running) throw error
+            this.ctx.logger.warn(
+              { err: error, couponId: coupon.id },
+              `${this.name}: batch failed, retrying entries one by one`,
+            )
+            break
+          }
+          if (attempt % 20 === 0) {
+            this.ctx.logger.warn(
+              { err: error, couponId: coupon.id, attempt },
+              `${this.name}: dependency away, retrying the batch`,
+            )
+          }
+          await sleep(Math.min(100 * 2 ** attempt, 2_000))
+        }
       }
-      this.ctx.logger.warn(
-        { err: error, couponId: coupon.id },
-        `${this.name}: batch failed, retrying entries one by one`,
-      )
+    } finally {
+      clearInterval(keepClaimed)
     }
     for (const entry of entries) {
       try {
@@ -223,13 +252,19 @@ export class StreamDrainer implements IssuanceWorker {
     }
   }
 
+  /** Resets the idle time of entries still being worked on (XCLAIM JUSTID counts no delivery). */
+  private async touch(couponId: number, ids: string[]): Promise<void> {
+    const { stream } = couponKeys(this.ctx.redisPrefix, couponId)
+    await this.ctx.redis.xclaim(stream, this.group, this.consumer, 0, ...ids, 'JUSTID').catch(() => {})
+  }
+
+  /** XACK, and XDEL unless the entries must stay readable (the Kafka relay: until Postgres has them). */
+  /** XACK, and XDEL unless the entries must stay readable (the Kafka relay: until Postgres has them). */
   private async acknowledge(couponId: number, ids: string[]): Promise<void> {
     const { stream } = couponKeys(this.ctx.redisPrefix, couponId)
-    await this.ctx.redis
-      .multi()
-      .xack(stream, this.group, ...ids)
-      .xdel(stream, ...ids)
-      .exec()
+    const tx = this.ctx.redis.multi().xack(stream, this.group, ...ids)
+    if (this.options.deleteOnAck) tx.xdel(stream, ...ids)
+    await tx.exec()
     for (const id of ids) this.lastErrors.delete(id)
   }
 
