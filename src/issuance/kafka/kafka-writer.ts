@@ -14,8 +14,8 @@ import { couponKeys } from '../../redis/keys.ts'
 import { findCoupon } from '../../storage/coupons.ts'
 import type { IssueRequest } from '../../storage/user-coupons.ts'
 import type { IssuanceContext } from '../context.ts'
+import { writeIssued } from '../decisions.ts'
 import type { IssuanceWorker } from '../mode.ts'
-import { writeIssued } from '../stream/postgres-sink.ts'
 import { type IssuedEvent, issuedEvent, parseRequest } from './kafka-messages.ts'
 import {
   backoffMs,

@@ -5,8 +5,8 @@ import { runScript } from '../../redis/scripts.ts'
 import { type DbClient, inTransaction } from '../../storage/postgres.ts'
 import { holderRows, type IssueRequest, issueBatch } from '../../storage/user-coupons.ts'
 import { type IssuanceContext, publishDecisions } from '../context.ts'
+import { recordDecisions } from '../decisions.ts'
 import { decodeRecord, type IssuanceRecord, toIssuance } from '../records.ts'
-import { recordDecisions } from '../stream/postgres-sink.ts'
 
 export interface QueueDrainOptions {
   /** Users issued (or resolved sold out) per Postgres transaction / Redis script call. */

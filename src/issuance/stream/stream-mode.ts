@@ -1,8 +1,8 @@
 import type { Coupon } from '../../domain/coupon.ts'
 import type { IssuanceContext } from '../context.ts'
 import { rebuildCouponState, STREAM_GROUPS, stockOf } from '../coupon-state.ts'
+import { writeIssued } from '../decisions.ts'
 import type { IssuanceMode, IssuanceWorker } from '../mode.ts'
-import { writeIssued } from './postgres-sink.ts'
 import { admitToStream, streamStats, streamStatus } from './stream-admission.ts'
 import { type DrainOptions, StreamDrainer } from './stream-drainer.ts'
 

@@ -7,8 +7,8 @@ import { type IssuedOne, issuanceOfRow, issueOne } from '../../storage/sync-issu
 import { findUserCouponOf } from '../../storage/user-coupons.ts'
 import type { IssuanceContext } from '../context.ts'
 import { ensureLoaded, rebuildCouponState } from '../coupon-state.ts'
+import { recordDecisions } from '../decisions.ts'
 import type { CouponStats, IssuanceAnswer, IssuanceMode } from '../mode.ts'
-import { recordDecisions } from '../stream/postgres-sink.ts'
 import { FairLock, type FairLockOptions, LockReleaseNotifier } from './fair-lock.ts'
 
 export interface SyncModeOptions extends FairLockOptions {

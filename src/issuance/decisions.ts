@@ -1,10 +1,10 @@
-import type { Coupon, Issuance } from '../../domain/coupon.ts'
-import { couponKeys } from '../../redis/keys.ts'
-import { runScript } from '../../redis/scripts.ts'
-import { inTransaction } from '../../storage/postgres.ts'
-import { type IssueRequest, issueBatch } from '../../storage/user-coupons.ts'
-import { type IssuanceContext, publishDecisions } from '../context.ts'
-import { encodeRecord, type IssuanceRecord, toIssuance } from '../records.ts'
+import type { Coupon, Issuance } from '../domain/coupon.ts'
+import { couponKeys } from '../redis/keys.ts'
+import { runScript } from '../redis/scripts.ts'
+import { inTransaction } from '../storage/postgres.ts'
+import { type IssueRequest, issueBatch } from '../storage/user-coupons.ts'
+import { type IssuanceContext, publishDecisions } from './context.ts'
+import { encodeRecord, type IssuanceRecord, toIssuance } from './records.ts'
 
 /**
  * Writes accepted requests of one coupon to Postgres in one transaction, then records the decisions in Redis
