@@ -27,10 +27,19 @@ export default fp(
       registers: [registry],
     })
     app.decorate('metrics', { registry, issuanceOutcomes })
-    app.addHook('onResponse', async (request, reply) => {
-      requestDuration
-        .labels(request.method, request.routeOptions.url ?? 'unmatched', String(reply.statusCode))
-        .observe(reply.elapsedTime / 1000)
+    // A callback hook and one labelled child per (method, route, status): resolving labels on every request
+    // cost as much as a third of an admission.
+    const children = new Map<string, { observe(seconds: number): void }>()
+    app.addHook('onResponse', (request, reply, done) => {
+      const route = request.routeOptions.url ?? 'unmatched'
+      const key = `${request.method} ${route} ${reply.statusCode}`
+      let child = children.get(key)
+      if (child === undefined) {
+        child = requestDuration.labels(request.method, route, String(reply.statusCode))
+        children.set(key, child)
+      }
+      child.observe(reply.elapsedTime / 1000)
+      done()
     })
     app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
       reply.type(registry.contentType)
