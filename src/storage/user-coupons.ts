@@ -43,23 +43,29 @@ export async function issueBatch(
   )
   const remaining = locked.rows[0]?.remaining
   if (remaining === undefined) throw new Error(`coupon ${couponId} does not exist`)
+  const distinctUsers = new Set(requests.map((r) => r.userId)).size
+  // Stock for the whole batch (the normal case): insert it all and let the unique constraint drop replays.
+  // Only a batch that may exceed the stock (after Redis lost state) takes the careful path: new users only,
+  // lowest positions first, at most the remaining stock.
+  const source =
+    distinctUsers <= remaining
+      ? `SELECT user_id, position, requested_at
+         FROM unnest($2::text[], $3::bigint[], $4::timestamptz[]) AS r(user_id, position, requested_at)`
+      : `SELECT b.* FROM (
+           SELECT DISTINCT ON (user_id) user_id, position, requested_at
+           FROM unnest($2::text[], $3::bigint[], $4::timestamptz[]) AS r(user_id, position, requested_at)
+           ORDER BY user_id, position
+         ) b
+         WHERE NOT EXISTS (SELECT 1 FROM user_coupons uc WHERE uc.coupon_id = $1 AND uc.user_id = b.user_id)
+         ORDER BY b.position
+         LIMIT $5`
   const { rows } = await client.query<{
     id: number
     user_id: string
     position: number | null
     issued_at: Date
   }>(
-    `WITH batch AS (
-       SELECT DISTINCT ON (user_id) user_id, position, requested_at
-       FROM unnest($2::text[], $3::bigint[], $4::timestamptz[]) AS r(user_id, position, requested_at)
-       ORDER BY user_id, position
-     ),
-     fresh AS (
-       SELECT b.* FROM batch b
-       WHERE NOT EXISTS (SELECT 1 FROM user_coupons uc WHERE uc.coupon_id = $1 AND uc.user_id = b.user_id)
-       ORDER BY b.position
-       LIMIT $5
-     ),
+    `WITH fresh AS (${source}),
      inserted AS (
        INSERT INTO user_coupons (coupon_id, user_id, position, requested_at, issued_at, expires_at)
        SELECT $1, f.user_id, f.position, f.requested_at, now(),
@@ -79,7 +85,7 @@ export async function issueBatch(
       requests.map((r) => r.userId),
       requests.map((r) => r.position),
       requests.map((r) => r.requestedAt),
-      remaining,
+      ...(distinctUsers <= remaining ? [] : [remaining]),
     ],
   )
   const issued = rows.map((row) => ({

@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { inTransaction } from '../src/storage/postgres.ts'
+import { type IssueRequest, issueBatch } from '../src/storage/user-coupons.ts'
+import { createTestEnv, insertTestCoupon, issuedRows, type TestEnv } from './support/infra.ts'
+
+const requestsFor = (from: number, count: number): IssueRequest[] =>
+  Array.from({ length: count }, (_, i) => ({ userId: `b${from + i}`, position: from + i, requestedAt: new Date() }))
+
+describe('issuing a batch in Postgres', () => {
+  let env: TestEnv
+  before(async () => {
+    env = await createTestEnv('batch')
+  })
+  after(() => env.close())
+
+  const issue = (couponId: number, requests: IssueRequest[]) =>
+    inTransaction(env.db, (client) => issueBatch(client, couponId, requests))
+  const issuedCount = async (couponId: number) =>
+    (await env.db.query('SELECT issued_count FROM coupons WHERE id = $1', [couponId])).rows[0].issued_count
+
+  it('inserts a batch within the stock once, and a replay of it inserts nothing and uses no stock', async () => {
+    const coupon = await insertTestCoupon(env.db, { quantity: 100 })
+    const first = await issue(coupon.id, requestsFor(1, 60))
+    assert.equal(first.issued.length, 60)
+    const replay = await issue(coupon.id, requestsFor(1, 60))
+    assert.equal(replay.issued.length, 60, 'replayed users are reported issued with their rows')
+    assert.deepEqual(replay.soldOut, [])
+    assert.deepEqual(
+      replay.issued.map((row) => row.id).sort(),
+      first.issued.map((row) => row.id).sort(),
+    )
+    assert.equal(await issuedCount(coupon.id), 60)
+  })
+
+  it('gives a batch beyond the stock to its lowest positions only, and reports the rest sold out', async () => {
+    const coupon = await insertTestCoupon(env.db, { quantity: 10 })
+    await issue(coupon.id, requestsFor(1, 4))
+    // Users 3 and 4 again (a replay) plus 10 newcomers, for 6 units left.
+    const result = await issue(coupon.id, [...requestsFor(3, 2), ...requestsFor(20, 10)].reverse())
+    const rows = await issuedRows(env.db, coupon.id)
+    assert.deepEqual(
+      rows.map((row) => row.user_id),
+      ['b1', 'b2', 'b3', 'b4', 'b20', 'b21', 'b22', 'b23', 'b24', 'b25'],
+    )
+    assert.deepEqual(result.soldOut.sort(), ['b26', 'b27', 'b28', 'b29'])
+    assert.equal(result.issued.length, 8, 'the 2 replayed holders and the 6 newcomers')
+    assert.equal(await issuedCount(coupon.id), 10)
+  })
+
+  it('never over-issues when many writers issue batches of one coupon at once', async () => {
+    const coupon = await insertTestCoupon(env.db, { quantity: 200 })
+    const results = await Promise.all(Array.from({ length: 12 }, (_, i) => issue(coupon.id, requestsFor(i * 25, 25))))
+    const rows = await issuedRows(env.db, coupon.id)
+    assert.equal(rows.length, 200)
+    assert.equal(await issuedCount(coupon.id), 200)
+    assert.equal(results.reduce((sum, result) => sum + result.soldOut.length, 0), 100)
+  })
+})
