@@ -65,6 +65,27 @@ describe('server-sent events', () => {
     assert.equal(typeof decision.userCouponId, 'number')
   })
 
+  it('pushes a queue user the SOLD_OUT decision when the stock ran out before their turn', async () => {
+    const coupon = await t.createCoupon({ quantity: 1, issueMode: 'queue' })
+    assert.equal(
+      (await t.http('POST', `/coupons/${coupon.id}/issuance`, { token: t.tokenFor('kim') })).status,
+      202,
+    )
+    const events = await collectEvents(
+      `${t.baseUrl}/me/events?access_token=${t.tokenFor('lee')}`,
+      (event) => event.event === 'issuance',
+      async () => {
+        const answer = await t.http('POST', `/coupons/${coupon.id}/issuance`, { token: t.tokenFor('lee') })
+        assert.equal(answer.status, 202)
+        assert.equal(answer.body.status, 'PENDING')
+      },
+    )
+    const decision = events.find((event) => event.event === 'issuance')!.data
+    assert.equal(decision.userId, 'lee')
+    assert.equal(decision.status, 'SOLD_OUT')
+    assert.equal(decision.position, 2)
+  })
+
   it('streams coupon stats to an admin at least every second', async () => {
     const coupon = await t.createCoupon({ quantity: 3 })
     await t.http('POST', `/coupons/${coupon.id}/issuance`, { token: t.tokenFor('jack') })

@@ -5,7 +5,11 @@ import { type IssueRequest, issueBatch } from '../src/storage/user-coupons.ts'
 import { createTestEnv, insertTestCoupon, issuedRows, type TestEnv } from './support/infra.ts'
 
 const requestsFor = (from: number, count: number): IssueRequest[] =>
-  Array.from({ length: count }, (_, i) => ({ userId: `b${from + i}`, position: from + i, requestedAt: new Date() }))
+  Array.from({ length: count }, (_, i) => ({
+    userId: `b${from + i}`,
+    position: from + i,
+    requestedAt: new Date(),
+  }))
 
 describe('issuing a batch in Postgres', () => {
   let env: TestEnv
@@ -26,10 +30,7 @@ describe('issuing a batch in Postgres', () => {
     const replay = await issue(coupon.id, requestsFor(1, 60))
     assert.equal(replay.issued.length, 60, 'replayed users are reported issued with their rows')
     assert.deepEqual(replay.soldOut, [])
-    assert.deepEqual(
-      replay.issued.map((row) => row.id).sort(),
-      first.issued.map((row) => row.id).sort(),
-    )
+    assert.deepEqual(replay.issued.map((row) => row.id).sort(), first.issued.map((row) => row.id).sort())
     assert.equal(await issuedCount(coupon.id), 60)
   })
 
@@ -50,10 +51,15 @@ describe('issuing a batch in Postgres', () => {
 
   it('never over-issues when many writers issue batches of one coupon at once', async () => {
     const coupon = await insertTestCoupon(env.db, { quantity: 200 })
-    const results = await Promise.all(Array.from({ length: 12 }, (_, i) => issue(coupon.id, requestsFor(i * 25, 25))))
+    const results = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => issue(coupon.id, requestsFor(i * 25, 25))),
+    )
     const rows = await issuedRows(env.db, coupon.id)
     assert.equal(rows.length, 200)
     assert.equal(await issuedCount(coupon.id), 200)
-    assert.equal(results.reduce((sum, result) => sum + result.soldOut.length, 0), 100)
+    assert.equal(
+      results.reduce((sum, result) => sum + result.soldOut.length, 0),
+      100,
+    )
   })
 })

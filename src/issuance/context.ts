@@ -1,5 +1,4 @@
 import type { Logger as PinoLogger } from 'pino'
-import type { Issuance } from '../domain/coupon.ts'
 import type { RedisClient } from '../redis/client.ts'
 import { channels } from '../redis/keys.ts'
 import type { Db } from '../storage/postgres.ts'
@@ -15,8 +14,22 @@ export interface IssuanceContext {
   logger: Logger
 }
 
-/** Announces decided requests to every API process (they push them to users over SSE). */
-export async function publishDecisions(ctx: IssuanceContext, decisions: Issuance[]): Promise<void> {
-  if (decisions.length === 0) return
-  await ctx.redis.publish(channels(ctx.redisPrefix).decisions, JSON.stringify(decisions))
+/**
+ * Announces decided requests to every API process (they push them to users over SSE), compactly: the coupon
+ * and the flat `[userId, record, ...]` pairs the Redis script took. A process decodes only the users it has
+ * an SSE connection for (see DecisionHub).
+ */
+export async function publishDecisions(
+  ctx: IssuanceContext,
+  couponId: number,
+  pairs: string[],
+): Promise<void> {
+  if (pairs.length === 0) return
+  const message: DecisionMessage = { couponId, pairs }
+  await ctx.redis.publish(channels(ctx.redisPrefix).decisions, JSON.stringify(message))
+}
+
+export interface DecisionMessage {
+  couponId: number
+  pairs: string[]
 }

@@ -60,7 +60,6 @@ export async function recordDecisions(
   const keys = couponKeys(ctx.redisPrefix, couponId)
   const pairs = decisions.flatMap(([userId, record]) => [userId, encodeRecord(record)])
   await runScript(ctx.redis, 'markDecided', [keys.users, keys.queue, keys.state], pairs)
-  const issuances = decisions.map(([userId, record]) => toIssuance(couponId, userId, record))
-  await publishDecisions(ctx, issuances)
-  return issuances
+  await publishDecisions(ctx, couponId, pairs)
+  return decisions.map(([userId, record]) => toIssuance(couponId, userId, record))
 }

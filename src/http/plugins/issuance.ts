@@ -1,8 +1,9 @@
 import fp from 'fastify-plugin'
 import type { Config } from '../../config/config.ts'
 import type { Issuance } from '../../domain/coupon.ts'
-import type { IssuanceContext } from '../../issuance/context.ts'
+import type { DecisionMessage, IssuanceContext } from '../../issuance/context.ts'
 import { createModes, createWorkers } from '../../issuance/modes.ts'
+import { decodeRecord, toIssuance } from '../../issuance/records.ts'
 import { IssuanceService } from '../../issuance/service.ts'
 import { channels } from '../../redis/keys.ts'
 
@@ -33,10 +34,15 @@ export class DecisionHub {
     }
   }
 
-  dispatch(issuances: Issuance[]): void {
+  /** A published decision message: parsed only if this process has SSE listeners, decoded only for them. */
+  dispatch(message: string): void {
     if (this.listeners.size === 0) return
-    for (const issuance of issuances) {
-      for (const listener of this.listeners.get(issuance.userId) ?? []) listener(issuance)
+    const { couponId, pairs } = JSON.parse(message) as DecisionMessage
+    for (let i = 0; i < pairs.length; i += 2) {
+      const listeners = this.listeners.get(pairs[i]!)
+      if (listeners === undefined) continue
+      const issuance = toIssuance(couponId, pairs[i]!, decodeRecord(pairs[i + 1]!))
+      for (const listener of listeners) listener(issuance)
     }
   }
 }
@@ -59,7 +65,7 @@ export default fp<{ config: Config; runWorkers: boolean }>(
     const names = channels(config.redisPrefix)
     app.redisSubscriber.on('message', (channel: string, message: string) => {
       if (channel === names.couponChanged) service.cache.invalidate(Number(message))
-      else if (channel === names.decisions) hub.dispatch(JSON.parse(message) as Issuance[])
+      else if (channel === names.decisions) hub.dispatch(message)
     })
     await app.redisSubscriber.subscribe(names.couponChanged, names.decisions)
     app.decorate('issuance', service)

@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto'
-import type { Coupon, Issuance } from '../../domain/coupon.ts'
+import type { Coupon } from '../../domain/coupon.ts'
 import { couponKeys } from '../../redis/keys.ts'
 import { runScript } from '../../redis/scripts.ts'
 import { type DbClient, inTransaction } from '../../storage/postgres.ts'
 import { holderRows, type IssueRequest, issueBatch } from '../../storage/user-coupons.ts'
 import { type IssuanceContext, publishDecisions } from '../context.ts'
 import { recordDecisions } from '../decisions.ts'
-import { decodeRecord, type IssuanceRecord, toIssuance } from '../records.ts'
+import { decodeRecord, type IssuanceRecord } from '../records.ts'
 
 export interface QueueDrainOptions {
   /** Users issued (or resolved sold out) per Postgres transaction / Redis script call. */
@@ -146,9 +146,9 @@ async function resolveSoldOut(
       [keys.queue, keys.users, keys.state],
       [options.batchSize, head.at(-1)!.position],
     )
-    const decided = decisionsOf(couponId, reply)
-    await publishDecisions(ctx, decided)
-    resolved += decided.length
+    const decided = Array.isArray(reply) ? reply.map(String) : []
+    await publishDecisions(ctx, couponId, decided)
+    resolved += decided.length / 2
     if (!(await renewLease(ctx, keys.drainLease, token, options.leaseMs))) break
   }
   return resolved
@@ -176,15 +176,6 @@ async function waitingHead(ctx: IssuanceContext, couponId: number, count: number
 function requestedAtOf(raw: string | null): number {
   const requestedAtMs = raw === null ? 0 : decodeRecord(raw).requestedAtMs
   return requestedAtMs > 0 ? requestedAtMs : Date.now()
-}
-
-function decisionsOf(couponId: number, reply: unknown): Issuance[] {
-  const flat = Array.isArray(reply) ? reply.map(String) : []
-  const decisions: Issuance[] = []
-  for (let i = 0; i < flat.length; i += 2) {
-    decisions.push(toIssuance(couponId, flat[i]!, decodeRecord(flat[i + 1]!)))
-  }
-  return decisions
 }
 
 async function renewLease(
