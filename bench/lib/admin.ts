@@ -1,16 +1,9 @@
 /** The admin API as the demo and the benchmark use it. */
 import { type Dispatcher, request } from 'undici'
+import type { IssueMode } from '../../src/domain/coupon.ts'
+import type { CouponStats } from '../../src/issuance/mode.ts'
 
-export interface CouponStats {
-  requested: number
-  accepted: number
-  pending: number
-  issued: number
-  soldOut: number
-  remaining: number
-}
-
-export type IssueMode = 'sync' | 'queue' | 'stream' | 'kafka'
+export type { CouponStats, IssueMode }
 export const ALL_MODES: readonly IssueMode[] = ['sync', 'queue', 'stream', 'kafka']
 
 /** Thrown when the server does not offer a mode (422 MODE_UNAVAILABLE). */

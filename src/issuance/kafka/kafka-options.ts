@@ -1,4 +1,4 @@
-import { Admin, findErrorBy } from '@platformatic/kafka'
+import { Admin, findErrorBy, ProduceAcks, Producer, stringSerializers } from '@platformatic/kafka'
 import type { DrainOptions } from '../stream/stream-drainer.ts'
 
 /** How the `kafka` mode reaches its broker; only `brokers` is required. */
@@ -113,4 +113,24 @@ export async function pause(ms: number, signal: AbortSignal): Promise<void> {
 /** Capped exponential backoff: 100 ms, 200 ms, ... up to 2 s. */
 export function backoffMs(attempt: number): number {
   return Math.min(100 * 2 ** Math.min(attempt, 5), 2_000)
+}
+
+/**
+ * An idempotent producer that resolves a send only once every in-sync replica has it (acks=all). Few
+ * client-side retries: the relay and the writers retry in their own loops for as long as the broker is away.
+ */
+export function createProducer(
+  options: ResolvedKafkaOptions,
+  role: string,
+): Producer<string, string, string, string> {
+  return new Producer({
+    clientId: `${options.clientId}-${role}`,
+    bootstrapBrokers: options.brokers,
+    idempotent: true,
+    acks: ProduceAcks.ALL,
+    serializers: stringSerializers,
+    autocreateTopics: false,
+    retries: 2,
+    retryDelay: 250,
+  })
 }

@@ -1,4 +1,4 @@
-import { ProduceAcks, Producer, stringSerializers } from '@platformatic/kafka'
+import type { Producer } from '@platformatic/kafka'
 import type { Coupon } from '../../domain/coupon.ts'
 import type { IssuanceContext } from '../context.ts'
 import { STREAM_GROUPS, type StreamEntry } from '../coupon-state.ts'
@@ -7,6 +7,7 @@ import { DEFAULT_DRAIN_OPTIONS, type DrainOptions, StreamDrainer } from '../stre
 import { encodeRequest } from './kafka-messages.ts'
 import {
   backoffMs,
+  createProducer,
   type KafkaOptions,
   pause,
   type ResolvedKafkaOptions,
@@ -52,17 +53,7 @@ export class KafkaRelay implements IssuanceWorker {
     this.options = resolveKafkaOptions(options)
     this.ensureTopics = topicsEnsurer(this.options)
     this.drainOptions = { ...DEFAULT_DRAIN_OPTIONS, ...RELAY_DRAIN_DEFAULTS, ...this.options.drain }
-    this.producer = new Producer({
-      clientId: `${this.options.clientId}-relay`,
-      bootstrapBrokers: this.options.brokers,
-      idempotent: true,
-      acks: ProduceAcks.ALL,
-      serializers: stringSerializers,
-      autocreateTopics: false,
-      // Few client-side retries: the relay's own loop retries for as long as the broker is away.
-      retries: 2,
-      retryDelay: 250,
-    })
+    this.producer = createProducer(this.options, 'relay')
     this.drainer = new StreamDrainer(
       ctx,
       'kafka',

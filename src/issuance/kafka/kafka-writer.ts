@@ -4,10 +4,8 @@ import {
   type MessagesStream,
   MessagesStreamFallbackModes,
   MessagesStreamModes,
-  ProduceAcks,
-  Producer,
+  type Producer,
   stringDeserializers,
-  stringSerializers,
 } from '@platformatic/kafka'
 import type { Coupon, Issuance } from '../../domain/coupon.ts'
 import { couponKeys } from '../../redis/keys.ts'
@@ -19,6 +17,7 @@ import type { IssuanceWorker } from '../mode.ts'
 import { type IssuedEvent, issuedEvent, parseRequest } from './kafka-messages.ts'
 import {
   backoffMs,
+  createProducer,
   type KafkaOptions,
   pause,
   type ResolvedKafkaOptions,
@@ -65,16 +64,7 @@ export class KafkaWriter implements IssuanceWorker {
     this.ctx = ctx
     this.options = resolveKafkaOptions(options)
     this.ensureTopics = topicsEnsurer(this.options)
-    this.producer = new Producer({
-      clientId: `${this.options.clientId}-writer`,
-      bootstrapBrokers: this.options.brokers,
-      idempotent: true,
-      acks: ProduceAcks.ALL,
-      serializers: stringSerializers,
-      autocreateTopics: false,
-      retries: 2,
-      retryDelay: 250,
-    })
+    this.producer = createProducer(this.options, 'writer')
   }
 
   async start(): Promise<void> {
