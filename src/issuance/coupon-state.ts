@@ -91,7 +91,7 @@ export async function rebuildCouponState(ctx: IssuanceContext, coupon: Coupon): 
         ['', 0, 0, ...pairs.slice(i, i + CHUNK * 2)],
       )
     }
-    const stock = coupon.issueMode === 'sync' ? coupon.quantity - rows.length : coupon.quantity - promised
+    const stock = coupon.quantity - promised
     await runScript(
       ctx.redis,
       'rebuildCoupon',

@@ -200,7 +200,6 @@ export class StreamDrainer implements IssuanceWorker {
     }
   }
 
-  /** Sinks a batch; if the batch fails, entry by entry, so one poison entry cannot hold up the rest. */
   /**
    * Sinks a batch and acknowledges it. While the sink fails because Redis, Postgres or Kafka is away, the
    * batch is retried in place (kept claimed, so nobody takes it over and no delivery is counted): an outage
