@@ -37,6 +37,7 @@ import { LoadRun, type Progress } from './lib/load.ts'
 import type { LoadJob, LoadResult } from './lib/load-protocol.ts'
 import { nowMs, summarize } from './lib/load-protocol.ts'
 import {
+  type Audit,
   auditCoupon,
   BenchDb,
   BenchRedis,
@@ -44,6 +45,7 @@ import {
   databaseTransactions,
   dropSchema,
   RowFollower,
+  type RowWatch,
   RowWatcher,
 } from './lib/probes.ts'
 import {
@@ -117,6 +119,29 @@ interface Options {
   /** Re-render the report of an earlier run from its JSON (no measuring). */
   render?: string
   argv: string[]
+}
+
+/** One sale phase of a mode (closed or open loop): the load, when the rows landed, the audit, the CPU. */
+function salePhase(
+  couponId: number,
+  quantity: number,
+  result: LoadResult,
+  watch: RowWatch,
+  audit: Audit,
+  cpu: CpuUse,
+): PhaseReport {
+  return {
+    couponId,
+    quantity,
+    load: stripLoad(result),
+    rowsReached: watch.reached,
+    timeToLastRowMs:
+      watch.lastRowSeenAtMs === undefined ? undefined : watch.lastRowSeenAtMs - result.firstSendAtMs,
+    timeToLastIssuedAtMs:
+      audit.lastIssuedAtMs === undefined ? undefined : audit.lastIssuedAtMs - result.firstSendAtMs,
+    audit,
+    cpu,
+  }
 }
 
 function generatorOption(value: string | undefined): Options['generator'] {
@@ -508,18 +533,7 @@ async function runMode(run: Run, mode: IssueMode): Promise<ModeReport> {
         0,
       )
       const issued = audit.rows
-      report.closed = {
-        couponId,
-        quantity: options.quantity,
-        load: stripLoad(result),
-        rowsReached: watch.reached,
-        timeToLastRowMs:
-          watch.lastRowSeenAtMs === undefined ? undefined : watch.lastRowSeenAtMs - result.firstSendAtMs,
-        timeToLastIssuedAtMs:
-          audit.lastIssuedAtMs === undefined ? undefined : audit.lastIssuedAtMs - result.firstSendAtMs,
-        audit,
-        cpu: cpuUse,
-      }
+      report.closed = salePhase(couponId, options.quantity, result, watch, audit, cpuUse)
       report.redis = {
         commands: totalCommands,
         scriptCalls,
@@ -573,18 +587,7 @@ async function runMode(run: Run, mode: IssueMode): Promise<ModeReport> {
       const cpuUse = await cpu.stop(run, result)
       const audit = await auditCoupon(db, couponId, options.quantity, mode, result)
       await db.close()
-      report.open = {
-        couponId,
-        quantity: options.quantity,
-        load: stripLoad(result),
-        rowsReached: watch.reached,
-        timeToLastRowMs:
-          watch.lastRowSeenAtMs === undefined ? undefined : watch.lastRowSeenAtMs - result.firstSendAtMs,
-        timeToLastIssuedAtMs:
-          audit.lastIssuedAtMs === undefined ? undefined : audit.lastIssuedAtMs - result.firstSendAtMs,
-        audit,
-        cpu: cpuUse,
-      }
+      report.open = salePhase(couponId, options.quantity, result, watch, audit, cpuUse)
       say(phaseLine(`${mode} open loop`, report.open))
     })
   }

@@ -7,11 +7,12 @@ import { createRequire } from 'node:module'
 import { signUserToken } from '../../src/auth/tokens.ts'
 import {
   arrivals,
-  type ChildMessage,
   type LoadJob,
   type LoadResult,
   nowMs,
   type ParentMessage,
+  reportRun,
+  sendToParent,
   summarize,
 } from './load-protocol.ts'
 
@@ -50,9 +51,7 @@ type Autocannon = (
 
 const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon
 
-function send(message: ChildMessage, then?: () => void): void {
-  process.send?.(message, undefined, undefined, () => then?.())
-}
+const send = sendToParent
 
 async function prepare(job: LoadJob) {
   const order = arrivals(job.users, job.repeatRatio, job.seed)
@@ -221,14 +220,6 @@ process.on('message', (message: ParentMessage) => {
     )
   } else if (message.type === 'go' && prepared) {
     const { job, order, tokens } = prepared
-    run(job, order, tokens).then(
-      (result) => {
-        // Disconnect only once the (possibly large) result has been written to the channel.
-        send({ type: 'done', result }, () => process.disconnect?.())
-      },
-      (error: Error) => {
-        send({ type: 'failed', message: error.message }, () => process.disconnect?.())
-      },
-    )
+    reportRun(run(job, order, tokens))
   }
 })

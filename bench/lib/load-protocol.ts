@@ -146,3 +146,16 @@ export function summarize(values: number[] | Float64Array): LatencySummary {
 export function nowMs(): number {
   return performance.timeOrigin + performance.now()
 }
+
+/** Sends a message to the parent process (a load-generator child); `then` runs once it is written. */
+export function sendToParent(message: ChildMessage, then?: () => void): void {
+  process.send?.(message, undefined, undefined, () => then?.())
+}
+
+/** Reports a finished run (or its failure) to the parent, then disconnects once the result is written. */
+export function reportRun(run: Promise<LoadResult>): void {
+  run.then(
+    (result) => sendToParent({ type: 'done', result }, () => process.disconnect?.()),
+    (error: Error) => sendToParent({ type: 'failed', message: error.message }, () => process.disconnect?.()),
+  )
+}

@@ -13,18 +13,17 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { signUserToken } from '../../src/auth/tokens.ts'
 import {
   arrivals,
-  type ChildMessage,
   type LoadJob,
   type LoadResult,
   nowMs,
   type ParentMessage,
+  reportRun,
+  sendToParent,
   summarize,
 } from './load-protocol.ts'
 import { postRequest, RawPool } from './raw-http.ts'
 
-function send(message: ChildMessage, then?: () => void): void {
-  process.send?.(message, undefined, undefined, () => then?.())
-}
+const send = sendToParent
 
 async function run(job: LoadJob, order: Int32Array, requests: Buffer[]): Promise<LoadResult> {
   const open = job.kind === 'open'
@@ -180,14 +179,6 @@ process.on('message', (message: ParentMessage) => {
     send({ type: 'ready' })
   } else if (message.type === 'go' && prepared) {
     const { job, order, requests } = prepared
-    run(job, order, requests).then(
-      (result) => {
-        // Disconnect only once the (possibly large) result has been written to the channel.
-        send({ type: 'done', result }, () => process.disconnect?.())
-      },
-      (error: Error) => {
-        send({ type: 'failed', message: error.message }, () => process.disconnect?.())
-      },
-    )
+    reportRun(run(job, order, requests))
   }
 })
