@@ -132,6 +132,9 @@ export interface StreamEntry {
 
 /** Reads the flat field list `[u, userId, p, position, t, ms]` that admitStream writes. */
 export function streamFields(fields: string[]): Omit<StreamEntry, 'id'> {
+  // The layout admitStream writes, read without building a map (the writers read thousands per batch).
+  if (fields.length === 6 && fields[0] === 'u' && fields[2] === 'p' && fields[4] === 't')
+    return { userId: fields[1]!, position: Number(fields[3]), requestedAtMs: Number(fields[5]) }
   const map = new Map<string, string>()
   for (let i = 0; i < fields.length; i += 2) map.set(fields[i]!, fields[i + 1]!)
   return { userId: map.get('u') ?? '', position: Number(map.get('p')), requestedAtMs: Number(map.get('t')) }
@@ -161,4 +164,36 @@ export async function stockOf(ctx: IssuanceContext, coupon: Coupon): Promise<num
   if (stock !== null) return Number(stock)
   await rebuildCouponState(ctx, coupon)
   return stockOf(ctx, coupon)
+}
+
+/**
+ * The users holding a request for the coupon (the users hash's fields), read in HSCAN pages so a large hash
+ * never blocks Redis; undefined when there are more than `limit` of them.
+ */
+export async function requestHolders(
+  ctx: IssuanceContext,
+  couponId: number,
+  limit: number,
+): Promise<Set<string> | undefined> {
+  const users = couponKeys(ctx.redisPrefix, couponId).users
+  const holders = new Set<string>()
+  let cursor = '0'
+  do {
+    const [next, fieldsAndValues] = await ctx.redis.hscan(users, cursor, 'COUNT', 1_000)
+    for (let i = 0; i < fieldsAndValues.length; i += 2) holders.add(fieldsAndValues[i]!)
+    if (holders.size > limit) return undefined
+    cursor = next
+  } while (cursor !== '0')
+  return holders
+}
+
+/** Adds refusals answered outside Redis to the coupon's `soldOut` counter; false if Redis lost the state. */
+export async function addSoldOut(ctx: IssuanceContext, couponId: number, refusals: number): Promise<boolean> {
+  const [result] = (await runScript(
+    ctx.redis,
+    'addSoldOut',
+    [couponKeys(ctx.redisPrefix, couponId).state],
+    [refusals],
+  )) as [number]
+  return result >= 0
 }

@@ -1,10 +1,13 @@
-import type { Coupon, Issuance } from '../domain/coupon.ts'
+import type { Coupon } from '../domain/coupon.ts'
 import { couponKeys } from '../redis/keys.ts'
 import { runScript } from '../redis/scripts.ts'
 import { inTransaction } from '../storage/postgres.ts'
 import { type IssueRequest, issueBatch } from '../storage/user-coupons.ts'
 import { type IssuanceContext, publishDecisions } from './context.ts'
-import { encodeRecord, type IssuanceRecord, toIssuance } from './records.ts'
+import { encodeRecord, type IssuanceRecord } from './records.ts'
+
+/** A user's decided request: `[userId, record]`. */
+export type Decision = [string, IssuanceRecord]
 
 /**
  * Writes accepted requests of one coupon to Postgres in one transaction, then records the decisions in Redis
@@ -15,11 +18,11 @@ export async function writeIssued(
   ctx: IssuanceContext,
   coupon: Coupon,
   requests: IssueRequest[],
-): Promise<Issuance[]> {
+): Promise<Decision[]> {
   const result = await inTransaction(ctx.db, (client) => issueBatch(client, coupon.id, requests))
   const byUser = new Map(requests.map((request) => [request.userId, request]))
   const decidedAtMs = Date.now()
-  const decisions: [string, IssuanceRecord][] = []
+  const decisions: Decision[] = []
   for (const row of result.issued) {
     const request = byUser.get(row.userId)
     if (request === undefined) continue
@@ -47,19 +50,19 @@ export async function writeIssued(
       },
     ])
   }
-  return recordDecisions(ctx, coupon.id, decisions)
+  await recordDecisions(ctx, coupon.id, decisions)
+  return decisions
 }
 
 /** Moves the users' records forward (and off the queue), then publishes them for SSE. */
 export async function recordDecisions(
   ctx: IssuanceContext,
   couponId: number,
-  decisions: [string, IssuanceRecord][],
-): Promise<Issuance[]> {
-  if (decisions.length === 0) return []
+  decisions: Decision[],
+): Promise<void> {
+  if (decisions.length === 0) return
   const keys = couponKeys(ctx.redisPrefix, couponId)
   const pairs = decisions.flatMap(([userId, record]) => [userId, encodeRecord(record)])
   await runScript(ctx.redis, 'markDecided', [keys.users, keys.queue, keys.state], pairs)
   await publishDecisions(ctx, couponId, pairs)
-  return decisions.map(([userId, record]) => toIssuance(couponId, userId, record))
 }

@@ -28,6 +28,11 @@ export interface IssuanceAnswer {
  */
 export interface IssuanceMode {
   readonly mode: IssueMode
+  /**
+   * Once the mode has answered SOLD_OUT, the users holding a request are the coupon's users hash and never
+   * change, so the service may refuse everyone else from memory (see SoldOutMemo).
+   */
+  readonly soldOutIsFinal: boolean
   /** Sets up the coupon's Redis state right after it is created (later losses are rebuilt lazily). */
   prepare(coupon: Coupon): Promise<void>
   /** Admits or issues; throws AppError ALREADY_REQUESTED (with the current issuance) or SOLD_OUT. */

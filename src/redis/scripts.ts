@@ -46,6 +46,7 @@ export type ScriptName =
   | 'fairLockAcquire'
   | 'fairLockRelease'
   | 'releaseLease'
+  | 'addSoldOut'
 
 /** Runs a script by EVALSHA, loading it on NOSCRIPT (a restarted Redis, or a cluster node that never saw it). */
 export async function runScript(

@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin'
+import { Counter } from 'prom-client'
 import type { Config } from '../../config/config.ts'
 import type { Issuance } from '../../domain/coupon.ts'
 import type { DecisionMessage, IssuanceContext } from '../../issuance/context.ts'
@@ -64,10 +65,20 @@ export default fp<{ config: Config; runWorkers: boolean }>(
     const hub = new DecisionHub()
     const names = channels(config.redisPrefix)
     app.redisSubscriber.on('message', (channel: string, message: string) => {
-      if (channel === names.couponChanged) service.cache.invalidate(Number(message))
+      if (channel === names.couponChanged) service.forget(Number(message))
       else if (channel === names.decisions) hub.dispatch(message)
     })
     await app.redisSubscriber.subscribe(names.couponChanged, names.decisions)
+    let refusalsReported = 0
+    new Counter({
+      name: 'coupon_sold_out_from_memory_total',
+      help: 'Requests refused as sold out from memory (the coupon was known sold out), without a Redis call',
+      registers: [app.metrics.registry],
+      collect() {
+        this.inc(service.refusedFromMemory - refusalsReported)
+        refusalsReported = service.refusedFromMemory
+      },
+    })
     app.decorate('issuance', service)
     app.decorate('issuanceContext', ctx)
     app.decorate('decisions', hub)
@@ -79,7 +90,8 @@ export default fp<{ config: Config; runWorkers: boolean }>(
     app.addHook('preClose', async () => {
       await Promise.all(workers.map((worker) => worker.stop()))
       await Promise.all(modes.map((mode) => mode.close?.()))
+      await service.close()
     })
   },
-  { name: 'issuance', dependencies: ['postgres', 'redis'] },
+  { name: 'issuance', dependencies: ['postgres', 'redis', 'metrics'] },
 )

@@ -166,7 +166,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
           })
         } catch (error) {
           stream.send('error', { detail: 'stats are unavailable right now' })
-          request.log.warn({ err: error }, 'stats for SSE failed')
+          request.log.warn({ reqId: request.id, err: error }, 'stats for SSE failed')
         }
         await Promise.race([new Promise((resolve) => setTimeout(resolve, 1_000)), stream.closed])
       }

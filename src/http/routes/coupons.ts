@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Config } from '../../config/config.ts'
 import { AppError } from '../../domain/errors.ts'
+import { sendAppError } from '../plugins/errors.ts'
 import { errors, IdParams, Issuance, PublicCoupon } from '../schemas.ts'
 
 export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
@@ -49,12 +50,12 @@ export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
       const coupon = await app.issuance.get(request.params.id)
       try {
         const answer = await app.issuance.request(coupon, request.userId)
-        app.metrics.issuanceOutcomes.labels(coupon.issueMode, answer.issuance.status).inc()
+        app.metrics.countOutcome(coupon.issueMode, answer.issuance.status)
         return reply.code(answer.httpStatus).send(answer.issuance)
       } catch (error) {
-        app.metrics.issuanceOutcomes
-          .labels(coupon.issueMode, error instanceof AppError ? error.code : 'ERROR')
-          .inc()
+        const isAppError = error instanceof AppError
+        app.metrics.countOutcome(coupon.issueMode, isAppError ? error.code : 'ERROR')
+        if (isAppError && error.status < 500) return sendAppError(reply, error)
         throw error
       }
     },

@@ -23,6 +23,7 @@ export function kafkaMode(
   resolveKafkaOptions(options)
   return {
     mode: 'kafka',
+    soldOutIsFinal: true,
     prepare: (coupon) => rebuildCouponState(ctx, coupon),
     request: (coupon, userId) => admitToStream(ctx, coupon, userId),
     status: (coupon, userId) => streamStatus(ctx, coupon, userId),

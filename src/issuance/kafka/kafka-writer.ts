@@ -14,6 +14,7 @@ import type { IssueRequest } from '../../storage/user-coupons.ts'
 import type { IssuanceContext } from '../context.ts'
 import { writeIssued } from '../decisions.ts'
 import type { IssuanceWorker } from '../mode.ts'
+import { toIssuance } from '../records.ts'
 import { type IssuedEvent, issuedEvent, parseRequest } from './kafka-messages.ts'
 import {
   backoffMs,
@@ -79,7 +80,8 @@ export class KafkaWriter implements IssuanceWorker {
 
   /** Writes one coupon's requests to Postgres (and Redis, SSE): the step before anything is published. */
   protected async write(coupon: Coupon, requests: IssueRequest[]): Promise<Issuance[]> {
-    return writeIssued(this.ctx, coupon, requests)
+    const decisions = await writeIssued(this.ctx, coupon, requests)
+    return decisions.map(([userId, record]) => toIssuance(coupon.id, userId, record))
   }
 
   /** Joins the group and consumes until stopped; any failure of the consumer starts a fresh one. */

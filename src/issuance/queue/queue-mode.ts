@@ -8,6 +8,7 @@ import { QueueScheduler, type QueueSchedulerOptions } from './queue-scheduler.ts
 export function queueMode(ctx: IssuanceContext): IssuanceMode {
   return {
     mode: 'queue',
+    soldOutIsFinal: true,
     prepare: (coupon) => rebuildCouponState(ctx, coupon),
     request: (coupon, userId) => admitToQueue(ctx, coupon, userId),
     status: (coupon, userId) => queueStatus(ctx, coupon, userId),

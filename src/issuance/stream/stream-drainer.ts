@@ -38,7 +38,7 @@ export const DEFAULT_DRAIN_OPTIONS: DrainOptions = {
   reclaimIdleMs: 30_000,
   maxDeliveries: 5,
   refreshMs: 1_000,
-  loopsPerCoupon: 2,
+  loopsPerCoupon: 3,
   deleteOnAck: true,
 }
 
@@ -161,6 +161,8 @@ export class StreamDrainer implements IssuanceWorker {
   private async drainLoop(coupon: Coupon, index: number): Promise<void> {
     const keys = couponKeys(this.ctx.redisPrefix, coupon.id)
     const reader = duplicateRedis(this.ctx.redis, `${this.consumer}-c${coupon.id}-${index}`)
+    // Connection errors surface as failed reads below; unhandled, the event would only be printed.
+    reader.on('error', () => {})
     let lastReclaim = Date.now()
     try {
       await connectRedis(reader)
@@ -257,7 +259,6 @@ export class StreamDrainer implements IssuanceWorker {
     await this.ctx.redis.xclaim(stream, this.group, this.consumer, 0, ...ids, 'JUSTID').catch(() => {})
   }
 
-  /** XACK, and XDEL unless the entries must stay readable (the Kafka relay: until Postgres has them). */
   /** XACK, and XDEL unless the entries must stay readable (the Kafka relay: until Postgres has them). */
   private async acknowledge(couponId: number, ids: string[]): Promise<void> {
     const { stream } = couponKeys(this.ctx.redisPrefix, couponId)

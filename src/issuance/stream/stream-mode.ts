@@ -10,6 +10,7 @@ import { type DrainOptions, StreamDrainer } from './stream-drainer.ts'
 export function streamMode(ctx: IssuanceContext): IssuanceMode {
   return {
     mode: 'stream',
+    soldOutIsFinal: true,
     prepare: (coupon) => rebuildCouponState(ctx, coupon),
     request: (coupon, userId) => admitToStream(ctx, coupon, userId),
     status: (coupon, userId) => streamStatus(ctx, coupon, userId),

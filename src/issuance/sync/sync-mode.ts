@@ -120,6 +120,7 @@ export function syncMode(
 
   return {
     mode: 'sync',
+    soldOutIsFinal: false,
     prepare: (coupon) => rebuildCouponState(ctx, coupon),
     request,
     async status(coupon, userId) {

@@ -1,0 +1,133 @@
+import { couponKeys } from '../redis/keys.ts'
+import type { IssuanceContext } from './context.ts'
+import { addSoldOut, requestHolders } from './coupon-state.ts'
+
+/** Coupons with more holders than this are not memoized: the set would cost too much memory per process. */
+const MAX_HOLDERS = 200_000
+/** How often refusals answered from memory are added to Redis's counter (the stats lag by at most this). */
+const FLUSH_EVERY_MS = 100
+/** How often a memoized sell-out is checked against Redis's stock again. */
+const RECHECK_EVERY_MS = 2_000
+
+interface Memo {
+  /** Users holding a request; undefined while loading, or for good when there are too many to keep. */
+  holders?: Set<string>
+  loading: boolean
+  checkedAtMs: number
+}
+
+/**
+ * Sold-out coupons, remembered by this process. In the Redis-first modes a coupon's stock never comes back
+ * (coupons are immutable and nothing returns a unit), so once the admission script has answered SOLD_OUT the
+ * users holding a request are a closed set. Every other user's answer is then 410, given here from memory
+ * instead of a Redis round trip: most of a flash sale's requests arrive after the sell-out. A holder still
+ * goes to Redis, whose 409 carries their record.
+ *
+ * Refusals answered here are added to the coupon's `soldOut` counter every 100 ms, and each memo is checked
+ * against Redis's stock every 2 s (dropped if stock shows up again, say after an operator repaired state).
+ */
+export class SoldOutMemo {
+  private readonly ctx: IssuanceContext
+  private readonly memos = new Map<number, Memo>()
+  /** Refusals answered from memory and not yet added to Redis, by coupon. */
+  private readonly unflushed = new Map<number, number>()
+  private timer: NodeJS.Timeout | undefined
+  private ticking = false
+
+  constructor(ctx: IssuanceContext) {
+    this.ctx = ctx
+  }
+
+  /** True if the user's request is refused as sold out from memory (and counted as such). */
+  refuses(couponId: number, userId: string): boolean {
+    const holders = this.memos.get(couponId)?.holders
+    if (holders === undefined || holders.has(userId)) return false
+    this.unflushed.set(couponId, (this.unflushed.get(couponId) ?? 0) + 1)
+    return true
+  }
+
+  /** Redis answered SOLD_OUT for the coupon: load its holders once, then refuse everyone else from memory. */
+  soldOut(couponId: number): void {
+    if (this.memos.has(couponId)) return
+    const memo: Memo = { loading: true, checkedAtMs: Date.now() }
+    this.memos.set(couponId, memo)
+    this.startTimer()
+    requestHolders(this.ctx, couponId, MAX_HOLDERS).then(
+      (holders) => {
+        memo.loading = false
+        if (holders === undefined) return
+        if (this.memos.get(couponId) === memo) memo.holders = holders
+      },
+      (error: unknown) => {
+        // Redis unreachable: forget it; the next SOLD_OUT answer tries again.
+        if (this.memos.get(couponId) === memo) this.memos.delete(couponId)
+        this.ctx.logger.debug({ err: error, couponId }, 'could not load the holders of a sold-out coupon')
+      },
+    )
+  }
+
+  /** The coupon changed (or every coupon, without an id): ask Redis again. */
+  forget(couponId?: number): void {
+    if (couponId === undefined) this.memos.clear()
+    else this.memos.delete(couponId)
+  }
+
+  /** Stops the timer and adds the last refusals to Redis. */
+  async close(): Promise<void> {
+    clearInterval(this.timer)
+    this.timer = undefined
+    this.memos.clear()
+    await this.flush()
+  }
+
+  private startTimer(): void {
+    if (this.timer !== undefined) return
+    this.timer = setInterval(() => {
+      if (this.ticking) return
+      this.ticking = true
+      Promise.all([this.flush(), this.recheck()]).finally(() => {
+        this.ticking = false
+        if (this.memos.size === 0 && this.unflushed.size === 0) {
+          clearInterval(this.timer)
+          this.timer = undefined
+        }
+      })
+    }, FLUSH_EVERY_MS)
+    this.timer.unref()
+  }
+
+  private async flush(): Promise<void> {
+    const batch = [...this.unflushed]
+    this.unflushed.clear()
+    await Promise.all(
+      batch.map(async ([couponId, refusals]) => {
+        try {
+          // A lost state (false) drops the count along with the rest of the counters: nothing to add it to.
+          await addSoldOut(this.ctx, couponId, refusals)
+        } catch (error) {
+          this.unflushed.set(couponId, (this.unflushed.get(couponId) ?? 0) + refusals)
+          this.ctx.logger.debug({ err: error, couponId }, 'could not add refusals to the sold-out counter')
+        }
+      }),
+    )
+  }
+
+  private async recheck(): Promise<void> {
+    const now = Date.now()
+    const due = [...this.memos].filter(
+      ([, memo]) => !memo.loading && now - memo.checkedAtMs >= RECHECK_EVERY_MS,
+    )
+    await Promise.all(
+      due.map(async ([couponId, memo]) => {
+        memo.checkedAtMs = now
+        try {
+          const stock = await this.ctx.redis.hget(couponKeys(this.ctx.redisPrefix, couponId).state, 'stock')
+          if (stock !== null && Number(stock) > 0 && this.memos.get(couponId) === memo)
+            this.memos.delete(couponId)
+        } catch {
+          // Redis unreachable: keep the memo, check again later.
+        }
+      }),
+    )
+  }
+}

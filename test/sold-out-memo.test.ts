@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { couponKeys } from '../src/redis/keys.ts'
+import { runConcurrently, startTestApp, type TestApp } from './support/app.ts'
+import { eventually, issuedRows } from './support/infra.ts'
+import { TcpProxy } from './support/tcp-proxy.ts'
+
+describe('refusing from memory once a coupon is sold out (stream mode)', () => {
+  let t: TestApp
+  let redisProxy: TcpProxy
+  let nextUser = 0
+  const press = (couponId: number, userId = `late-${nextUser++}`) =>
+    t.http('POST', `/coupons/${couponId}/issuance`, { token: t.tokenFor(userId) })
+
+  /** The app's own count of refusals given from memory, read from /metrics. */
+  const refusedFromMemory = async () => {
+    const response = await fetch(`${t.baseUrl}/metrics`)
+    const line = (await response.text())
+      .split('\n')
+      .find((l) => l.startsWith('coupon_sold_out_from_memory_total'))
+    return Number(line?.split(' ')[1] ?? 0)
+  }
+
+  /** Sells the coupon out over HTTP, then presses with new users until this process refuses from memory. */
+  const sellOut = async (quantity: number) => {
+    const coupon = await t.createCoupon({ quantity })
+    const answers = await runConcurrently(quantity + 10, 10, (i) =>
+      press(coupon.id, `buyer-${coupon.id}-${i}`),
+    )
+    assert.equal(answers.filter((a) => a.status === 202).length, quantity)
+    assert.equal(answers.filter((a) => a.status === 410).length, 10)
+    let refused = 10
+    const before = await refusedFromMemory()
+    await eventually(async () => {
+      assert.equal((await press(coupon.id)).status, 410)
+      refused += 1
+      return (await refusedFromMemory()) > before
+    }, 'refusals answered from memory')
+    return { coupon, refused }
+  }
+
+  before(async () => {
+    redisProxy = await new TcpProxy('127.0.0.1', 6379).start()
+    t = await startTestApp('soldoutmemo', { REDIS_URL: `redis://127.0.0.1:${redisProxy.port}` })
+  })
+  after(async () => {
+    await t.close()
+    await redisProxy.close()
+  })
+
+  it('refuses new users without Redis, while a holder pressing again still gets their 409 from Redis', async () => {
+    const { coupon } = await sellOut(5)
+    redisProxy.cut()
+    try {
+      const late = await runConcurrently(50, 10, () => press(coupon.id))
+      assert.deepEqual(
+        late.map((a) => [a.status, a.body.code]),
+        Array.from({ length: 50 }, () => [410, 'SOLD_OUT']),
+        'every new user refused with Redis unreachable',
+      )
+      // A holder is never refused from memory: their answer needs Redis, which is away.
+      const holder = await press(coupon.id, `buyer-${coupon.id}-0`)
+      assert.equal(holder.status, 503)
+    } finally {
+      redisProxy.restore()
+    }
+    await eventually(
+      async () => (await press(coupon.id, `buyer-${coupon.id}-0`)).status === 409,
+      'Redis back',
+    )
+    const again = await press(coupon.id, `buyer-${coupon.id}-0`)
+    assert.equal(again.body.code, 'ALREADY_REQUESTED')
+    assert.equal((again.body.issuance as { position: number }).position > 0, true)
+    await eventually(async () => (await issuedRows(t.env.db, coupon.id)).length === 5, 'rows written')
+    const rows = await issuedRows(t.env.db, coupon.id)
+    assert.ok(
+      rows.every((row) => row.user_id.startsWith(`buyer-${coupon.id}-`)),
+      'no late user holds a row',
+    )
+  })
+
+  it('adds every refusal answered from memory to the coupon stats', async () => {
+    const { coupon, refused } = await sellOut(3)
+    const late = await runConcurrently(40, 10, () => press(coupon.id))
+    assert.ok(late.every((a) => a.status === 410))
+    // Refusals from Redis and from memory alike, each counted once.
+    let stats: Record<string, number> = {}
+    await eventually(async () => {
+      const detail = await t.http('GET', `/admin/coupons/${coupon.id}`, { token: t.adminToken })
+      stats = detail.body.stats as Record<string, number>
+      return stats.soldOut === refused + 40
+    }, 'refusals counted in soldOut')
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const detail = await t.http('GET', `/admin/coupons/${coupon.id}`, { token: t.adminToken })
+    assert.equal((detail.body.stats as Record<string, number>).soldOut, refused + 40, 'nothing counted twice')
+    assert.equal(stats.accepted, 3)
+  })
+
+  it('asks Redis again once stock shows up there, and admits exactly that stock', async () => {
+    const { coupon } = await sellOut(2)
+    // An operator adds a unit by hand, in Postgres and Redis, without announcing the change.
+    await t.env.db.query('UPDATE coupons SET quantity = quantity + 1 WHERE id = $1', [coupon.id])
+    await t.env.redis.hincrby(couponKeys(t.env.redisPrefix, coupon.id).state, 'stock', 1)
+    let admitted: string | undefined
+    await eventually(async () => {
+      const userId = `late-${nextUser++}`
+      const answer = await press(coupon.id, userId)
+      if (answer.status === 202) admitted = userId
+      return answer.status === 202
+    }, 'the returned unit admitted')
+    const after = await runConcurrently(20, 10, () => press(coupon.id))
+    assert.ok(
+      after.every((a) => a.status === 410),
+      'sold out again after the one unit',
+    )
+    await eventually(async () => (await issuedRows(t.env.db, coupon.id)).length === 3, 'rows written')
+    assert.ok((await issuedRows(t.env.db, coupon.id)).some((row) => row.user_id === admitted))
+  })
+})
