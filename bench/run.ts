@@ -71,7 +71,7 @@ ceiling; then the stream goals of issue 3 (request-to-row at --rate, the writer 
 bench/results/<time>.{json,md,svg} and latest.*, and rewrites docs/benchmarks.md.
 
 options
-  --users N          distinct users in each closed-loop sale (default 20000; --quick 10000)
+  --users N          distinct users in each closed-loop sale (default 100000, the mission's flash sale; --quick 10000)
   --quantity N       coupons per sale (default 1000)
   --connections N    keep-alive connections of the load generator (default 64)
   --duration S       the closed-loop phase stops after S seconds even if users are left (default 15; --quick 5)
@@ -195,7 +195,7 @@ function parseOptions(argv: string[]): Options | undefined {
   if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl))
     throw new UsageError(`--redis-url must be a redis:// URL, got "${redisUrl}"`)
   const options: Options = {
-    users: integerOption(values, 'users', quick ? 10_000 : 20_000, 10, 2_000_000),
+    users: integerOption(values, 'users', quick ? 10_000 : 100_000, 10, 2_000_000),
     quantity: integerOption(values, 'quantity', 1_000, 1, 10_000_000),
     connections: integerOption(values, 'connections', 64, 1, 4_096),
     duration: integerOption(values, 'duration', quick ? 5 : 15, 1, 3_600),

@@ -116,4 +116,24 @@ describe('refusing from memory once a coupon is sold out (stream mode)', () => {
     await eventually(async () => (await issuedRows(t.env.db, coupon.id)).length === 3, 'rows written')
     assert.ok((await issuedRows(t.env.db, coupon.id)).some((row) => row.user_id === admitted))
   })
+
+  it('forgets a sold-out coupon whose Redis state was lost, and admits what the rebuild finds', async () => {
+    const { coupon } = await sellOut(2)
+    await eventually(async () => (await issuedRows(t.env.db, coupon.id)).length === 2, 'rows written')
+    // An operator raises the quantity in Postgres and drops the Redis state so that it is rebuilt.
+    await t.env.db.query('UPDATE coupons SET quantity = quantity + 1 WHERE id = $1', [coupon.id])
+    await t.env.redis.del(couponKeys(t.env.redisPrefix, coupon.id).state)
+    let admitted: string | undefined
+    await eventually(async () => {
+      const userId = `late-${nextUser++}`
+      const answer = await press(coupon.id, userId)
+      if (answer.status === 202) admitted = userId
+      return answer.status === 202
+    }, 'the rebuilt unit admitted')
+    const holder = await press(coupon.id, `buyer-${coupon.id}-1`)
+    assert.equal(holder.status, 409, 'holders kept through the rebuild')
+    assert.ok((await runConcurrently(20, 10, () => press(coupon.id))).every((a) => a.status === 410))
+    await eventually(async () => (await issuedRows(t.env.db, coupon.id)).length === 3, 'rows written')
+    assert.ok((await issuedRows(t.env.db, coupon.id)).some((row) => row.user_id === admitted))
+  })
 })

@@ -24,7 +24,8 @@ interface Memo {
  * goes to Redis, whose 409 carries their record.
  *
  * Refusals answered here are added to the coupon's `soldOut` counter every 100 ms, and each memo is checked
- * against Redis's stock every 2 s (dropped if stock shows up again, say after an operator repaired state).
+ * against Redis every 2 s: it is dropped if stock shows up again (an operator's repair) or the state is gone
+ * (Redis lost it; the rebuild may give back units whose unwritten requests were lost with it).
  */
 export class SoldOutMemo {
   private readonly ctx: IssuanceContext
@@ -122,7 +123,8 @@ export class SoldOutMemo {
         memo.checkedAtMs = now
         try {
           const stock = await this.ctx.redis.hget(couponKeys(this.ctx.redisPrefix, couponId).state, 'stock')
-          if (stock !== null && Number(stock) > 0 && this.memos.get(couponId) === memo)
+          // Stock back, or the state lost (its rebuild may find units whose requests were lost with it).
+          if ((stock === null || Number(stock) > 0) && this.memos.get(couponId) === memo)
             this.memos.delete(couponId)
         } catch {
           // Redis unreachable: keep the memo, check again later.
