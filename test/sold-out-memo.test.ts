@@ -39,6 +39,17 @@ describe('refusing from memory once a coupon is sold out (stream mode)', () => {
     return { coupon, refused }
   }
 
+  /** New users press until one is admitted (a unit came back); that user's id. */
+  const pressUntilAdmitted = async (couponId: number) => {
+    let admitted: string | undefined
+    await eventually(async () => {
+      const userId = `late-${nextUser++}`
+      if ((await press(couponId, userId)).status === 202) admitted = userId
+      return admitted !== undefined
+    }, 'a new user admitted')
+    return admitted
+  }
+
   before(async () => {
     redisProxy = await new TcpProxy('127.0.0.1', 6379).start()
     t = await startTestApp('soldoutmemo', { REDIS_URL: `redis://127.0.0.1:${redisProxy.port}` })
@@ -101,13 +112,7 @@ describe('refusing from memory once a coupon is sold out (stream mode)', () => {
     // An operator adds a unit by hand, in Postgres and Redis, without announcing the change.
     await t.env.db.query('UPDATE coupons SET quantity = quantity + 1 WHERE id = $1', [coupon.id])
     await t.env.redis.hincrby(couponKeys(t.env.redisPrefix, coupon.id).state, 'stock', 1)
-    let admitted: string | undefined
-    await eventually(async () => {
-      const userId = `late-${nextUser++}`
-      const answer = await press(coupon.id, userId)
-      if (answer.status === 202) admitted = userId
-      return answer.status === 202
-    }, 'the returned unit admitted')
+    const admitted = await pressUntilAdmitted(coupon.id)
     const after = await runConcurrently(20, 10, () => press(coupon.id))
     assert.ok(
       after.every((a) => a.status === 410),
@@ -123,13 +128,7 @@ describe('refusing from memory once a coupon is sold out (stream mode)', () => {
     // An operator raises the quantity in Postgres and drops the Redis state so that it is rebuilt.
     await t.env.db.query('UPDATE coupons SET quantity = quantity + 1 WHERE id = $1', [coupon.id])
     await t.env.redis.del(couponKeys(t.env.redisPrefix, coupon.id).state)
-    let admitted: string | undefined
-    await eventually(async () => {
-      const userId = `late-${nextUser++}`
-      const answer = await press(coupon.id, userId)
-      if (answer.status === 202) admitted = userId
-      return answer.status === 202
-    }, 'the rebuilt unit admitted')
+    const admitted = await pressUntilAdmitted(coupon.id)
     const holder = await press(coupon.id, `buyer-${coupon.id}-1`)
     assert.equal(holder.status, 409, 'holders kept through the rebuild')
     assert.ok((await runConcurrently(20, 10, () => press(coupon.id))).every((a) => a.status === 410))
