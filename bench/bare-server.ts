@@ -3,6 +3,8 @@
  * no authentication, no rate limit, no Redis and no schema. Whatever Coupon Rush does per request costs
  * throughput against this on the same machine.
  */
+// The same V8 settings as the service, so the two compare on equal terms.
+import '../bin/v8-flags.mjs'
 import Fastify from 'fastify'
 
 const app = Fastify({ logger: false })

@@ -1,5 +1,5 @@
 import type { Coupon, Issuance } from '../domain/coupon.ts'
-import { CouponNotLoadedError, runScript, type ScriptName, scriptResult } from '../redis/scripts.ts'
+import { CouponNotLoadedError, runScriptBatched, type ScriptName, scriptResult } from '../redis/scripts.ts'
 import type { IssuanceContext } from './context.ts'
 import { isLoaded, readRecord, rebuildCouponState } from './coupon-state.ts'
 import type { IssuanceAnswer } from './mode.ts'
@@ -21,7 +21,7 @@ export async function admitByScript(
 ): Promise<IssuanceAnswer> {
   for (let attempt = 0; ; attempt++) {
     try {
-      const reply = await runScript(ctx.redis, admission.script, admission.keys, [userId])
+      const reply = await runScriptBatched(ctx.redis, admission.script, admission.keys, [userId])
       const { code: position, rest } = scriptResult(coupon.id, reply, (failure, rest) =>
         failure === 'ALREADY_REQUESTED'
           ? { issuance: toIssuance(coupon.id, userId, decodeRecord(String(rest[0]))) }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
+import { Redis } from 'ioredis'
 import { AppError } from '../domain/errors.ts'
 import type { RedisClient } from './client.ts'
 
@@ -9,7 +10,7 @@ const SCRIPTS_DIR = new URL('./scripts/', import.meta.url)
 export const SCRIPTS_VERSION = 1
 
 interface LoadedScript {
-  name: string
+  name: ScriptName
   numberOfKeys: number
   lua: string
   sha: string
@@ -24,7 +25,8 @@ function loadScripts(): Map<string, LoadedScript> {
     // The version line changes the SHA, so a new contract never runs a stale cached script.
     const lua = `-- coupon-rush scripts v${SCRIPTS_VERSION}\n${readFileSync(new URL(file, SCRIPTS_DIR), 'utf8')}`
     scripts.set(match[1]!, {
-      name: match[1]!,
+      // A file whose name is not a ScriptName is never asked for: scriptFor finds only ScriptNames.
+      name: match[1]! as ScriptName,
       numberOfKeys: Number(match[2]),
       lua,
       sha: createHash('sha1').update(lua).digest('hex'),
@@ -48,6 +50,16 @@ export type ScriptName =
   | 'releaseLease'
   | 'addSoldOut'
 
+/** The loaded script `name`, checking the key count against its file name. */
+function scriptFor(name: ScriptName, keys: string[]): LoadedScript {
+  const script = SCRIPTS.get(name)
+  if (!script) throw new Error(`no Redis script ${name}`)
+  if (keys.length !== script.numberOfKeys) {
+    throw new Error(`script ${name} takes ${script.numberOfKeys} keys, got ${keys.length}`)
+  }
+  return script
+}
+
 /** Runs a script by EVALSHA, loading it on NOSCRIPT (a restarted Redis, or a cluster node that never saw it). */
 export async function runScript(
   redis: RedisClient,
@@ -55,17 +67,88 @@ export async function runScript(
   keys: string[],
   args: (string | number)[],
 ): Promise<unknown> {
-  const script = SCRIPTS.get(name)
-  if (!script) throw new Error(`no Redis script ${name}`)
-  if (keys.length !== script.numberOfKeys) {
-    throw new Error(`script ${name} takes ${script.numberOfKeys} keys, got ${keys.length}`)
-  }
+  const script = scriptFor(name, keys)
   try {
     return await redis.evalsha(script.sha, keys.length, ...keys, ...args)
   } catch (error) {
     if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
     return redis.eval(script.lua, keys.length, ...keys, ...args)
   }
+}
+
+interface BatchedCall {
+  script: LoadedScript
+  keys: string[]
+  args: (string | number)[]
+  resolve(value: unknown): void
+  reject(error: unknown): void
+}
+
+/**
+ * Script calls of one event-loop turn, sent together. ioredis's auto-pipelining flushes on process.nextTick,
+ * which runs after every socket callback, so requests that arrived in the same poll still went out one write
+ * (and came back one wake-up) each; this flushes on setImmediate, after the whole poll.
+ */
+class ScriptBatch {
+  private calls: BatchedCall[] = []
+  private readonly redis: Redis
+
+  constructor(redis: Redis) {
+    this.redis = redis
+  }
+
+  add(script: LoadedScript, keys: string[], args: (string | number)[]): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.calls.push({ script, keys, args, resolve, reject })
+      if (this.calls.length === 1) setImmediate(() => this.flush())
+    })
+  }
+
+  private flush(): void {
+    const calls = this.calls
+    this.calls = []
+    const pipeline = this.redis.pipeline()
+    for (const call of calls) pipeline.evalsha(call.script.sha, call.keys.length, ...call.keys, ...call.args)
+    pipeline.exec().then(
+      (results) => {
+        calls.forEach((call, i) => {
+          const [error, value] = results?.[i] ?? [new Error('no reply in the pipeline')]
+          if (!error) call.resolve(value)
+          else if (error.message.startsWith('NOSCRIPT'))
+            runScript(this.redis, call.script.name, call.keys, call.args).then(call.resolve, call.reject)
+          else call.reject(error)
+        })
+      },
+      (error: unknown) => {
+        for (const call of calls) call.reject(error)
+      },
+    )
+  }
+}
+
+const BATCHES = new WeakMap<Redis, ScriptBatch>()
+
+/** runScript for the hot path: calls made in one event-loop turn share one pipeline (see ScriptBatch). */
+export function runScriptBatched(
+  redis: RedisClient,
+  name: ScriptName,
+  keys: string[],
+  args: (string | number)[],
+): Promise<unknown> {
+  // A cluster pipeline must stay on one slot; coupons live on many.
+  if (!(redis instanceof Redis)) return runScript(redis, name, keys, args)
+  let script: LoadedScript
+  try {
+    script = scriptFor(name, keys)
+  } catch (error) {
+    return Promise.reject(error)
+  }
+  let batch = BATCHES.get(redis)
+  if (batch === undefined) {
+    batch = new ScriptBatch(redis)
+    BATCHES.set(redis, batch)
+  }
+  return batch.add(script, keys, args)
 }
 
 /** Loads every script into Redis once at startup (cheaper first calls; NOSCRIPT is still handled). */
