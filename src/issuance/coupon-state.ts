@@ -38,6 +38,11 @@ export async function rebuildCouponState(ctx: IssuanceContext, coupon: Coupon): 
   }
   try {
     if (await isLoaded(ctx, coupon.id)) return
+    const streamMode = coupon.issueMode === 'stream' || coupon.issueMode === 'kafka'
+    // The stream is read before Postgres: an entry is deleted only after its row committed, so an entry
+    // missing here has a row the read below sees (read the other way round, a batch committed and deleted
+    // in between would be in neither, and its units would be given again).
+    const pending = streamMode ? await ctx.redis.xrange(keys.stream, '-', '+') : []
     // FOR SHARE waits for any writer transaction of this coupon in flight, so its rows are counted.
     const rows = await inTransaction(ctx.db, async (client) => {
       await client.query('SELECT 1 FROM coupons WHERE id = $1 FOR SHARE', [coupon.id])
@@ -57,10 +62,9 @@ export async function rebuildCouponState(ctx: IssuanceContext, coupon: Coupon): 
       })
     }
     let promised = rows.length
-    const streamMode = coupon.issueMode === 'stream' || coupon.issueMode === 'kafka'
     if (streamMode) {
       // Accepted requests whose rows are not written yet still hold a unit of stock each.
-      for (const [, fields] of await ctx.redis.xrange(keys.stream, '-', '+')) {
+      for (const [, fields] of pending) {
         const entry = streamFields(fields)
         seq = Math.max(seq, entry.position)
         if (records.has(entry.userId)) continue
