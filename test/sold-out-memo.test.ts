@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { SoldOutMemo } from '../src/issuance/sold-out-memo.ts'
 import { couponKeys } from '../src/redis/keys.ts'
 import { runConcurrently, startTestApp, type TestApp } from './support/app.ts'
-import { eventually, issuedRows } from './support/infra.ts'
+import { createTestEnv, eventually, issuedRows, type TestEnv } from './support/infra.ts'
 import { TcpProxy } from './support/tcp-proxy.ts'
 
 describe('refusing from memory once a coupon is sold out (stream mode)', () => {
@@ -134,5 +135,53 @@ describe('refusing from memory once a coupon is sold out (stream mode)', () => {
     assert.ok((await runConcurrently(20, 10, () => press(coupon.id))).every((a) => a.status === 410))
     await eventually(async () => (await issuedRows(t.env.db, coupon.id)).length === 3, 'rows written')
     assert.ok((await issuedRows(t.env.db, coupon.id)).some((row) => row.user_id === admitted))
+  })
+})
+
+describe('the sold-out memo of one process (real Redis)', () => {
+  let env: TestEnv
+  before(async () => {
+    env = await createTestEnv('memo')
+  })
+  after(() => env.close())
+
+  /** A coupon's Redis state: sold out, with these users holding a request. */
+  const soldOutCoupon = async (couponId: number, holders: string[]) => {
+    const keys = couponKeys(env.redisPrefix, couponId)
+    await env.redis.hset(keys.state, 'stock', 0, 'seq', holders.length, 'soldOut', 0)
+    for (const [i, user] of holders.entries()) await env.redis.hset(keys.users, user, `A|${i + 1}|0||`)
+  }
+
+  it('refuses only non-holders, counts them in Redis, and forgets a coupon nobody asks for', async () => {
+    await soldOutCoupon(7, ['ann', 'bob'])
+    const memo = new SoldOutMemo(env, { flushEveryMs: 20, recheckEveryMs: 50, idleChecks: 3 })
+    try {
+      assert.equal(memo.refuses(7, 'carl'), false, 'nothing known before a SOLD_OUT')
+      memo.soldOut(7)
+      await eventually(async () => memo.refuses(7, 'carl'), 'holders loaded')
+      assert.equal(memo.refuses(7, 'ann'), false, 'a holder goes to Redis')
+      assert.equal(memo.refuses(7, 'dave'), true)
+      await eventually(
+        async () => (await env.redis.hget(couponKeys(env.redisPrefix, 7).state, 'soldOut')) === '2',
+        'both refusals added to soldOut',
+      )
+      // Nobody asks during three checks in a row (asking would keep it): the memo goes.
+      await new Promise((resolve) => setTimeout(resolve, 600))
+      assert.equal(memo.refuses(7, 'erin'), false, 'idle memo dropped')
+    } finally {
+      await memo.close()
+    }
+  })
+
+  it('keeps no holders for a coupon with more of them than it may keep', async () => {
+    await soldOutCoupon(8, ['u1', 'u2', 'u3'])
+    const memo = new SoldOutMemo(env, { maxHolders: 2 })
+    try {
+      memo.soldOut(8)
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      assert.equal(memo.refuses(8, 'outsider'), false, 'every request still goes to Redis')
+    } finally {
+      await memo.close()
+    }
   })
 })

@@ -2,18 +2,32 @@ import { couponKeys } from '../redis/keys.ts'
 import type { IssuanceContext } from './context.ts'
 import { addSoldOut, requestHolders } from './coupon-state.ts'
 
-/** Coupons with more holders than this are not memoized: the set would cost too much memory per process. */
-const MAX_HOLDERS = 200_000
-/** How often refusals answered from memory are added to Redis's counter (the stats lag by at most this). */
-const FLUSH_EVERY_MS = 100
-/** How often a memoized sell-out is checked against Redis's stock again. */
-const RECHECK_EVERY_MS = 2_000
+export interface SoldOutMemoOptions {
+  /** Coupons with more holders than this are not memoized: the set would cost too much memory per process. */
+  maxHolders: number
+  /** How often refusals answered from memory are added to Redis's counter (the stats lag by at most this). */
+  flushEveryMs: number
+  /** How often a memoized sell-out is checked against Redis's stock again. */
+  recheckEveryMs: number
+  /** A memo nobody asked for during this many checks in a row is dropped: the sale is over. */
+  idleChecks: number
+}
+
+const DEFAULT_OPTIONS: SoldOutMemoOptions = {
+  maxHolders: 200_000,
+  flushEveryMs: 100,
+  recheckEveryMs: 2_000,
+  idleChecks: 15,
+}
 
 interface Memo {
   /** Users holding a request; undefined while loading, or for good when there are too many to keep. */
   holders?: Set<string>
   loading: boolean
   checkedAtMs: number
+  /** Asked for since the last check; `idleChecks` counts the checks in a row it was not. */
+  used: boolean
+  idleChecks: number
 }
 
 /**
@@ -23,9 +37,10 @@ interface Memo {
  * instead of a Redis round trip: most of a flash sale's requests arrive after the sell-out. A holder still
  * goes to Redis, whose 409 carries their record.
  *
- * Refusals answered here are added to the coupon's `soldOut` counter every 100 ms, and each memo is checked
+ * By default, refusals answered here are added to the coupon's `soldOut` counter every 100 ms, and each memo is checked
  * against Redis every 2 s: it is dropped if stock shows up again (an operator's repair) or the state is gone
- * (Redis lost it; the rebuild may give back units whose unwritten requests were lost with it).
+ * (Redis lost it; the rebuild may give back units whose unwritten requests were lost with it), and once
+ * nobody has asked for the coupon for 30 s.
  */
 export class SoldOutMemo {
   private readonly ctx: IssuanceContext
@@ -34,15 +49,19 @@ export class SoldOutMemo {
   private readonly unflushed = new Map<number, number>()
   private timer: NodeJS.Timeout | undefined
   private ticking = false
+  private readonly options: SoldOutMemoOptions
 
-  constructor(ctx: IssuanceContext) {
+  constructor(ctx: IssuanceContext, options: Partial<SoldOutMemoOptions> = {}) {
     this.ctx = ctx
+    this.options = { ...DEFAULT_OPTIONS, ...options }
   }
 
   /** True if the user's request is refused as sold out from memory (and counted as such). */
   refuses(couponId: number, userId: string): boolean {
-    const holders = this.memos.get(couponId)?.holders
-    if (holders === undefined || holders.has(userId)) return false
+    const memo = this.memos.get(couponId)
+    if (memo === undefined) return false
+    memo.used = true
+    if (memo.holders === undefined || memo.holders.has(userId)) return false
     this.unflushed.set(couponId, (this.unflushed.get(couponId) ?? 0) + 1)
     return true
   }
@@ -50,10 +69,10 @@ export class SoldOutMemo {
   /** Redis answered SOLD_OUT for the coupon: load its holders once, then refuse everyone else from memory. */
   soldOut(couponId: number): void {
     if (this.memos.has(couponId)) return
-    const memo: Memo = { loading: true, checkedAtMs: Date.now() }
+    const memo: Memo = { loading: true, checkedAtMs: Date.now(), used: true, idleChecks: 0 }
     this.memos.set(couponId, memo)
     this.startTimer()
-    requestHolders(this.ctx, couponId, MAX_HOLDERS).then(
+    requestHolders(this.ctx, couponId, this.options.maxHolders).then(
       (holders) => {
         memo.loading = false
         if (holders === undefined) return
@@ -93,7 +112,7 @@ export class SoldOutMemo {
           this.timer = undefined
         }
       })
-    }, FLUSH_EVERY_MS)
+    }, this.options.flushEveryMs)
     this.timer.unref()
   }
 
@@ -116,11 +135,17 @@ export class SoldOutMemo {
   private async recheck(): Promise<void> {
     const now = Date.now()
     const due = [...this.memos].filter(
-      ([, memo]) => !memo.loading && now - memo.checkedAtMs >= RECHECK_EVERY_MS,
+      ([, memo]) => !memo.loading && now - memo.checkedAtMs >= this.options.recheckEveryMs,
     )
     await Promise.all(
       due.map(async ([couponId, memo]) => {
         memo.checkedAtMs = now
+        memo.idleChecks = memo.used ? 0 : memo.idleChecks + 1
+        memo.used = false
+        if (memo.idleChecks >= this.options.idleChecks) {
+          this.memos.delete(couponId)
+          return
+        }
         try {
           const stock = await this.ctx.redis.hget(couponKeys(this.ctx.redisPrefix, couponId).state, 'stock')
           // Stock back, or the state lost (its rebuild may find units whose requests were lost with it).
