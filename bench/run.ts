@@ -468,6 +468,25 @@ function phaseLine(label: string, phase: PhaseReport): string {
   return `  ${parts.join('  ')}`
 }
 
+/**
+ * Lets a started sale run to its end, waits for its rows (in `queue` only the first `quantity` admitted get
+ * one) and stops the phase's CPU meter.
+ */
+async function finishSale(
+  run: Run,
+  mode: IssueMode,
+  go: () => Promise<LoadResult>,
+  watcher: RowWatcher,
+  cpu: PhaseCpu,
+): Promise<{ result: LoadResult; watch: RowWatch; cpuUse: CpuUse }> {
+  const result = await go()
+  const admitted = new Set(result.accepted.users).size
+  const target = mode === 'queue' ? Math.min(run.options.quantity, admitted) : admitted
+  const watch = await watcher.finish(target, 120_000)
+  const cpuUse = await cpu.stop(run, result)
+  return { result, watch, cpuUse }
+}
+
 /** One mode: a closed-loop sale (with Redis/Postgres accounting) on one server, an open-loop sale on another. */
 async function runMode(run: Run, mode: IssueMode): Promise<ModeReport> {
   const { options } = run
@@ -512,11 +531,7 @@ async function runMode(run: Run, mode: IssueMode): Promise<ModeReport> {
       const pgBefore = await databaseTransactions(options.databaseUrl)
       const cpu = await PhaseCpu.start(run, () => ({ server: server.pid, generator: load.pid }), false)
       const watcher = scope.add(new RowWatcher(db, couponId), (item) => item.cancel())
-      const result = await go()
-      const admitted = new Set(result.accepted.users).size
-      const target = mode === 'queue' ? Math.min(options.quantity, admitted) : admitted
-      const watch = await watcher.finish(target, 120_000)
-      const cpuUse = await cpu.stop(run, result)
+      const { result, watch, cpuUse } = await finishSale(run, mode, go, watcher, cpu)
       const redisAfter = await run.redis.commandStats()
       const audit = await auditCoupon(db, couponId, options.quantity, mode, result)
       const deadLettered = await run.redis.redis.xlen(couponKeys(run.redisPrefix, couponId).deadLetters)
@@ -580,11 +595,7 @@ async function runMode(run: Run, mode: IssueMode): Promise<ModeReport> {
       )
       const cpu = await PhaseCpu.start(run, () => ({ server: server.pid, generator: load.pid }))
       const watcher = scope.add(new RowWatcher(db, couponId), (item) => item.cancel())
-      const result = await go()
-      const admitted = new Set(result.accepted.users).size
-      const target = mode === 'queue' ? Math.min(options.quantity, admitted) : admitted
-      const watch = await watcher.finish(target, 120_000)
-      const cpuUse = await cpu.stop(run, result)
+      const { result, watch, cpuUse } = await finishSale(run, mode, go, watcher, cpu)
       const audit = await auditCoupon(db, couponId, options.quantity, mode, result)
       await db.close()
       report.open = salePhase(couponId, options.quantity, result, watch, audit, cpuUse)

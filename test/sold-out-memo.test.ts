@@ -157,7 +157,7 @@ describe('the sold-out memo of one process (real Redis)', () => {
     const memo = new SoldOutMemo(env, { flushEveryMs: 20, recheckEveryMs: 50, idleChecks: 3 })
     try {
       assert.equal(memo.refuses(7, 'carl'), false, 'nothing known before a SOLD_OUT')
-      memo.soldOut(7)
+      memo.noteSoldOut(7)
       await eventually(async () => memo.refuses(7, 'carl'), 'holders loaded')
       assert.equal(memo.refuses(7, 'ann'), false, 'a holder goes to Redis')
       assert.equal(memo.refuses(7, 'dave'), true)
@@ -177,7 +177,7 @@ describe('the sold-out memo of one process (real Redis)', () => {
     await soldOutCoupon(8, ['u1', 'u2', 'u3'])
     const memo = new SoldOutMemo(env, { maxHolders: 2 })
     try {
-      memo.soldOut(8)
+      memo.noteSoldOut(8)
       await new Promise((resolve) => setTimeout(resolve, 200))
       assert.equal(memo.refuses(8, 'outsider'), false, 'every request still goes to Redis')
     } finally {

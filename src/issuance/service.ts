@@ -105,7 +105,7 @@ export class IssuanceService {
       return await mode.request(coupon, userId)
     } catch (error) {
       if (mode.soldOutIsFinal && error instanceof AppError && error.code === 'SOLD_OUT')
-        this.soldOut.soldOut(coupon.id)
+        this.soldOut.noteSoldOut(coupon.id)
       throw error
     }
   }

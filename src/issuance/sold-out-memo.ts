@@ -67,7 +67,7 @@ export class SoldOutMemo {
   }
 
   /** Redis answered SOLD_OUT for the coupon: load its holders once, then refuse everyone else from memory. */
-  soldOut(couponId: number): void {
+  noteSoldOut(couponId: number): void {
     if (this.memos.has(couponId)) return
     const memo: Memo = { loading: true, checkedAtMs: Date.now(), used: true, idleChecks: 0 }
     this.memos.set(couponId, memo)
