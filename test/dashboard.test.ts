@@ -5,7 +5,8 @@
  * committed one.
  */
 import assert from 'node:assert/strict'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -147,6 +148,53 @@ describe('the dashboard in Chromium', () => {
     assert.equal(await page.locator('#pick').isVisible(), false)
     assert.equal(await page.locator('#token').isVisible(), true)
     await closePage(page)
+  })
+
+  it('works under a Content-Security-Policy that allows only its own inline script and style and its origin', async () => {
+    const html = await readFile(join(ROOT, 'src/http/dashboard.html'), 'utf8')
+    const inline = (tag: string) => {
+      const blocks = [...html.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, 'g'))].map(
+        (match) => match[1]!,
+      )
+      assert.equal(blocks.length, 1, `one inline <${tag}>`)
+      return `'sha256-${createHash('sha256').update(blocks[0]!).digest('base64')}'`
+    }
+    const policy = [
+      "default-src 'none'",
+      `script-src ${inline('script')}`,
+      "script-src-attr 'none'",
+      `style-src ${inline('style')}`,
+      "connect-src 'self'",
+      "base-uri 'none'",
+      "form-action 'none'",
+      "frame-ancestors 'none'",
+    ].join('; ')
+    const page = await context.newPage()
+    const violations: string[] = []
+    page.on('console', (message) => {
+      if (/Content.Security.Policy/i.test(message.text())) violations.push(message.text())
+    })
+    page.on('pageerror', (error) => violations.push(error.message))
+    await page.route(`${t.baseUrl}/`, async (route) => {
+      const response = await route.fetch()
+      await route.fulfill({ response, headers: { ...response.headers(), 'content-security-policy': policy } })
+    })
+    const sale = await t.createCoupon({ name: 'Under CSP', quantity: 5 })
+    await page.goto(`${t.baseUrl}/`)
+    await eventually(
+      async () =>
+        violations.length > 0 || (await page.locator('#durability-verdict').textContent()) !== 'checking…',
+      'the script ran or was blocked',
+      10_000,
+    )
+    assert.deepEqual(violations, [], 'nothing blocked by the policy')
+    await signIn(page, t.adminToken)
+    await page.locator(`tr.coupon[data-id="${sale.id}"]`).click()
+    await page.locator('#live-status').filter({ hasText: 'live, updated' }).waitFor()
+    assert.equal(await page.locator('#s-remaining').textContent(), '5')
+    assert.equal((await page.locator('#chart-issued line').count()) > 0, true, 'the chart is drawn')
+    await page.close()
+    assert.deepEqual(violations, [], 'nothing blocked by the policy')
   })
 
   it('lists the coupons, refreshes the list by itself, and follows a running sale until it matches the admin API', async () => {
