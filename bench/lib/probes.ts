@@ -6,7 +6,7 @@ import { userInfo } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import pg from 'pg'
-import { createPool, type Db, quoteIdent } from '../../src/storage/postgres.ts'
+import { createPool, type Db, ensureDatabase, quoteIdent } from '../../src/storage/postgres.ts'
 import { type LatencySummary, type LoadResult, nowMs, summarize } from './load-protocol.ts'
 
 /** Postgres as the benchmark reads it: one small pool on the run's schema, counting its own queries. */
@@ -76,6 +76,35 @@ export async function dropSchema(databaseUrl: string, schema: string): Promise<v
   await client.connect()
   try {
     await client.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`)
+  } finally {
+    await client.end()
+  }
+}
+
+/** Creates the URL's database if it does not exist; true when this call created it. */
+export async function createDatabaseIfMissing(databaseUrl: string): Promise<boolean> {
+  const probe = new pg.Client({ connectionString: withUser(databaseUrl), connectionTimeoutMillis: 3_000 })
+  try {
+    await probe.connect()
+    return false
+  } catch (error) {
+    if ((error as { code?: string }).code !== '3D000') throw error
+  } finally {
+    await probe.end().catch(() => {})
+  }
+  await ensureDatabase(databaseUrl)
+  return true
+}
+
+/** Drops a database the benchmark created (connected to the server's `postgres` database). */
+export async function dropDatabase(databaseUrl: string): Promise<void> {
+  const url = new URL(withUser(databaseUrl))
+  const database = decodeURIComponent(url.pathname.slice(1))
+  url.pathname = '/postgres'
+  const client = new pg.Client({ connectionString: url.toString() })
+  await client.connect()
+  try {
+    await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`)
   } finally {
     await client.end()
   }
@@ -234,6 +263,12 @@ export interface Audit {
   fcfs: boolean
   /** stream/kafka: positions of the rows are exactly 1..rows and match the answered positions. */
   positionsExact?: boolean
+  /**
+   * Arrival order as the client saw it: pairs of admitted requests where one was answered before the other
+   * was sent (`checked`: requests with at least one such earlier request), and how many of them hold a
+   * position not above every earlier-answered one. Requests in flight together may go either way.
+   */
+  arrivalOrder?: { checked: number; violations: number }
   problems: string[]
   /** issued_at - requested_at per row as the server recorded them (ms). */
   rowLatency: LatencySummary
@@ -309,6 +344,11 @@ export async function auditCoupon(
       [...holders.entries()].every(([user, position]) => answered.get(user) === position)
     if (!positionsExact) problems.push('positions of the rows are not exactly 1..rows as answered')
   }
+  const arrivalOrder = arrivalOrderCheck(load.accepted)
+  if (arrivalOrder.violations > 0)
+    problems.push(
+      `${arrivalOrder.violations} admitted requests hold a position below one answered before they were sent`,
+    )
   if (duplicateRows > 0) problems.push(`${duplicateRows} duplicate rows`)
   if (doubleAccepted > 0) problems.push(`${doubleAccepted} users were admitted twice`)
   if (rows.length > quantity) problems.push(`${rows.length - quantity} rows over the quantity`)
@@ -341,11 +381,56 @@ export async function auditCoupon(
     rowsWithoutAcceptance,
     fcfs,
     positionsExact,
+    arrivalOrder,
     problems,
     rowLatency: summarize(rows.map((row) => Number(row.issued_ms) - Number(row.requested_ms))),
     requestToRow: summarize(requestToRow),
     lastIssuedAtMs,
   }
+}
+
+/** Every FCFS check of the audit passed. */
+export function fcfsHeld(audit: Audit): boolean {
+  return (
+    audit.fcfs &&
+    audit.positionsExact !== false &&
+    audit.soldOutWithRow === 0 &&
+    (audit.arrivalOrder?.violations ?? 0) === 0
+  )
+}
+
+/**
+ * When request A was answered before request B was sent, the server admitted A before B arrived, so A's
+ * position must be the smaller. Each user's first admission counts; answers without a position (sync) are
+ * not checked.
+ */
+export function arrivalOrderCheck(accepted: LoadResult['accepted']): {
+  checked: number
+  violations: number
+} {
+  const first = new Set<string>()
+  const items: { sent: number; answered: number; position: number }[] = []
+  accepted.users.forEach((user, index) => {
+    if (first.has(user)) return
+    first.add(user)
+    const position = accepted.positions[index]!
+    if (position > 0)
+      items.push({ sent: accepted.sentAtMs[index]!, answered: accepted.answeredAtMs[index]!, position })
+  })
+  const bySent = [...items].sort((a, b) => a.sent - b.sent)
+  const byAnswered = [...items].sort((a, b) => a.answered - b.answered)
+  let checked = 0
+  let violations = 0
+  let highest = 0
+  let next = 0
+  for (const item of bySent) {
+    while (next < byAnswered.length && byAnswered[next]!.answered < item.sent)
+      highest = Math.max(highest, byAnswered[next++]!.position)
+    if (next === 0) continue
+    checked++
+    if (item.position <= highest) violations++
+  }
+  return { checked, violations }
 }
 
 /** Redis as the benchmark reads it: command counters and clean-up by key prefix. */
