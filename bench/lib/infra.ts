@@ -188,19 +188,10 @@ export function hasCommand(command: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0
 }
 
-/** The local broker of scripts/kafka/kafka.sh, if it is running: `127.0.0.1:<port>`. */
+/** The local broker of scripts/kafka/kafka.sh (KAFKA_PORT, default 9092), if one answers: `127.0.0.1:<port>`. */
 export function kafkaBroker(): string | undefined {
-  const status = spawnSync('bash', ['scripts/kafka/kafka.sh', 'status'], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    timeout: 30_000,
-  })
-  if (status.status !== 0) return undefined
-  let port = process.env.KAFKA_PORT ?? '9092'
-  try {
-    port = readFileSync(`${ROOT}.cache/kafka/kafka.port`, 'utf8').trim() || port
-  } catch {}
-  return `127.0.0.1:${port}`
+  const status = spawnSync('bash', ['scripts/kafka/kafka.sh', 'status'], { cwd: ROOT, timeout: 30_000 })
+  return status.status === 0 ? `127.0.0.1:${process.env.KAFKA_PORT ?? '9092'}` : undefined
 }
 
 export interface MachineInfo {
