@@ -23,6 +23,7 @@ import { type ChildService, freePort, kafkaBroker, startServer } from '../bench/
 import { LoadRun, type Progress, warmUp } from '../bench/lib/load.ts'
 import { nowMs } from '../bench/lib/load-protocol.ts'
 import { type Audit, auditCoupon, BenchDb, BenchRedis, dropSchema } from '../bench/lib/probes.ts'
+import { loadConfig } from '../src/config/config.ts'
 
 const HELP = `usage: npm run demo -- [options]
 
@@ -63,6 +64,7 @@ interface Options {
   adminToken?: string
   jwtSecret?: string
   databaseUrl: string
+  redisUrl: string
   schema: string
   keep: boolean
 }
@@ -101,10 +103,9 @@ function parseOptions(argv: string[]): Options | undefined {
   } else if (adminToken !== undefined || jwtSecret !== undefined) {
     throw new UsageError('--admin-token and --jwt-secret go with --url (the demo makes its own otherwise)')
   }
-  const databaseUrl =
-    stringOption(values, 'database-url') ??
-    process.env.DATABASE_URL ??
-    'postgres://127.0.0.1:5432/coupon_rush'
+  // REDIS_URL, DATABASE_URL and DATABASE_SCHEMA as the service reads them, with its defaults.
+  const config = loadConfig(process.env)
+  const databaseUrl = stringOption(values, 'database-url') ?? config.databaseUrl
   if (!/^postgres(ql)?:\/\//.test(databaseUrl))
     throw new UsageError(`--database-url must be a postgres:// URL, got "${databaseUrl}"`)
   const users = integerOption(values, 'users', 20_000, 1, 2_000_000)
@@ -120,7 +121,8 @@ function parseOptions(argv: string[]): Options | undefined {
     adminToken,
     jwtSecret,
     databaseUrl,
-    schema: stringOption(values, 'schema') ?? process.env.DATABASE_SCHEMA ?? 'public',
+    redisUrl: config.redisUrl,
+    schema: stringOption(values, 'schema') ?? config.databaseSchema,
     keep: values.keep === true,
   }
 }
@@ -230,7 +232,7 @@ async function main(): Promise<void> {
   let jwtSecret = options.jwtSecret ?? ''
   const databaseUrl = options.databaseUrl
   let schema = options.schema
-  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+  const redisUrl = options.redisUrl
   const redisPrefix = `demo:${hex}:`
   const ownServer = options.url === undefined
 

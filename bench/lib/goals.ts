@@ -28,6 +28,8 @@ export function allAudits(report: BenchReport): { label: string; audit: Audit }[
   }
   if (report.goal) audits.push({ label: 'stream request-to-row phase', audit: report.goal.audit })
   if (report.writer) audits.push({ label: 'stream writer phase', audit: report.writer.audit })
+  for (const run of report.durability ?? [])
+    if (run.phase?.audit) audits.push({ label: `stream on Redis ${run.persistence}`, audit: run.phase.audit })
   return audits
 }
 

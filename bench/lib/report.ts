@@ -273,7 +273,8 @@ function writerPhaseText(report: BenchReport): string {
 
 function durabilityTable(report: BenchReport): string {
   const runs = report.durability ?? []
-  if (runs.length === 0) return 'Not run in this run (`--skip-durability`).'
+  if (runs.length === 0)
+    return 'Not measured in this run (`--skip-durability`, or a run from before this phase existed).'
   const none = runs.find((run) => run.persistence === 'none')?.phase?.load.rps
   return table(
     ['Redis', 'survives', 'req/s', 'vs none', 'p50 ms', 'p99 ms', 'rows', 'dup', 'over', 'FCFS'],
@@ -571,9 +572,12 @@ export function printSummary(report: BenchReport): void {
     if (mode.status === 'ok' && mode.closed) row(mode.mode, mode.closed, mode)
     else lines.push(`${mode.mode.padEnd(8)}  ${mode.status}: ${mode.reason ?? ''}`)
   }
+  if (report.durability?.length)
+    lines.push('stream on a Redis of its own (no-aof, appendfsync everysec, always):')
   for (const run of report.durability ?? []) {
-    if (run.phase) row(`aof-${run.persistence}`, run.phase)
-    else lines.push(`aof-${run.persistence}  failed: ${run.reason ?? ''}`)
+    const label = run.persistence === 'none' ? 'no-aof' : run.persistence
+    if (run.phase) row(label, run.phase)
+    else lines.push(`${label.padEnd(8)}  failed: ${run.reason ?? ''}`)
   }
   lines.push('')
   for (const goal of report.goals)
