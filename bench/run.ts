@@ -99,8 +99,6 @@ options
                      run's own on a free port, so the command counts are the benchmark's alone)
   --database-url URL the Postgres database (default DATABASE_URL if set, else
                      postgres://127.0.0.1:5432/coupon_rush_bench, created if missing and then dropped)
-  --wait-quiet S     before each measured phase wait up to S seconds until other processes on the machine
-                     use under 0.25 cores (default 0: do not wait); the waiting is reported
   --write-docs       write bench/results/latest.* and docs/benchmarks.md even if this is not a full run
   --no-docs          write a full run to .cache/bench/ instead
   --render FILE      measure nothing: rebuild docs/benchmarks.md and bench/results/latest.* from the JSON
@@ -128,7 +126,6 @@ interface Options {
   keep: boolean
   quick: boolean
   warmupSec: number
-  waitQuiet: number
   /** Re-render the report of an earlier run from its JSON (no measuring). */
   render?: string
   argv: string[]
@@ -187,7 +184,6 @@ function parseOptions(argv: string[]): Options | undefined {
     'write-docs': { type: 'boolean' },
     'no-docs': { type: 'boolean' },
     render: { type: 'string' },
-    'wait-quiet': { type: 'string' },
     keep: { type: 'boolean' },
     quick: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
@@ -238,7 +234,6 @@ function parseOptions(argv: string[]): Options | undefined {
     keep: values.keep === true,
     quick,
     warmupSec: quick ? 0.5 : 1,
-    waitQuiet: integerOption(values, 'wait-quiet', 0, 0, 3_600),
     render: stringOption(values, 'render'),
     argv,
   }
@@ -259,8 +254,6 @@ interface Run {
   kafka?: string
   children: Set<ChildService>
   loads: Set<LoadRun>
-  quietWaitMs: number
-  quietTimeouts: number
 }
 
 function serviceConfig(run: Run, port: number, extra: Partial<ServiceConfig> = {}): ServiceConfig {
@@ -401,13 +394,7 @@ class PhaseCpu {
     }
   }
 
-  /** `gate`: first wait (--wait-quiet) until other processes leave the machine alone. */
-  static async start(
-    run: Run,
-    processes: () => Record<string, number | undefined>,
-    gate = true,
-  ): Promise<PhaseCpu> {
-    if (gate) await quietGate(run)
+  static async start(run: Run, processes: () => Record<string, number | undefined>): Promise<PhaseCpu> {
     const cpu = new PhaseCpu(run, processes)
     cpu.pgPids = await postgresPids(run).catch(() => [])
     cpu.meter = new CpuMeter(cpu.roles)
@@ -420,29 +407,6 @@ class PhaseCpu {
     this.pgPids = [...new Set([...this.pgPids, ...later])]
     return this.meter!.stop(load ? { generator: load.cpuSeconds } : {})
   }
-}
-
-/**
- * With --wait-quiet S: waits (at most S seconds) until other processes use under 0.25 cores, sampled over
- * half a second, so a measured phase does not start in the middle of someone else's burst. The waits are
- * reported.
- */
-async function quietGate(run: Run): Promise<void> {
-  const limit = run.options.waitQuiet
-  if (limit <= 0) return
-  const started = Date.now()
-  while (true) {
-    const meter = new CpuMeter(() => ({}))
-    await sleep(500)
-    const sample = meter.stop()
-    const other = sample.other
-    if (other < 0.25) break
-    if (Date.now() - started > limit * 1000) {
-      run.quietTimeouts++
-      break
-    }
-  }
-  run.quietWaitMs += Date.now() - started
 }
 
 /**
@@ -497,6 +461,13 @@ async function finishSale(
   return { result, watch, cpuUse }
 }
 
+/** The open-loop rate a subject can take (70% of its closed-loop req/s, at most --rate), and its users. */
+function openLoop(run: Run, closedRps: number): { rate: number; users: number } {
+  const { options } = run
+  const rate = Math.max(1, Math.min(options.rate, Math.floor(closedRps * 0.7)))
+  return { rate, users: Math.max(10, Math.round((rate * options.openDuration) / (1 + options.repeat))) }
+}
+
 type ClosedSale = Pick<ModeReport, 'closed' | 'redis' | 'postgres' | 'deadLettered'>
 
 /**
@@ -510,6 +481,7 @@ async function closedSale(
   extra: Partial<ServiceConfig>,
   redis: BenchRedis,
   redisPid?: number,
+  quantity = run.options.quantity,
 ): Promise<ClosedSale | string> {
   const { options } = run
   const port = await freePort()
@@ -524,7 +496,7 @@ async function closedSale(
       if (error instanceof ModeUnavailableError) return error.message
       throw error
     }
-    const couponId = await admin.createCoupon(mode, options.quantity)
+    const couponId = await admin.createCoupon(mode, quantity)
     await warm(run, baseUrl, warmId, label, options.warmupSec)
     await flushPostgresStats(admin, warmId)
     const db = scope.add(new BenchDb(options.databaseUrl, run.schema), (item) => item.close())
@@ -533,7 +505,6 @@ async function closedSale(
       job(run, 'closed', baseUrl, couponId, `${label}-${run.id}-`),
       `${label} closed loop`,
     )
-    await quietGate(run)
     const redisBefore = await redis.commandStats()
     const pgBefore = await databaseTransactions(options.databaseUrl)
     const processes = () => ({
@@ -541,11 +512,11 @@ async function closedSale(
       generator: load.pid,
       ...(redisPid ? { redis: redisPid } : {}),
     })
-    const cpu = await PhaseCpu.start(run, processes, false)
+    const cpu = await PhaseCpu.start(run, processes)
     const watcher = scope.add(new RowWatcher(db, couponId), (item) => item.cancel())
     const { result, watch, cpuUse } = await finishSale(run, mode, go, watcher, cpu)
     const redisAfter = await redis.commandStats()
-    const audit = await auditCoupon(db, couponId, options.quantity, mode, result)
+    const audit = await auditCoupon(db, couponId, quantity, mode, result)
     const deadLettered = await redis.redis.xlen(couponKeys(run.redisPrefix, couponId).deadLetters)
     await db.close()
     await server.stop()
@@ -560,7 +531,7 @@ async function closedSale(
       0,
     )
     const issued = audit.rows
-    const closed = salePhase(couponId, options.quantity, result, watch, audit, cpuUse)
+    const closed = salePhase(couponId, quantity, result, watch, audit, cpuUse)
     say(phaseLine(`${label} closed loop`, closed))
     return {
       closed,
@@ -599,11 +570,8 @@ async function runMode(run: Run, mode: IssueMode): Promise<ModeReport> {
   }
   const report: ModeReport = { mode, status: 'ok', ...closed }
 
-  // Open loop: arrivals at a fixed rate the mode can take (70% of its closed-loop req/s, at most --rate).
   {
-    const closedRps = report.closed?.load.rps ?? 0
-    const rate = Math.max(1, Math.min(options.rate, Math.floor(closedRps * 0.7)))
-    const users = Math.max(10, Math.round((rate * options.openDuration) / (1 + options.repeat)))
+    const { rate, users } = openLoop(run, report.closed?.load.rps ?? 0)
     const port = await freePort()
     const baseUrl = `http://127.0.0.1:${port}`
     const server = await startServer(
@@ -635,44 +603,30 @@ async function runMode(run: Run, mode: IssueMode): Promise<ModeReport> {
 
 /** The ceiling: the same load against a bare Fastify route in its own process. */
 async function runBare(run: Run): Promise<ModeReport> {
-  const { options } = run
-  const report: ModeReport = { mode: 'bare', status: 'ok' }
   const port = await freePort()
   const baseUrl = `http://127.0.0.1:${port}`
   const server = await startBareServer(port, join(run.logDir, 'bare.log'))
-  await withChild(run, server, async () => {
-    await warm(run, baseUrl, 0, 'bare', options.warmupSec)
-    {
-      const { load, go } = await runLoad(
-        run,
-        job(run, 'closed', baseUrl, 0, `bare-c-${run.id}-`, { collectAccepted: false }),
-        'bare closed loop',
-      )
+  return withChild(run, server, async () => {
+    await warm(run, baseUrl, 0, 'bare', run.options.warmupSec)
+    const measure = async (kind: LoadJob['kind'], extra: Partial<LoadJob>, label: string) => {
+      const userPrefix = `bare-${kind}-${run.id}-`
+      const loadJob = job(run, kind, baseUrl, 0, userPrefix, { collectAccepted: false, ...extra })
+      const { load, go } = await runLoad(run, loadJob, label)
       const cpu = await PhaseCpu.start(run, () => ({ server: server.pid, generator: load.pid }))
       const result = await go()
-      report.closed = { load: stripLoad(result), rowsReached: true, cpu: await cpu.stop(run, result) }
-      say(phaseLine('bare closed loop', report.closed))
+      const phase: PhaseReport = {
+        load: stripLoad(result),
+        rowsReached: true,
+        cpu: await cpu.stop(run, result),
+      }
+      say(phaseLine(label, phase))
+      return phase
     }
-    {
-      const rate = Math.max(1, Math.min(options.rate, Math.floor((report.closed.load.rps ?? 0) * 0.7)))
-      const users = Math.max(10, Math.round((rate * options.openDuration) / (1 + options.repeat)))
-      const { load, go } = await runLoad(
-        run,
-        job(run, 'open', baseUrl, 0, `bare-o-${run.id}-`, {
-          users,
-          rate,
-          collectAccepted: false,
-          maxBacklogSec: 2,
-        }),
-        `bare open loop @ ${fmt(rate)}/s`,
-      )
-      const cpu = await PhaseCpu.start(run, () => ({ server: server.pid, generator: load.pid }))
-      const result = await go()
-      report.open = { load: stripLoad(result), rowsReached: true, cpu: await cpu.stop(run, result) }
-      say(phaseLine('bare open loop', report.open))
-    }
+    const closed = await measure('closed', {}, 'bare closed loop')
+    const { rate, users } = openLoop(run, closed.load.rps)
+    const open = await measure('open', { users, rate, maxBacklogSec: 2 }, `bare open @ ${fmt(rate)}/s`)
+    return { mode: 'bare', status: 'ok', closed, open }
   })
-  return report
 }
 
 /** Request-to-row at --rate on `stream`, every arrival a new user and every request a row. */
@@ -757,13 +711,12 @@ async function runWriterPhase(run: Run): Promise<WriterPhase> {
     const admission = await go()
     const admitted = new Set(admission.accepted.users).size
     const db = scope.add(new BenchDb(options.databaseUrl, run.schema), (item) => item.close())
-    await quietGate(run)
     const redisBefore = await run.redis.commandStats()
     const pgBefore = await databaseTransactions(options.databaseUrl)
     const watcher = scope.add(new RowWatcher(db, couponId, 5), (item) => item.cancel())
     const spawnedAt = nowMs()
     const worker = startWorker(config, join(run.logDir, 'writer-worker.log'))
-    const cpu = await PhaseCpu.start(run, () => ({ worker: worker.pid, server: server.pid }), false)
+    const cpu = await PhaseCpu.start(run, () => ({ worker: worker.pid, server: server.pid }))
     // The worker's CPU is read while it still runs.
     const { watch, cpuUse } = await withChild(run, worker, async () => {
       const watch = await watcher.finish(admitted, 300_000)
@@ -822,7 +775,9 @@ async function runDurability(run: Run): Promise<DurabilityRun[]> {
       own = await startPrivateRedis(join(run.logDir, `${label}-redis.log`), persistence)
       run.children.add(own.service)
       redis = new BenchRedis(own.url)
-      const sale = await closedSale(run, 'stream', label, { redisUrl: own.url }, redis, own.service.pid)
+      // Stock for every user: every request is an admission, a write to Redis and its AOF.
+      const { users } = run.options
+      const sale = await closedSale(run, 'stream', label, { redisUrl: own.url }, redis, own.service.pid, users)
       if (typeof sale === 'string') throw new Error(sale)
       runs.push({ persistence, status: 'ok', phase: sale.closed })
     } catch (error) {
@@ -899,8 +854,6 @@ async function main(): Promise<void> {
     adminToken: randomBytes(24).toString('base64url'),
     children: new Set(),
     loads: new Set(),
-    quietWaitMs: 0,
-    quietTimeouts: 0,
   }
   if (privateRedis) run.children.add(privateRedis.service)
 
@@ -995,9 +948,6 @@ async function main(): Promise<void> {
         kafka: run.kafka ?? null,
         queueDrainCron: '* * * * * * (the default: every second)',
         busyCoresBeforeRun: before.busy,
-        waitQuietSec: options.waitQuiet,
-        quietWaitSec: Math.round(run.quietWaitMs / 100) / 10,
-        quietTimeouts: run.quietTimeouts,
       },
       modes,
       goal,

@@ -302,11 +302,6 @@ export function reportValues(report: BenchReport): Record<string, string> {
   const s = report.settings
   const ok = report.modes.filter((mode) => mode.status === 'ok' && mode.closed)
   const noisy = noisyPhases(report)
-  const waited =
-    Number(s.waitQuietSec ?? 0) > 0
-      ? ` With \`--wait-quiet ${s.waitQuietSec}\` each measured phase first waited for other processes to use under 0.25 cores: ` +
-        `${n1(Number(s.quietWaitSec ?? 0))} s of waiting in all${Number(s.quietTimeouts ?? 0) > 0 ? `, ${s.quietTimeouts} times in vain (the phase ran anyway)` : ''}.`
-      : ''
   const audits = [
     ...report.modes.flatMap((mode) => [mode.closed?.audit, mode.open?.audit]),
     report.goal?.audit,
@@ -319,7 +314,7 @@ export function reportValues(report: BenchReport): Record<string, string> {
     machine: `${m.cpus} CPUs (\`nproc\`), ${m.cpuModel}, ${m.memoryGiB} GiB memory, Node ${m.node}, ${m.platform}`,
     seconds: n0(report.seconds),
     cpus: String(m.cpus),
-    busyBefore: `Before the run, other processes kept ${n2(Number(s.busyCoresBeforeRun ?? 0))} of ${m.cpus} cores busy.${waited}`,
+    busyBefore: `Before the run, other processes kept ${n2(Number(s.busyCoresBeforeRun ?? 0))} of ${m.cpus} cores busy.`,
     noisy:
       noisy.length === 0
         ? ''
