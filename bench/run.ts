@@ -777,7 +777,15 @@ async function runDurability(run: Run): Promise<DurabilityRun[]> {
       redis = new BenchRedis(own.url)
       // Stock for every user: every request is an admission, a write to Redis and its AOF.
       const { users } = run.options
-      const sale = await closedSale(run, 'stream', label, { redisUrl: own.url }, redis, own.service.pid, users)
+      const sale = await closedSale(
+        run,
+        'stream',
+        label,
+        { redisUrl: own.url },
+        redis,
+        own.service.pid,
+        users,
+      )
       if (typeof sale === 'string') throw new Error(sale)
       runs.push({ persistence, status: 'ok', phase: sale.closed })
     } catch (error) {
