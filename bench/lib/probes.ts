@@ -14,10 +14,7 @@ export class BenchDb {
   readonly pool: Db
   /** Queries (each its own transaction) this pool ran; subtracted from the server's transaction counts. */
   queries = 0
-  private readonly databaseUrl: string
-
   constructor(databaseUrl: string, schema: string) {
-    this.databaseUrl = databaseUrl
     this.pool = createPool({ databaseUrl, schema, max: 2, applicationName: 'coupon-rush-bench' })
   }
 
@@ -41,10 +38,18 @@ export class BenchDb {
     this.closed = true
     await this.pool.end()
   }
+}
 
-  /** Committed plus rolled-back transactions of the whole database, read on a connection of its own. */
-  async transactions(): Promise<number> {
-    return databaseTransactions(this.databaseUrl)
+/** One statement on a connection of its own, closed after it. */
+async function once<T extends pg.QueryResultRow>(databaseUrl: string, sql: string): Promise<T[]> {
+  const url = new URL(databaseUrl)
+  if (url.username === '') url.username = userInfo().username
+  const client = new pg.Client({ connectionString: url.toString(), connectionTimeoutMillis: 5_000 })
+  await client.connect()
+  try {
+    return (await client.query<T>(sql)).rows
+  } finally {
+    await client.end()
   }
 }
 
@@ -53,61 +58,34 @@ export class BenchDb {
  * transaction, which shows in the next reading.
  */
 export async function databaseTransactions(databaseUrl: string): Promise<number> {
-  const client = new pg.Client({ connectionString: withUser(databaseUrl) })
-  await client.connect()
-  try {
-    const { rows } = await client.query<{ n: string }>(
-      'SELECT (xact_commit + xact_rollback)::text AS n FROM pg_stat_database WHERE datname = current_database()',
-    )
-    return Number(rows[0]?.n ?? 0)
-  } finally {
-    await client.end()
-  }
-}
-
-function withUser(databaseUrl: string): string {
-  const url = new URL(databaseUrl)
-  if (url.username === '') url.username = userInfo().username
-  return url.toString()
+  const sql = `SELECT (xact_commit + xact_rollback)::text AS n FROM pg_stat_database WHERE datname = current_database()`
+  const [row] = await once<{ n: string }>(databaseUrl, sql)
+  return Number(row?.n ?? 0)
 }
 
 export async function dropSchema(databaseUrl: string, schema: string): Promise<void> {
-  const client = new pg.Client({ connectionString: withUser(databaseUrl) })
-  await client.connect()
-  try {
-    await client.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`)
-  } finally {
-    await client.end()
-  }
+  await once(databaseUrl, `DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`)
 }
 
 /** Creates the URL's database if it does not exist; true when this call created it. */
 export async function createDatabaseIfMissing(databaseUrl: string): Promise<boolean> {
-  const probe = new pg.Client({ connectionString: withUser(databaseUrl), connectionTimeoutMillis: 3_000 })
   try {
-    await probe.connect()
+    await once(databaseUrl, 'SELECT 1')
     return false
   } catch (error) {
+    // 3D000 invalid_catalog_name: the database does not exist.
     if ((error as { code?: string }).code !== '3D000') throw error
-  } finally {
-    await probe.end().catch(() => {})
   }
   await ensureDatabase(databaseUrl)
   return true
 }
 
-/** Drops a database the benchmark created (connected to the server's `postgres` database). */
+/** Drops a database the benchmark created (from the server's `postgres` database). */
 export async function dropDatabase(databaseUrl: string): Promise<void> {
-  const url = new URL(withUser(databaseUrl))
+  const url = new URL(databaseUrl)
   const database = decodeURIComponent(url.pathname.slice(1))
   url.pathname = '/postgres'
-  const client = new pg.Client({ connectionString: url.toString() })
-  await client.connect()
-  try {
-    await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`)
-  } finally {
-    await client.end()
-  }
+  await once(url.toString(), `DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`)
 }
 
 export interface RowWatch {
@@ -264,7 +242,7 @@ export interface Audit {
   /** stream/kafka: positions of the rows are exactly 1..rows and match the answered positions. */
   positionsExact?: boolean
   /**
-   * Arrival order as the client saw it: pairs of admitted requests where one was answered before the other
+   * (Absent in results written before this check.) Arrival order as the client saw it: pairs of admitted requests where one was answered before the other
    * was sent (`checked`: requests with at least one such earlier request), and how many of them hold a
    * position not above every earlier-answered one. Requests in flight together may go either way.
    */
