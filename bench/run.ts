@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: every issuance mode on the same flash-sale workload in one run, against a bare Fastify
- * route as the ceiling, plus the `stream` speed goals of issue 3. Writes JSON, Markdown and an SVG chart
- * under bench/results/ and rewrites docs/benchmarks.md. See `npm run bench -- --help`.
+ * route as the ceiling, the `stream` speed goals (request-to-row at a target rate, the writer alone), and
+ * `stream` on Redis with each persistence setting. A full run writes bench/results/latest.{json,svg} and
+ * docs/benchmarks.md; other runs write to .cache/bench/. See `npm run bench -- --help`.
  */
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync } from 'node:fs'
@@ -10,7 +11,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { couponKeys } from '../src/redis/keys.ts'
-import { ensureDatabase } from '../src/storage/postgres.ts'
 import { AdminClient, type IssueMode, ModeUnavailableError } from './lib/admin.ts'
 import {
   integerOption,
@@ -21,6 +21,7 @@ import {
   UsageError,
 } from './lib/cli.ts'
 import { CpuMeter, type CpuRoles, type CpuUse } from './lib/cpu.ts'
+import { evaluateGoals } from './lib/goals.ts'
 import {
   type ChildService,
   freePort,
@@ -33,7 +34,7 @@ import {
   startServer,
   startWorker,
 } from './lib/infra.ts'
-import { LoadRun, type Progress } from './lib/load.ts'
+import { LoadRun, type Progress, warmUp } from './lib/load.ts'
 import type { LoadJob, LoadResult } from './lib/load-protocol.ts'
 import { nowMs, summarize } from './lib/load-protocol.ts'
 import {
@@ -42,17 +43,21 @@ import {
   BenchDb,
   BenchRedis,
   commandDelta,
+  createDatabaseIfMissing,
   databaseTransactions,
+  dropDatabase,
   dropSchema,
+  fcfsHeld,
   RowFollower,
   type RowWatch,
   RowWatcher,
 } from './lib/probes.ts'
 import {
   type BenchReport,
-  evaluateGoals,
+  type DurabilityRun,
   type GoalPhase,
   type ModeReport,
+  type Persistence,
   type PhaseReport,
   printSummary,
   stripLoad,
@@ -67,11 +72,17 @@ const HELP = `usage: npm run bench -- [options]
 
 Runs every issuance mode (sync, queue, stream, and kafka when a broker is up) on the same flash-sale
 workload, one after another, each against a fresh server process, plus a bare Fastify route as the
-ceiling; then the stream goals of issue 3 (request-to-row at --rate, the writer alone). Writes
-bench/results/<time>.{json,md,svg} and latest.*, and rewrites docs/benchmarks.md.
+ceiling; then the stream speed goals (request-to-row at --rate, the writer alone) and the stream sale on
+Redis without persistence, with appendfsync everysec and with appendfsync always.
+
+A full run (no --quick, --modes, --skip-goals or --skip-durability) writes bench/results/latest.{json,svg}
+and docs/benchmarks.md, plus bench/results/<time>.json (git-ignored). Any other run prints its figures and
+writes them to .cache/bench/<time>.{json,md,svg} only, unless --write-docs. The run's Postgres schema and
+Redis keys are removed at the end, and its database too if the run created it.
 
 options
-  --users N          distinct users in each closed-loop sale (default 100000, the mission's flash sale; --quick 10000)
+  --users N          distinct users in each closed-loop sale (default 100000, a flash sale of 100,000 people
+                     for 1,000 coupons; --quick 10000)
   --quantity N       coupons per sale (default 1000)
   --connections N    keep-alive connections of the load generator (default 64)
   --duration S       the closed-loop phase stops after S seconds even if users are left (default 15; --quick 5)
@@ -81,20 +92,19 @@ options
   --writer-rows N    accepted entries the writer-only phase drains (default 200000; --quick 20000)
   --modes LIST       comma list of bare,sync,queue,stream,kafka (default: all; kafka only with a broker)
   --repeat F         fraction of users pressing twice (default 0.05)
-  --generator G      closed-loop load generator: raw (default: pre-built requests on plain keep-alive
-                     sockets, the cheapest per request) or autocannon (the open loop always uses raw)
-  --skip-goals       skip the issue-3 phases (request-to-row at --rate, writer alone)
-  --redis-url URL    use this Redis (default: a private redis-server on a free port, so the command
-                     counts are the benchmark's alone)
-  --database-url URL default postgres://127.0.0.1:5432/coupon_rush_bench (a database of its own, so
-                     pg_stat_database counts the benchmark alone)
-  --wait-quiet S     before each measured phase wait up to S seconds until other processes on the machine
-                     use under 0.25 cores (default 0: do not wait); the waiting is reported
-  --render FILE      measure nothing: rebuild the Markdown, SVG (and docs/benchmarks.md) of an earlier run
-                     from its JSON, e.g. bench/results/latest.json, with the goals judged again
-  --no-docs          do not rewrite docs/benchmarks.md
-  --keep             keep the run's Postgres schema and Redis keys
-  --quick            a short profile: the whole run takes under two minutes
+  --skip-goals       skip the stream goal phases (request-to-row at --rate, the writer alone)
+  --skip-durability  skip the stream sales on three Redis servers of the run's own (no persistence,
+                     appendfsync everysec, appendfsync always; each on a free port, temp data folder)
+  --redis-url URL    the Redis of the mode phases (default REDIS_URL if set, else a redis-server of the
+                     run's own on a free port, so the command counts are the benchmark's alone)
+  --database-url URL the Postgres database (default DATABASE_URL if set, else
+                     postgres://127.0.0.1:5432/coupon_rush_bench, created if missing and then dropped)
+  --write-docs       write bench/results/latest.* and docs/benchmarks.md even if this is not a full run
+  --no-docs          write a full run to .cache/bench/ instead
+  --render FILE      measure nothing: rebuild docs/benchmarks.md and bench/results/latest.* from the JSON
+                     of an earlier run (e.g. bench/results/latest.json), with the goals judged again
+  --keep             keep the run's Postgres schema (and database) and Redis keys
+  --quick            a short profile (about three minutes), written to .cache/bench/
   --help             this text`
 
 interface Options {
@@ -108,14 +118,14 @@ interface Options {
   subjects: Subject[]
   repeat: number
   skipGoals: boolean
+  skipDurability: boolean
   redisUrl?: string
   databaseUrl: string
-  docs: boolean
+  /** Write bench/results/latest.* and docs/benchmarks.md. */
+  publish: boolean
   keep: boolean
   quick: boolean
   warmupSec: number
-  waitQuiet: number
-  generator: 'raw' | 'autocannon'
   /** Re-render the report of an earlier run from its JSON (no measuring). */
   render?: string
   argv: string[]
@@ -144,9 +154,16 @@ function salePhase(
   }
 }
 
-function generatorOption(value: string | undefined): Options['generator'] {
-  if (value === undefined || value === 'raw' || value === 'autocannon') return value ?? 'raw'
-  throw new UsageError(`--generator must be raw or autocannon, got "${value}"`)
+const URL_SCHEMES = { postgres: /^postgres(ql)?:\/\//, redis: /^rediss?:\/\// }
+
+function urlOption(
+  value: string | undefined,
+  name: string,
+  kind: keyof typeof URL_SCHEMES,
+): string | undefined {
+  if (value !== undefined && !URL_SCHEMES[kind].test(value))
+    throw new UsageError(`${name} must be a ${kind}:// URL, got "${value}"`)
+  return value
 }
 
 function parseOptions(argv: string[]): Options | undefined {
@@ -161,12 +178,12 @@ function parseOptions(argv: string[]): Options | undefined {
     modes: { type: 'string' },
     repeat: { type: 'string' },
     'skip-goals': { type: 'boolean' },
+    'skip-durability': { type: 'boolean' },
     'redis-url': { type: 'string' },
     'database-url': { type: 'string' },
+    'write-docs': { type: 'boolean' },
     'no-docs': { type: 'boolean' },
     render: { type: 'string' },
-    'wait-quiet': { type: 'string' },
-    generator: { type: 'string' },
     keep: { type: 'boolean' },
     quick: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
@@ -188,13 +205,18 @@ function parseOptions(argv: string[]): Options | undefined {
       throw new UsageError(`--modes takes a comma list of ${SUBJECTS.join(',')}, got "${modes}"`)
     subjects = SUBJECTS.filter((name) => names.includes(name))
   }
-  const databaseUrl = stringOption(values, 'database-url') ?? 'postgres://127.0.0.1:5432/coupon_rush_bench'
-  if (!/^postgres(ql)?:\/\//.test(databaseUrl))
-    throw new UsageError(`--database-url must be a postgres:// URL, got "${databaseUrl}"`)
-  const redisUrl = stringOption(values, 'redis-url')
-  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl))
-    throw new UsageError(`--redis-url must be a redis:// URL, got "${redisUrl}"`)
-  const options: Options = {
+  // The command line first, then the environment the service itself reads.
+  const databaseUrl =
+    urlOption(stringOption(values, 'database-url'), '--database-url', 'postgres') ??
+    urlOption(process.env.DATABASE_URL || undefined, 'DATABASE_URL', 'postgres') ??
+    'postgres://127.0.0.1:5432/coupon_rush_bench'
+  const redisUrl =
+    urlOption(stringOption(values, 'redis-url'), '--redis-url', 'redis') ??
+    urlOption(process.env.REDIS_URL || undefined, 'REDIS_URL', 'redis')
+  const skipGoals = values['skip-goals'] === true
+  const skipDurability = values['skip-durability'] === true
+  const full = !quick && modes === undefined && !skipGoals && !skipDurability
+  return {
     users: integerOption(values, 'users', quick ? 10_000 : 100_000, 10, 2_000_000),
     quantity: integerOption(values, 'quantity', 1_000, 1, 10_000_000),
     connections: integerOption(values, 'connections', 64, 1, 4_096),
@@ -204,19 +226,17 @@ function parseOptions(argv: string[]): Options | undefined {
     writerRows: integerOption(values, 'writer-rows', quick ? 20_000 : 200_000, 100, 10_000_000),
     subjects,
     repeat: numberOption(values, 'repeat', 0.05, 0, 1),
-    skipGoals: values['skip-goals'] === true,
+    skipGoals,
+    skipDurability,
     redisUrl,
     databaseUrl,
-    docs: values['no-docs'] !== true,
+    publish: values['write-docs'] === true || (full && values['no-docs'] !== true),
     keep: values.keep === true,
     quick,
     warmupSec: quick ? 0.5 : 1,
-    waitQuiet: integerOption(values, 'wait-quiet', 0, 0, 3_600),
-    generator: generatorOption(stringOption(values, 'generator')),
     render: stringOption(values, 'render'),
     argv,
   }
-  return options
 }
 
 /** Everything one run shares: the services, the run's schema and key prefix, the processes to clean up. */
@@ -234,8 +254,6 @@ interface Run {
   kafka?: string
   children: Set<ChildService>
   loads: Set<LoadRun>
-  quietWaitMs: number
-  quietTimeouts: number
 }
 
 function serviceConfig(run: Run, port: number, extra: Partial<ServiceConfig> = {}): ServiceConfig {
@@ -342,7 +360,6 @@ function job(
     connections: run.options.connections,
     durationSec: run.options.duration,
     rate: 0,
-    generator: run.options.generator,
     collectAccepted: true,
     ...extra,
   }
@@ -369,21 +386,15 @@ class PhaseCpu {
   constructor(run: Run, processes: () => Record<string, number | undefined>) {
     this.roles = () => {
       const roles: CpuRoles = {}
-      for (const [role, pid] of Object.entries(processes())) if (pid !== undefined) roles[role] = [pid]
-      if (run.privateRedis?.pid !== undefined) roles.redis = [run.privateRedis.pid]
+      const pids = { redis: run.privateRedis?.pid, ...processes() }
+      for (const [role, pid] of Object.entries(pids)) if (pid !== undefined) roles[role] = [pid]
       roles.postgres = this.pgPids
       roles.bench = [process.pid]
       return roles
     }
   }
 
-  /** `gate`: first wait (--wait-quiet) until other processes leave the machine alone. */
-  static async start(
-    run: Run,
-    processes: () => Record<string, number | undefined>,
-    gate = true,
-  ): Promise<PhaseCpu> {
-    if (gate) await quietGate(run)
+  static async start(run: Run, processes: () => Record<string, number | undefined>): Promise<PhaseCpu> {
     const cpu = new PhaseCpu(run, processes)
     cpu.pgPids = await postgresPids(run).catch(() => [])
     cpu.meter = new CpuMeter(cpu.roles)
@@ -399,29 +410,6 @@ class PhaseCpu {
 }
 
 /**
- * With --wait-quiet S: waits (at most S seconds) until other processes use under 0.25 cores, sampled over
- * half a second, so a measured phase does not start in the middle of someone else's burst. The waits are
- * reported.
- */
-async function quietGate(run: Run): Promise<void> {
-  const limit = run.options.waitQuiet
-  if (limit <= 0) return
-  const started = Date.now()
-  while (true) {
-    const meter = new CpuMeter(() => ({}))
-    await sleep(500)
-    const sample = meter.stop()
-    const other = sample.other
-    if (other < 0.25) break
-    if (Date.now() - started > limit * 1000) {
-      run.quietTimeouts++
-      break
-    }
-  }
-  run.quietWaitMs += Date.now() - started
-}
-
-/**
  * Makes the server's Postgres backends publish their transaction counters: a backend reports its counters
  * when it goes idle at most once a second (else up to 10 s later), so after a pause every backend is given a
  * transaction (20 concurrent stats reads spread over the pool) and reports everything pending.
@@ -432,24 +420,10 @@ async function flushPostgresStats(admin: AdminClient, couponId: number): Promise
   await sleep(150)
 }
 
-async function warmUp(
-  run: Run,
-  baseUrl: string,
-  couponId: number,
-  label: string,
-  seconds: number,
-): Promise<void> {
-  const { go } = await runLoad(
-    run,
-    job(run, 'closed', baseUrl, couponId, `w-${label}-${run.id}-`, {
-      users: 4_000,
-      repeatRatio: 0,
-      durationSec: seconds,
-      collectAccepted: false,
-    }),
-    `${label} warm-up`,
-  )
-  await go()
+function warm(run: Run, baseUrl: string, couponId: number, label: string, seconds: number) {
+  const { connections } = run.options
+  const job = { baseUrl, jwtSecret: run.jwtSecret, userPrefix: `w-${label}-${run.id}-`, connections }
+  return warmUp(job, couponId, seconds)
 }
 
 function phaseLine(label: string, phase: PhaseReport): string {
@@ -463,7 +437,7 @@ function phaseLine(label: string, phase: PhaseReport): string {
     parts.push(`last row after ${fmt(phase.timeToLastRowMs / 1000, 2)} s`)
   if (phase.audit)
     parts.push(
-      `rows ${fmt(phase.audit.rows)} dup ${phase.audit.duplicateRows + phase.audit.doubleAccepted} over ${phase.audit.overIssued} FCFS ${phase.audit.fcfs ? 'ok' : 'FAILED'}`,
+      `rows ${fmt(phase.audit.rows)} dup ${phase.audit.duplicateRows + phase.audit.doubleAccepted} over ${phase.audit.overIssued} FCFS ${fcfsHeld(phase.audit) ? 'ok' : 'FAILED'}`,
     )
   return `  ${parts.join('  ')}`
 }
@@ -487,6 +461,97 @@ async function finishSale(
   return { result, watch, cpuUse }
 }
 
+/** The open-loop rate a subject can take (70% of its closed-loop req/s, at most --rate), and its users. */
+function openLoop(run: Run, closedRps: number): { rate: number; users: number } {
+  const { options } = run
+  const rate = Math.max(1, Math.min(options.rate, Math.floor(closedRps * 0.7)))
+  return { rate, users: Math.max(10, Math.round((rate * options.openDuration) / (1 + options.repeat))) }
+}
+
+type ClosedSale = Pick<ModeReport, 'closed' | 'redis' | 'postgres' | 'deadLettered'>
+
+/**
+ * A closed-loop sale on a fresh server, with the Redis command and Postgres transaction accounting;
+ * `extra` configures the server (a Kafka broker, another Redis). A string: the server does not offer the mode.
+ */
+async function closedSale(
+  run: Run,
+  mode: IssueMode,
+  label: string,
+  extra: Partial<ServiceConfig>,
+  redis: BenchRedis,
+  redisPid?: number,
+  quantity = run.options.quantity,
+): Promise<ClosedSale | string> {
+  const { options } = run
+  const port = await freePort()
+  const baseUrl = `http://127.0.0.1:${port}`
+  const server = await startServer(serviceConfig(run, port, extra), join(run.logDir, `${label}.log`))
+  return withChild(run, server, async (scope) => {
+    const admin = new AdminClient(baseUrl, run.adminToken)
+    let warmId: number
+    try {
+      warmId = await admin.createCoupon(mode, 1, `warm-up (${mode})`)
+    } catch (error) {
+      if (error instanceof ModeUnavailableError) return error.message
+      throw error
+    }
+    const couponId = await admin.createCoupon(mode, quantity)
+    await warm(run, baseUrl, warmId, label, options.warmupSec)
+    await flushPostgresStats(admin, warmId)
+    const db = scope.add(new BenchDb(options.databaseUrl, run.schema), (item) => item.close())
+    const { load, go } = await runLoad(
+      run,
+      job(run, 'closed', baseUrl, couponId, `${label}-${run.id}-`),
+      `${label} closed loop`,
+    )
+    const redisBefore = await redis.commandStats()
+    const pgBefore = await databaseTransactions(options.databaseUrl)
+    const processes = () => ({
+      server: server.pid,
+      generator: load.pid,
+      ...(redisPid ? { redis: redisPid } : {}),
+    })
+    const cpu = await PhaseCpu.start(run, processes)
+    const watcher = scope.add(new RowWatcher(db, couponId), (item) => item.cancel())
+    const { result, watch, cpuUse } = await finishSale(run, mode, go, watcher, cpu)
+    const redisAfter = await redis.commandStats()
+    const audit = await auditCoupon(db, couponId, quantity, mode, result)
+    const deadLettered = await redis.redis.xlen(couponKeys(run.redisPrefix, couponId).deadLetters)
+    await db.close()
+    await server.stop()
+    const pgAfter = await databaseTransactions(options.databaseUrl)
+    // Minus the benchmark's own queries, the probe before (its transaction shows in the reading after),
+    // and the two connections of postgresPids.
+    const transactions = pgAfter - pgBefore - db.queries - 1 - 2
+    const commands = commandDelta(redisBefore, redisAfter)
+    const totalCommands = [...commands.values()].reduce((sum, calls) => sum + calls, 0)
+    const scriptCalls = ['evalsha', 'eval', 'evalsha_ro', 'eval_ro', 'fcall'].reduce(
+      (sum, name) => sum + (commands.get(name) ?? 0),
+      0,
+    )
+    const issued = audit.rows
+    const closed = salePhase(couponId, quantity, result, watch, audit, cpuUse)
+    say(phaseLine(`${label} closed loop`, closed))
+    return {
+      closed,
+      redis: {
+        commands: totalCommands,
+        scriptCalls,
+        perIssued: issued > 0 ? totalCommands / issued : 0,
+        perRequest: result.completed > 0 ? totalCommands / result.completed : 0,
+        byCommand: Object.fromEntries([...commands.entries()].sort((a, b) => b[1] - a[1])),
+      },
+      postgres: {
+        transactions,
+        perIssued: issued > 0 ? transactions / issued : 0,
+        perRequest: result.completed > 0 ? transactions / result.completed : 0,
+      },
+      deadLettered,
+    }
+  })
+}
+
 /** One mode: a closed-loop sale (with Redis/Postgres accounting) on one server, an open-loop sale on another. */
 async function runMode(run: Run, mode: IssueMode): Promise<ModeReport> {
   const { options } = run
@@ -498,84 +563,15 @@ async function runMode(run: Run, mode: IssueMode): Promise<ModeReport> {
     }
   }
   const kafkaBrokers = mode === 'kafka' ? run.kafka : undefined
-  const report: ModeReport = { mode, status: 'ok' }
-
-  // Closed loop, with the Redis command and Postgres transaction accounting.
-  {
-    const port = await freePort()
-    const baseUrl = `http://127.0.0.1:${port}`
-    const server = await startServer(
-      serviceConfig(run, port, { kafkaBrokers }),
-      join(run.logDir, `${mode}-closed.log`),
-    )
-    const skipped = await withChild(run, server, async (scope) => {
-      const admin = new AdminClient(baseUrl, run.adminToken)
-      let warmId: number
-      try {
-        warmId = await admin.createCoupon(mode, 1, `warm-up (${mode})`)
-      } catch (error) {
-        if (error instanceof ModeUnavailableError) return error.message
-        throw error
-      }
-      const couponId = await admin.createCoupon(mode, options.quantity)
-      await warmUp(run, baseUrl, warmId, mode, options.warmupSec)
-      await flushPostgresStats(admin, warmId)
-      const db = scope.add(new BenchDb(options.databaseUrl, run.schema), (item) => item.close())
-      const { load, go } = await runLoad(
-        run,
-        job(run, 'closed', baseUrl, couponId, `${mode}-c-${run.id}-`),
-        `${mode} closed loop`,
-      )
-      await quietGate(run)
-      const redisBefore = await run.redis.commandStats()
-      const pgBefore = await databaseTransactions(options.databaseUrl)
-      const cpu = await PhaseCpu.start(run, () => ({ server: server.pid, generator: load.pid }), false)
-      const watcher = scope.add(new RowWatcher(db, couponId), (item) => item.cancel())
-      const { result, watch, cpuUse } = await finishSale(run, mode, go, watcher, cpu)
-      const redisAfter = await run.redis.commandStats()
-      const audit = await auditCoupon(db, couponId, options.quantity, mode, result)
-      const deadLettered = await run.redis.redis.xlen(couponKeys(run.redisPrefix, couponId).deadLetters)
-      await db.close()
-      await server.stop()
-      const pgAfter = await databaseTransactions(options.databaseUrl)
-      // Minus the benchmark's own queries, the probe before (its transaction shows in the reading after),
-      // and the two connections of postgresPids.
-      const transactions = pgAfter - pgBefore - db.queries - 1 - 2
-      const commands = commandDelta(redisBefore, redisAfter)
-      const totalCommands = [...commands.values()].reduce((sum, calls) => sum + calls, 0)
-      const scriptCalls = ['evalsha', 'eval', 'evalsha_ro', 'eval_ro', 'fcall'].reduce(
-        (sum, name) => sum + (commands.get(name) ?? 0),
-        0,
-      )
-      const issued = audit.rows
-      report.closed = salePhase(couponId, options.quantity, result, watch, audit, cpuUse)
-      report.redis = {
-        commands: totalCommands,
-        scriptCalls,
-        perIssued: issued > 0 ? totalCommands / issued : 0,
-        perRequest: result.completed > 0 ? totalCommands / result.completed : 0,
-        byCommand: Object.fromEntries([...commands.entries()].sort((a, b) => b[1] - a[1])),
-      }
-      report.postgres = {
-        transactions,
-        perIssued: issued > 0 ? transactions / issued : 0,
-        perRequest: result.completed > 0 ? transactions / result.completed : 0,
-      }
-      report.deadLettered = deadLettered
-      say(phaseLine(`${mode} closed loop`, report.closed))
-      return undefined
-    })
-    if (skipped !== undefined) {
-      say(`  ${mode}: skipped (${skipped})`)
-      return { mode, status: 'skipped', reason: skipped }
-    }
+  const closed = await closedSale(run, mode, mode, { kafkaBrokers }, run.redis)
+  if (typeof closed === 'string') {
+    say(`  ${mode}: skipped (${closed})`)
+    return { mode, status: 'skipped', reason: closed }
   }
+  const report: ModeReport = { mode, status: 'ok', ...closed }
 
-  // Open loop: arrivals at a fixed rate the mode can take (70% of its closed-loop req/s, at most --rate).
   {
-    const closedRps = report.closed?.load.rps ?? 0
-    const rate = Math.max(1, Math.min(options.rate, Math.floor(closedRps * 0.7)))
-    const users = Math.max(10, Math.round((rate * options.openDuration) / (1 + options.repeat)))
+    const { rate, users } = openLoop(run, report.closed?.load.rps ?? 0)
     const port = await freePort()
     const baseUrl = `http://127.0.0.1:${port}`
     const server = await startServer(
@@ -586,7 +582,7 @@ async function runMode(run: Run, mode: IssueMode): Promise<ModeReport> {
       const admin = new AdminClient(baseUrl, run.adminToken)
       const warmId = await admin.createCoupon(mode, 1, `warm-up (${mode})`)
       const couponId = await admin.createCoupon(mode, options.quantity)
-      await warmUp(run, baseUrl, warmId, mode, Math.min(options.warmupSec, 0.5))
+      await warm(run, baseUrl, warmId, mode, Math.min(options.warmupSec, 0.5))
       const db = scope.add(new BenchDb(options.databaseUrl, run.schema), (item) => item.close())
       const { load, go } = await runLoad(
         run,
@@ -607,47 +603,33 @@ async function runMode(run: Run, mode: IssueMode): Promise<ModeReport> {
 
 /** The ceiling: the same load against a bare Fastify route in its own process. */
 async function runBare(run: Run): Promise<ModeReport> {
-  const { options } = run
-  const report: ModeReport = { mode: 'bare', status: 'ok' }
   const port = await freePort()
   const baseUrl = `http://127.0.0.1:${port}`
   const server = await startBareServer(port, join(run.logDir, 'bare.log'))
-  await withChild(run, server, async () => {
-    await warmUp(run, baseUrl, 0, 'bare', options.warmupSec)
-    {
-      const { load, go } = await runLoad(
-        run,
-        job(run, 'closed', baseUrl, 0, `bare-c-${run.id}-`, { collectAccepted: false }),
-        'bare closed loop',
-      )
+  return withChild(run, server, async () => {
+    await warm(run, baseUrl, 0, 'bare', run.options.warmupSec)
+    const measure = async (kind: LoadJob['kind'], extra: Partial<LoadJob>, label: string) => {
+      const userPrefix = `bare-${kind}-${run.id}-`
+      const loadJob = job(run, kind, baseUrl, 0, userPrefix, { collectAccepted: false, ...extra })
+      const { load, go } = await runLoad(run, loadJob, label)
       const cpu = await PhaseCpu.start(run, () => ({ server: server.pid, generator: load.pid }))
       const result = await go()
-      report.closed = { load: stripLoad(result), rowsReached: true, cpu: await cpu.stop(run, result) }
-      say(phaseLine('bare closed loop', report.closed))
+      const phase: PhaseReport = {
+        load: stripLoad(result),
+        rowsReached: true,
+        cpu: await cpu.stop(run, result),
+      }
+      say(phaseLine(label, phase))
+      return phase
     }
-    {
-      const rate = Math.max(1, Math.min(options.rate, Math.floor((report.closed.load.rps ?? 0) * 0.7)))
-      const users = Math.max(10, Math.round((rate * options.openDuration) / (1 + options.repeat)))
-      const { load, go } = await runLoad(
-        run,
-        job(run, 'open', baseUrl, 0, `bare-o-${run.id}-`, {
-          users,
-          rate,
-          collectAccepted: false,
-          maxBacklogSec: 2,
-        }),
-        `bare open loop @ ${fmt(rate)}/s`,
-      )
-      const cpu = await PhaseCpu.start(run, () => ({ server: server.pid, generator: load.pid }))
-      const result = await go()
-      report.open = { load: stripLoad(result), rowsReached: true, cpu: await cpu.stop(run, result) }
-      say(phaseLine('bare open loop', report.open))
-    }
+    const closed = await measure('closed', {}, 'bare closed loop')
+    const { rate, users } = openLoop(run, closed.load.rps)
+    const open = await measure('open', { users, rate, maxBacklogSec: 2 }, `bare open @ ${fmt(rate)}/s`)
+    return { mode: 'bare', status: 'ok', closed, open }
   })
-  return report
 }
 
-/** Issue 3: request-to-row at --rate on `stream`, every arrival a new user and every request a row. */
+/** Request-to-row at --rate on `stream`, every arrival a new user and every request a row. */
 async function runGoalPhase(run: Run): Promise<GoalPhase> {
   const { options } = run
   const rate = options.rate
@@ -660,7 +642,7 @@ async function runGoalPhase(run: Run): Promise<GoalPhase> {
     const admin = new AdminClient(baseUrl, run.adminToken)
     const warmId = await admin.createCoupon('stream', 1, 'warm-up (goal)')
     const couponId = await admin.createCoupon('stream', users, 'request-to-row goal')
-    await warmUp(run, baseUrl, warmId, 'goal', options.warmupSec)
+    await warm(run, baseUrl, warmId, 'goal', options.warmupSec)
     const db = scope.add(new BenchDb(options.databaseUrl, run.schema), (item) => item.close())
     const { load, go } = await runLoad(
       run,
@@ -704,7 +686,7 @@ async function runGoalPhase(run: Run): Promise<GoalPhase> {
   })
 }
 
-/** Issue 3: the writer alone drains a stream already filled with `writerRows` accepted entries. */
+/** The writer alone drains a stream already filled with `writerRows` accepted entries. */
 async function runWriterPhase(run: Run): Promise<WriterPhase> {
   const { options } = run
   const rows = options.writerRows
@@ -729,13 +711,12 @@ async function runWriterPhase(run: Run): Promise<WriterPhase> {
     const admission = await go()
     const admitted = new Set(admission.accepted.users).size
     const db = scope.add(new BenchDb(options.databaseUrl, run.schema), (item) => item.close())
-    await quietGate(run)
     const redisBefore = await run.redis.commandStats()
     const pgBefore = await databaseTransactions(options.databaseUrl)
     const watcher = scope.add(new RowWatcher(db, couponId, 5), (item) => item.cancel())
     const spawnedAt = nowMs()
     const worker = startWorker(config, join(run.logDir, 'writer-worker.log'))
-    const cpu = await PhaseCpu.start(run, () => ({ worker: worker.pid, server: server.pid }), false)
+    const cpu = await PhaseCpu.start(run, () => ({ worker: worker.pid, server: server.pid }))
     // The worker's CPU is read while it still runs.
     const { watch, cpuUse } = await withChild(run, worker, async () => {
       const watch = await watcher.finish(admitted, 300_000)
@@ -780,8 +761,50 @@ async function runWriterPhase(run: Run): Promise<WriterPhase> {
   })
 }
 
+/**
+ * What fsync costs: the `stream` closed-loop sale against three redis-server processes of the run's own,
+ * each on a free port with an empty temp data folder (never the machine's or the project's Redis).
+ */
+async function runDurability(run: Run): Promise<DurabilityRun[]> {
+  const runs: DurabilityRun[] = []
+  for (const persistence of ['none', 'everysec', 'always'] as Persistence[]) {
+    const label = `stream-redis-${persistence}`
+    let own: { url: string; service: ChildService } | undefined
+    let redis: BenchRedis | undefined
+    try {
+      own = await startPrivateRedis(join(run.logDir, `${label}-redis.log`), persistence)
+      run.children.add(own.service)
+      redis = new BenchRedis(own.url)
+      // Stock for every user: every request is an admission, a write to Redis and its AOF.
+      const { users } = run.options
+      const sale = await closedSale(
+        run,
+        'stream',
+        label,
+        { redisUrl: own.url },
+        redis,
+        own.service.pid,
+        users,
+      )
+      if (typeof sale === 'string') throw new Error(sale)
+      runs.push({ persistence, status: 'ok', phase: sale.closed })
+    } catch (error) {
+      const reason = (error as Error).message.split('\n')[0]!
+      say(`  ${label}: FAILED: ${reason}`)
+      runs.push({ persistence, status: 'failed', reason })
+    } finally {
+      await redis?.close()
+      if (own) {
+        await own.service.stop()
+        run.children.delete(own.service)
+      }
+    }
+  }
+  return runs
+}
+
 /** --render: the figures come from the run's JSON as measured; only the report around them is rebuilt. */
-async function render(file: string, docs: boolean): Promise<void> {
+async function render(file: string): Promise<void> {
   let report: BenchReport
   try {
     report = JSON.parse(await readFile(file, 'utf8')) as BenchReport
@@ -790,19 +813,22 @@ async function render(file: string, docs: boolean): Promise<void> {
   }
   if (report.version !== 1 || !Array.isArray(report.modes))
     throw new UsageError(`--render: ${file} is not a benchmark result`)
-  const stamp = report.startedAt.replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')
   report.goals = evaluateGoals(report)
-  const files = await writeReports(report, stamp, docs)
+  const files = await writeReports(report, stampOf(new Date(report.startedAt)), true)
   printSummary(report)
   say(`\nwrote ${files.join(', ')}`)
+}
+
+function stampOf(date: Date): string {
+  return date.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')
 }
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2))
   if (options === undefined) return
-  if (options.render !== undefined) return render(options.render, options.docs)
+  if (options.render !== undefined) return render(options.render)
   const startedAt = Date.now()
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')
+  const stamp = stampOf(new Date(startedAt))
   const hex = randomBytes(3).toString('hex')
   const logDir = mkdtempSync(join(tmpdir(), `coupon-rush-bench-${stamp}-`))
   const machine = machineInfo()
@@ -811,17 +837,18 @@ async function main(): Promise<void> {
       `${machine.memoryGiB} GiB, Node ${machine.node}; logs in ${logDir}`,
   )
 
+  const needsRedisServer = options.redisUrl === undefined || !options.skipDurability
+  if (needsRedisServer && !hasCommand('redis-server'))
+    throw new Error(
+      'redis-server is not installed: give --redis-url (command counts then include other clients) and --skip-durability',
+    )
   let privateRedis: { url: string; service: ChildService } | undefined
   let redisUrl = options.redisUrl
   if (redisUrl === undefined) {
-    if (!hasCommand('redis-server'))
-      throw new Error(
-        'redis-server is not installed: give --redis-url (command counts then include other clients)',
-      )
     privateRedis = await startPrivateRedis(join(logDir, 'redis.log'))
     redisUrl = privateRedis.url
   }
-  await ensureDatabase(options.databaseUrl)
+  const createdDatabase = await createDatabaseIfMissing(options.databaseUrl)
   const run: Run = {
     options,
     id: hex,
@@ -835,23 +862,22 @@ async function main(): Promise<void> {
     adminToken: randomBytes(24).toString('base64url'),
     children: new Set(),
     loads: new Set(),
-    quietWaitMs: 0,
-    quietTimeouts: 0,
   }
   if (privateRedis) run.children.add(privateRedis.service)
 
   let interrupted = false
+  // Leaves things as they were: no server, Redis, schema, keys (or database the run created) behind.
   const cleanup = async () => {
     for (const load of run.loads) load.kill()
     for (const child of [...run.children].reverse()) await child.stop(5_000).catch(() => {})
     await run.redis.close()
-    if (!options.keep) {
-      await dropSchema(options.databaseUrl, run.schema).catch(() => {})
-      if (!privateRedis) {
-        const redis = new BenchRedis(redisUrl)
-        await redis.deleteByPrefix(run.redisPrefix).catch(() => 0)
-        await redis.close()
-      }
+    if (options.keep) return
+    if (createdDatabase) await dropDatabase(options.databaseUrl).catch(() => {})
+    else await dropSchema(options.databaseUrl, run.schema).catch(() => {})
+    if (!privateRedis) {
+      const redis = new BenchRedis(redisUrl)
+      await redis.deleteByPrefix(run.redisPrefix).catch(() => 0)
+      await redis.close()
     }
   }
   const onSignal = () => {
@@ -904,6 +930,7 @@ async function main(): Promise<void> {
         say(`  ${goalErrors.at(-1)}`)
       }
     }
+    const durability = options.skipDurability ? undefined : await runDurability(run)
     const report: BenchReport = {
       version: 1,
       startedAt: new Date(startedAt).toISOString(),
@@ -919,25 +946,26 @@ async function main(): Promise<void> {
         openDurationSec: options.openDuration,
         writerRows: options.writerRows,
         repeatRatio: options.repeat,
-        generator: options.generator,
         quick: options.quick,
-        redis: privateRedis ? 'private redis-server (no persistence), started by the benchmark' : redisUrl,
-        database: options.databaseUrl,
+        redis: privateRedis
+          ? 'a redis-server of the run (no persistence) on a free port, started by the benchmark'
+          : `${redisUrl} (command counts include any other client of it)`,
+        database: createdDatabase
+          ? `${options.databaseUrl} (created by the run, so \`pg_stat_database\` sees the benchmark alone; dropped at the end)`
+          : `${options.databaseUrl} (transaction counts include any other client of that database)`,
         kafka: run.kafka ?? null,
         queueDrainCron: '* * * * * * (the default: every second)',
         busyCoresBeforeRun: before.busy,
-        waitQuietSec: options.waitQuiet,
-        quietWaitSec: Math.round(run.quietWaitMs / 100) / 10,
-        quietTimeouts: run.quietTimeouts,
       },
       modes,
       goal,
       writer,
+      durability,
       goalErrors,
       goals: [],
     }
     report.goals = evaluateGoals(report)
-    const files = await writeReports(report, stamp, options.docs)
+    const files = await writeReports(report, stamp, options.publish)
     printSummary(report)
     say(`\nwrote ${files.join(', ')}  (${fmt(report.seconds, 0)} s)`)
   } finally {

@@ -2,14 +2,14 @@
  * `npm run demo`: one flash sale, live in the terminal. Starts the service (or uses one already running),
  * creates a coupon, lets thousands of users press the button within a few seconds over HTTP keep-alive,
  * shows the progress as it happens and ends with the checks: nothing over-issued, nobody twice, the
- * coupons went to the first users, and how fast they were in Postgres. See `npm run demo -- --help`.
+ * coupons went to the first users in the order the crowd saw, and how fast they were in Postgres. The crowd
+ * is the benchmark's load generator (bench/lib/load-child.ts). See `npm run demo -- --help`.
  */
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Pool } from 'undici'
 import { AdminClient, ALL_MODES, type IssueMode, ModeUnavailableError } from '../bench/lib/admin.ts'
 import {
   integerOption,
@@ -20,15 +20,17 @@ import {
   UsageError,
 } from '../bench/lib/cli.ts'
 import { type ChildService, freePort, kafkaBroker, startServer } from '../bench/lib/infra.ts'
-import { arrivals, type LoadResult, nowMs, summarize } from '../bench/lib/load-protocol.ts'
+import { LoadRun, type Progress, warmUp } from '../bench/lib/load.ts'
+import { nowMs } from '../bench/lib/load-protocol.ts'
 import { type Audit, auditCoupon, BenchDb, BenchRedis, dropSchema } from '../bench/lib/probes.ts'
-import { signUserToken } from '../src/auth/tokens.ts'
+import { loadConfig } from '../src/config/config.ts'
 
 const HELP = `usage: npm run demo -- [options]
 
 Simulates a flash sale against Coupon Rush and shows it live: a coupon, many users pressing the button
 within a few seconds (some twice), answers as they come, coupons landing in Postgres, then a summary
-with the correctness checks (over-issue, duplicates, FCFS against Postgres) and latency percentiles.
+with the correctness checks (over-issue, duplicates, FCFS against Postgres, positions in the order the
+crowd saw its answers) and latency percentiles.
 
 By default it starts its own server (a child process on a free port, with its own Postgres schema and
 Redis key prefix on DATABASE_URL / REDIS_URL, both removed at the end). Redis and Postgres must be up
@@ -62,6 +64,7 @@ interface Options {
   adminToken?: string
   jwtSecret?: string
   databaseUrl: string
+  redisUrl: string
   schema: string
   keep: boolean
 }
@@ -100,10 +103,9 @@ function parseOptions(argv: string[]): Options | undefined {
   } else if (adminToken !== undefined || jwtSecret !== undefined) {
     throw new UsageError('--admin-token and --jwt-secret go with --url (the demo makes its own otherwise)')
   }
-  const databaseUrl =
-    stringOption(values, 'database-url') ??
-    process.env.DATABASE_URL ??
-    'postgres://127.0.0.1:5432/coupon_rush'
+  // REDIS_URL, DATABASE_URL and DATABASE_SCHEMA as the service reads them, with its defaults.
+  const config = loadConfig(process.env)
+  const databaseUrl = stringOption(values, 'database-url') ?? config.databaseUrl
   if (!/^postgres(ql)?:\/\//.test(databaseUrl))
     throw new UsageError(`--database-url must be a postgres:// URL, got "${databaseUrl}"`)
   const users = integerOption(values, 'users', 20_000, 1, 2_000_000)
@@ -119,7 +121,8 @@ function parseOptions(argv: string[]): Options | undefined {
     adminToken,
     jwtSecret,
     databaseUrl,
-    schema: stringOption(values, 'schema') ?? process.env.DATABASE_SCHEMA ?? 'public',
+    redisUrl: config.redisUrl,
+    schema: stringOption(values, 'schema') ?? config.databaseSchema,
     keep: values.keep === true,
   }
 }
@@ -135,20 +138,35 @@ function bar(fraction: number, width = 24): string {
   return `${'█'.repeat(filled)}${'░'.repeat(width - filled)}`
 }
 
-/** Live counters of the sale, updated by the crowd and the stats poller. */
+/** Live counters of the sale: the load generator's progress and the stats poller's issued count. */
 interface Live {
   planned: number
-  sent: number
-  answered: number
-  accepted: number
-  soldOut: number
-  duplicates: number
-  errors: number
-  other: number
+  progress: Progress
   issued: number
   expectedIssued: number
   startedAt: number
   rateWindow: [number, number][]
+}
+
+function answered(progress: Progress): number {
+  return progress.completed + progress.errors
+}
+
+/** 2xx, 410, 409 and any other status among the answers so far. */
+function answerCounts(progress: Progress): {
+  accepted: number
+  soldOut: number
+  duplicates: number
+  other: number
+} {
+  const counts = { accepted: 0, soldOut: 0, duplicates: 0, other: 0 }
+  for (const [code, count] of Object.entries(progress.statusCounts)) {
+    if (code.startsWith('2')) counts.accepted += count
+    else if (code === '410') counts.soldOut += count
+    else if (code === '409') counts.duplicates += count
+    else counts.other += count
+  }
+  return counts
 }
 
 /** A block of lines redrawn in place on a terminal; elsewhere one line per second. */
@@ -186,148 +204,22 @@ function acceptedLabel(mode: IssueMode): string {
 function frame(live: Live, title: string, mode: IssueMode): string[] {
   const elapsed = (nowMs() - live.startedAt) / 1000
   const now = nowMs()
+  const done = answered(live.progress)
   while (live.rateWindow.length > 1 && now - live.rateWindow[0]![0] > 1_000) live.rateWindow.shift()
   const first = live.rateWindow[0]
-  const rate = first && now - first[0] > 50 ? ((live.answered - first[1]) * 1000) / (now - first[0]) : 0
+  const rate = first && now - first[0] > 50 ? ((done - first[1]) * 1000) / (now - first[0]) : 0
   const issuedFraction = live.expectedIssued > 0 ? live.issued / live.expectedIssued : 0
+  const counts = answerCounts(live.progress)
+  const errors = live.progress.errors
   return [
     title,
-    `  requests  [${bar(live.answered / live.planned)}] ${String(Math.floor((live.answered / live.planned) * 100)).padStart(3)}%  ` +
-      `sent ${n0(live.sent)} / ${n0(live.planned)}   answered ${n0(live.answered)}   ${n0(rate)} req/s`,
-    `  answers   ${acceptedLabel(mode)} ${n0(live.accepted)}   sold out ${n0(live.soldOut)}   duplicates (409) ${n0(live.duplicates)}` +
-      `${live.other > 0 ? `   other ${n0(live.other)}` : ''}${live.errors > 0 ? `   errors ${n0(live.errors)}` : ''}`,
+    `  requests  [${bar(done / live.planned)}] ${String(Math.floor((done / live.planned) * 100)).padStart(3)}%  ` +
+      `sent ${n0(live.progress.sent)} / ${n0(live.planned)}   answered ${n0(done)}   ${n0(rate)} req/s`,
+    `  answers   ${acceptedLabel(mode)} ${n0(counts.accepted)}   sold out ${n0(counts.soldOut)}   duplicates (409) ${n0(counts.duplicates)}` +
+      `${counts.other > 0 ? `   other ${n0(counts.other)}` : ''}${errors > 0 ? `   errors ${n0(errors)}` : ''}`,
     `  Postgres  [${bar(issuedFraction)}] issued ${n0(live.issued)}${live.expectedIssued > 0 ? ` / ${n0(live.expectedIssued)}` : ''}`,
     `  elapsed   ${n1(elapsed)} s`,
   ]
-}
-
-/** The crowd: every user presses at their arrival time (or as fast as the connections allow with rate 0). */
-async function crowd(
-  baseUrl: string,
-  couponId: number,
-  options: Options,
-  order: Int32Array,
-  tokens: string[],
-  userIds: string[],
-  live: Live,
-): Promise<LoadResult> {
-  const pool = new Pool(baseUrl, {
-    connections: options.connections,
-    pipelining: 1,
-    keepAliveTimeout: 30_000,
-    headersTimeout: 60_000,
-    bodyTimeout: 60_000,
-  })
-  const total = order.length
-  const latencies: number[] = []
-  const statusCounts: Record<string, number> = {}
-  const accepted: LoadResult['accepted'] = { users: [], positions: [], sentAtMs: [], statuses: [] }
-  const soldOutUsers: string[] = []
-  const start = nowMs()
-  let lastResponseAtMs = start
-  const path = `/coupons/${couponId}/issuance`
-
-  const press = async (index: number, arrivalAt: number): Promise<void> => {
-    const user = order[index]!
-    const sentAt = nowMs()
-    live.sent++
-    try {
-      const response = await pool.request({ method: 'POST', path, headers: { authorization: tokens[user]! } })
-      const text = await response.body.text()
-      const doneAt = nowMs()
-      lastResponseAtMs = doneAt
-      latencies.push(doneAt - arrivalAt)
-      live.answered++
-      const status = response.statusCode
-      statusCounts[String(status)] = (statusCounts[String(status)] ?? 0) + 1
-      if (status >= 200 && status < 300) {
-        live.accepted++
-        const answer = JSON.parse(text) as { position?: number; status?: string }
-        accepted.users.push(userIds[user]!)
-        accepted.positions.push(answer.position ?? 0)
-        accepted.sentAtMs.push(sentAt)
-        accepted.statuses.push(answer.status ?? '')
-      } else if (status === 410) {
-        live.soldOut++
-        soldOutUsers.push(userIds[user]!)
-      } else if (status === 409) live.duplicates++
-      else live.other++
-    } catch {
-      live.answered++
-      live.errors++
-    }
-  }
-
-  if (options.rate > 0) {
-    const interval = 1000 / options.rate
-    const inFlight: Promise<void>[] = []
-    let next = 0
-    while (next < total) {
-      const due = Math.min(total, Math.floor((nowMs() - start) / interval) + 1)
-      while (next < due) {
-        inFlight.push(press(next, start + next * interval))
-        next++
-      }
-      if (next < total) await sleep(1)
-    }
-    await Promise.all(inFlight)
-  } else {
-    let next = 0
-    await Promise.all(
-      Array.from({ length: Math.min(options.connections, total) }, async () => {
-        while (next < total) {
-          const index = next++
-          await press(index, nowMs())
-        }
-      }),
-    )
-  }
-  await pool.close()
-  const elapsedSec = Math.max((lastResponseAtMs - start) / 1000, 1e-6)
-  return {
-    kind: options.rate > 0 ? 'open' : 'closed',
-    sent: live.sent,
-    completed: live.answered - live.errors,
-    errors: live.errors,
-    statusCounts,
-    firstSendAtMs: start,
-    lastResponseAtMs,
-    rps: live.answered / elapsedSec,
-    latency: summarize(latencies),
-    accepted,
-    soldOutUsers,
-    distinctUsers: options.users,
-    repeatsSent: total - options.users,
-    cutByDuration: false,
-    cpuSeconds: 0,
-  }
-}
-
-/** About a second of requests against a one-unit coupon of the same mode (mostly the sold-out path). */
-async function warmUp(admin: AdminClient, baseUrl: string, mode: IssueMode, jwtSecret: string, hex: string) {
-  const couponId = await admin.createCoupon(mode, 1, 'warm-up')
-  const pool = new Pool(baseUrl, { connections: 32, pipelining: 1 })
-  const tokens = Array.from({ length: 3_000 }, (_, index) =>
-    signUserToken(jwtSecret, `warm-${hex}-${index}`, 600),
-  )
-  const until = Date.now() + 1_000
-  let next = 0
-  await Promise.all(
-    Array.from({ length: 32 }, async () => {
-      while (Date.now() < until && next < tokens.length) {
-        const token = tokens[next++]!
-        const response = await pool
-          .request({
-            method: 'POST',
-            path: `/coupons/${couponId}/issuance`,
-            headers: { authorization: `Bearer ${token}` },
-          })
-          .catch(() => undefined)
-        await response?.body.dump()
-      }
-    }),
-  )
-  await pool.close()
 }
 
 async function main(): Promise<void> {
@@ -340,7 +232,7 @@ async function main(): Promise<void> {
   let jwtSecret = options.jwtSecret ?? ''
   const databaseUrl = options.databaseUrl
   let schema = options.schema
-  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+  const redisUrl = options.redisUrl
   const redisPrefix = `demo:${hex}:`
   const ownServer = options.url === undefined
 
@@ -416,33 +308,46 @@ async function main(): Promise<void> {
     if (ownServer) {
       // A flash sale hits a server that has been running: give the fresh one a second of traffic first.
       process.stdout.write('warming the server up… ')
-      await warmUp(admin, baseUrl, options.mode, jwtSecret, hex)
+      const warmId = await admin.createCoupon(options.mode, 1, 'warm-up')
+      await warmUp({ baseUrl, jwtSecret, userPrefix: `warm-${hex}-`, connections: 32 }, warmId, 1)
       console.log('done')
     }
 
-    const order = arrivals(options.users, options.repeat, Date.now() & 0x7fffffff)
-    const userIds = Array.from({ length: options.users }, (_, index) => `demo-${hex}-${index}`)
     process.stdout.write(`signing ${n0(options.users)} user tokens… `)
-    const tokens = userIds.map((userId) => `Bearer ${signUserToken(jwtSecret, userId, 3_600)}`)
-    console.log('done\n')
-
-    const title =
-      `Flash sale: coupon #${couponId} (${options.mode}), ${n0(options.quantity)} coupons, ${n0(options.users)} users ` +
-      `(${n0(order.length - options.users)} press twice) ${options.rate > 0 ? `arriving at ${n0(options.rate)}/s` : `as fast as ${options.connections} connections go`}`
     const live: Live = {
-      planned: order.length,
-      sent: 0,
-      answered: 0,
-      accepted: 0,
-      soldOut: 0,
-      duplicates: 0,
-      errors: 0,
-      other: 0,
+      planned: 0,
+      progress: { sent: 0, completed: 0, errors: 0, statusCounts: {} },
       issued: 0,
       expectedIssued: Math.min(options.quantity, options.users),
       startedAt: nowMs(),
       rateWindow: [],
     }
+    const open = options.rate > 0
+    const crowd = await LoadRun.prepare(
+      {
+        kind: open ? 'open' : 'closed',
+        baseUrl,
+        path: `/coupons/${couponId}/issuance`,
+        jwtSecret,
+        userPrefix: `demo-${hex}-`,
+        users: options.users,
+        repeatRatio: options.repeat,
+        seed: Date.now() & 0x7fffffff,
+        connections: options.connections,
+        durationSec: 3_600,
+        rate: options.rate,
+        collectAccepted: true,
+        progressMs: 100,
+      },
+      (progress) => {
+        live.progress = progress
+      },
+    )
+    live.planned = crowd.planned
+    console.log('done\n')
+    const title =
+      `Flash sale: coupon #${couponId} (${options.mode}), ${n0(options.quantity)} coupons, ${n0(options.users)} users ` +
+      `(${n0(crowd.planned - options.users)} press twice) ${open ? `arriving at ${n0(options.rate)}/s` : `as fast as ${options.connections} connections go`}`
     const screen = new Screen()
     let polling = true
     let lastIssuedChangeAt: number | undefined
@@ -457,11 +362,13 @@ async function main(): Promise<void> {
       }
     })()
     const painter = setInterval(() => {
-      live.rateWindow.push([nowMs(), live.answered])
+      live.rateWindow.push([nowMs(), answered(live.progress)])
       screen.draw(frame(live, title, options.mode))
     }, 100)
 
-    const result = await crowd(baseUrl, couponId, options, order, tokens, userIds, live)
+    live.startedAt = nowMs()
+    const result = await crowd.go()
+    live.progress = result
     // Every admitted user must end with a row (queue: the first `quantity` of them).
     const admitted = new Set(result.accepted.users).size
     live.expectedIssued = options.mode === 'queue' ? Math.min(options.quantity, admitted) : admitted
@@ -487,13 +394,14 @@ async function main(): Promise<void> {
     }
     const ok = (value: boolean) => (value ? '✔' : '✘')
     const lines: string[] = ['', 'Summary']
+    const counts = answerCounts(result)
     lines.push(
-      `  requests   ${n0(result.sent)} sent, ${n0(live.answered)} answered in ${n2((result.lastResponseAtMs - result.firstSendAtMs) / 1000)} s ` +
+      `  requests   ${n0(result.sent)} sent, ${n0(answered(result))} answered in ${n2((result.lastResponseAtMs - result.firstSendAtMs) / 1000)} s ` +
         `(${n0(result.rps)} req/s)${result.errors > 0 ? `, ${n0(result.errors)} failed` : ''}`,
     )
     lines.push(
-      `  answers    ${acceptedLabel(options.mode)} ${n0(live.accepted)}   sold out ${n0(live.soldOut)}   duplicates refused (409) ${n0(live.duplicates)}` +
-        (live.other > 0
+      `  answers    ${acceptedLabel(options.mode)} ${n0(counts.accepted)}   sold out ${n0(counts.soldOut)}   duplicates refused (409) ${n0(counts.duplicates)}` +
+        (counts.other > 0
           ? `   other ${Object.entries(result.statusCounts)
               .filter(([code]) => !['201', '202', '409', '410'].includes(code))
               .map(([code, count]) => `${code}×${count}`)
@@ -513,6 +421,12 @@ async function main(): Promise<void> {
             : `   ${ok(audit.positionsExact)} positions exactly 1..${n0(audit.rows)} as answered`) +
           (audit.soldOutWithRow > 0 ? `   ✘ ${audit.soldOutWithRow} sold-out users hold a row` : ''),
       )
+      const order = audit.arrivalOrder
+      if (order && order.checked > 0)
+        lines.push(
+          `  order      ${ok(order.violations === 0)} every request answered before another was sent holds the smaller position ` +
+            `(${n0(order.checked)} requests checked; ${n0(order.violations)} out of order)`,
+        )
       for (const problem of audit.problems) lines.push(`             ✘ ${problem}`)
     } else {
       lines.push(
@@ -521,7 +435,7 @@ async function main(): Promise<void> {
     }
     lines.push(
       `  latency    p50 ${n1(result.latency.p50)} ms   p99 ${n1(result.latency.p99)} ms   p99.9 ${n1(result.latency.p999)} ms   max ${n1(result.latency.max)} ms` +
-        ` (${options.rate > 0 ? 'from arrival to answer' : 'from send to answer'})`,
+        ` (${open ? 'from the scheduled arrival to the answer' : 'from send to answer'})`,
     )
     if (lastRowAt !== undefined) {
       const afterAnswers = lastRowAt - result.lastResponseAtMs

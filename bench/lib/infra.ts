@@ -1,11 +1,12 @@
 /**
  * Processes the demo and the benchmark start and stop: the Coupon Rush server and worker, the bare Fastify
- * ceiling, a private Redis; plus free ports, the Kafka broker check and a description of the machine.
+ * ceiling, Redis servers of the run's own; plus free ports, the Kafka broker check and a description of the machine.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { closeSync, openSync, readFileSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
-import { cpus, totalmem } from 'node:os'
+import { cpus, tmpdir, totalmem } from 'node:os'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
@@ -154,16 +155,26 @@ export async function startBareServer(port: number, logFile: string): Promise<Ch
   return server
 }
 
-/** A private Redis (same build and settings as scripts/services.sh: no persistence) on a free port. */
-export async function startPrivateRedis(logFile: string): Promise<{ url: string; service: ChildService }> {
+/**
+ * A Redis of the run's own on a free port, with an empty data folder of its own (removed when it stops):
+ * `none` keeps nothing on disk, `everysec` / `always` are `appendonly yes` with that fsync policy.
+ */
+export async function startPrivateRedis(
+  logFile: string,
+  persistence: 'none' | 'everysec' | 'always' = 'none',
+): Promise<{ url: string; service: ChildService }> {
   const port = await freePort()
+  const dir = mkdtempSync(join(tmpdir(), `coupon-rush-bench-redis-${persistence}-`))
+  const aof =
+    persistence === 'none' ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', persistence]
   const service = new ChildService(
+    `redis-server (${persistence})`,
     'redis-server',
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'],
+    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', ...aof, '--daemonize', 'no'],
     process.env,
     logFile,
   )
+  service.process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
   await service.waitUntil(
     async () =>
       spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout.includes('PONG'),
@@ -177,19 +188,10 @@ export function hasCommand(command: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0
 }
 
-/** The local broker of scripts/kafka/kafka.sh, if it is running: `127.0.0.1:<port>`. */
+/** The local broker of scripts/kafka/kafka.sh (KAFKA_PORT, default 9092), if one answers: `127.0.0.1:<port>`. */
 export function kafkaBroker(): string | undefined {
-  const status = spawnSync('bash', ['scripts/kafka/kafka.sh', 'status'], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    timeout: 30_000,
-  })
-  if (status.status !== 0) return undefined
-  let port = process.env.KAFKA_PORT ?? '9092'
-  try {
-    port = readFileSync(`${ROOT}.cache/kafka/kafka.port`, 'utf8').trim() || port
-  } catch {}
-  return `127.0.0.1:${port}`
+  const status = spawnSync('bash', ['scripts/kafka/kafka.sh', 'status'], { cwd: ROOT, timeout: 30_000 })
+  return status.status === 0 ? `127.0.0.1:${process.env.KAFKA_PORT ?? '9092'}` : undefined
 }
 
 export interface MachineInfo {

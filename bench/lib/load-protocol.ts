@@ -1,14 +1,10 @@
 /**
- * What the benchmark's load-generator child processes are asked to do and what they answer. The children
- * (raw-load-child.ts on plain keep-alive sockets, closed-loop-child.ts with autocannon) run as separate Node
- * processes so the load generator never shares an event loop with the parent's pollers, and talk to the
- * parent over IPC.
+ * What the load generator (load-child.ts) is asked to do and what it answers. It runs as a separate Node
+ * process, so it never shares an event loop with the parent's pollers, and talks to the parent over IPC.
  */
 
 export interface LoadJob {
   kind: 'closed' | 'open'
-  /** closed loop only: the generator (raw keep-alive sockets by default, or autocannon). */
-  generator?: 'raw' | 'autocannon'
   /** e.g. http://127.0.0.1:40123 */
   baseUrl: string
   /** e.g. /coupons/12/issuance */
@@ -35,6 +31,8 @@ export interface LoadJob {
   maxBacklogSec?: number
   /** Collect per accepted user its position and send time (for the FCFS and request-to-row checks). */
   collectAccepted: boolean
+  /** How often progress is reported (default 500 ms). */
+  progressMs?: number
 }
 
 export interface LatencySummary {
@@ -67,8 +65,14 @@ export interface LoadResult {
   achievedSendRate?: number
   /** open: how late sends left after their scheduled arrival (client saturation), ms. */
   sendLag?: LatencySummary
-  /** Users whose answer was 2xx, with the position answered and when their request was sent (epoch ms). */
-  accepted: { users: string[]; positions: number[]; sentAtMs: number[]; statuses: string[] }
+  /** Users whose answer was 2xx, with the position answered, when the request was sent and answered (epoch ms). */
+  accepted: {
+    users: string[]
+    positions: number[]
+    sentAtMs: number[]
+    answeredAtMs: number[]
+    statuses: string[]
+  }
   /** Users answered 410 (they must hold no row). */
   soldOutUsers: string[]
   /** Distinct users that sent at least one request, and second presses sent. */
@@ -85,8 +89,14 @@ export interface LoadResult {
 
 export type ParentMessage = { type: 'job'; job: LoadJob } | { type: 'go' }
 export type ChildMessage =
-  | { type: 'ready' }
-  | { type: 'progress'; sent: number; completed: number; statusCounts: Record<string, number> }
+  | { type: 'ready'; planned: number }
+  | {
+      type: 'progress'
+      sent: number
+      completed: number
+      errors: number
+      statusCounts: Record<string, number>
+    }
   | { type: 'done'; result: LoadResult }
   | { type: 'failed'; message: string }
 
@@ -147,15 +157,7 @@ export function nowMs(): number {
   return performance.timeOrigin + performance.now()
 }
 
-/** Sends a message to the parent process (a load-generator child); `then` runs once it is written. */
+/** Sends a message to the parent process (the load generator's); `then` runs once it is written. */
 export function sendToParent(message: ChildMessage, then?: () => void): void {
   process.send?.(message, undefined, undefined, () => then?.())
-}
-
-/** Reports a finished run (or its failure) to the parent, then disconnects once the result is written. */
-export function reportRun(run: Promise<LoadResult>): void {
-  run.then(
-    (result) => sendToParent({ type: 'done', result }, () => process.disconnect?.()),
-    (error: Error) => sendToParent({ type: 'failed', message: error.message }, () => process.disconnect?.()),
-  )
 }

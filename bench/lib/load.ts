@@ -1,15 +1,10 @@
-/** Runs a load job in a child process (raw-load-child.ts, or closed-loop-child.ts for autocannon). */
+/** Runs a load job in the load generator's child process (load-child.ts), for the bench and the demo. */
 import { type ChildProcess, fork } from 'node:child_process'
 import type { ChildMessage, LoadJob, LoadResult, ParentMessage } from './load-protocol.ts'
 
-const AUTOCANNON_CHILD = new URL('./closed-loop-child.ts', import.meta.url)
-const RAW_CHILD = new URL('./raw-load-child.ts', import.meta.url)
+const CHILD = new URL('./load-child.ts', import.meta.url)
 
-export interface Progress {
-  sent: number
-  completed: number
-  statusCounts: Record<string, number>
-}
+export type Progress = Omit<Extract<ChildMessage, { type: 'progress' }>, 'type'>
 
 /**
  * A load run in two steps: `prepare` forks the child and waits until it has signed its tokens (outside the
@@ -19,10 +14,11 @@ export class LoadRun {
   private readonly child: ChildProcess
   private readonly ready: Promise<void>
   private readonly result: Promise<LoadResult>
+  /** Requests the run will send (every user once, some twice), known once prepared. */
+  planned = 0
 
   private constructor(job: LoadJob, onProgress?: (progress: Progress) => void) {
-    const child = job.kind === 'closed' && job.generator === 'autocannon' ? AUTOCANNON_CHILD : RAW_CHILD
-    this.child = fork(child, [], {
+    this.child = fork(CHILD, [], {
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     })
@@ -41,8 +37,10 @@ export class LoadRun {
         reject(error)
       }
       this.child.on('message', (message: ChildMessage) => {
-        if (message.type === 'ready') markReady()
-        else if (message.type === 'progress') onProgress?.(message)
+        if (message.type === 'ready') {
+          this.planned = message.planned
+          markReady()
+        } else if (message.type === 'progress') onProgress?.(message)
         else if (message.type === 'done') {
           settled = true
           resolve(message.result)
@@ -81,4 +79,27 @@ export class LoadRun {
   private post(message: ParentMessage): void {
     this.child.send(message)
   }
+}
+
+/**
+ * About `seconds` of closed-loop requests against a coupon of one unit (mostly the sold-out path): a flash
+ * sale hits a server that has been running, so a fresh one gets this first.
+ */
+export async function warmUp(
+  job: Pick<LoadJob, 'baseUrl' | 'jwtSecret' | 'userPrefix' | 'connections'>,
+  couponId: number,
+  seconds: number,
+): Promise<void> {
+  const run = await LoadRun.prepare({
+    ...job,
+    kind: 'closed',
+    path: `/coupons/${couponId}/issuance`,
+    users: 4_000,
+    repeatRatio: 0,
+    seed: 1,
+    durationSec: seconds,
+    rate: 0,
+    collectAccepted: false,
+  })
+  await run.go()
 }

@@ -6,7 +6,7 @@ import { userInfo } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import pg from 'pg'
-import { createPool, type Db, quoteIdent } from '../../src/storage/postgres.ts'
+import { createPool, type Db, ensureDatabase, quoteIdent } from '../../src/storage/postgres.ts'
 import { type LatencySummary, type LoadResult, nowMs, summarize } from './load-protocol.ts'
 
 /** Postgres as the benchmark reads it: one small pool on the run's schema, counting its own queries. */
@@ -14,10 +14,7 @@ export class BenchDb {
   readonly pool: Db
   /** Queries (each its own transaction) this pool ran; subtracted from the server's transaction counts. */
   queries = 0
-  private readonly databaseUrl: string
-
   constructor(databaseUrl: string, schema: string) {
-    this.databaseUrl = databaseUrl
     this.pool = createPool({ databaseUrl, schema, max: 2, applicationName: 'coupon-rush-bench' })
   }
 
@@ -41,10 +38,18 @@ export class BenchDb {
     this.closed = true
     await this.pool.end()
   }
+}
 
-  /** Committed plus rolled-back transactions of the whole database, read on a connection of its own. */
-  async transactions(): Promise<number> {
-    return databaseTransactions(this.databaseUrl)
+/** One statement on a connection of its own, closed after it. */
+async function once<T extends pg.QueryResultRow>(databaseUrl: string, sql: string): Promise<T[]> {
+  const url = new URL(databaseUrl)
+  if (url.username === '') url.username = userInfo().username
+  const client = new pg.Client({ connectionString: url.toString(), connectionTimeoutMillis: 5_000 })
+  await client.connect()
+  try {
+    return (await client.query<T>(sql)).rows
+  } finally {
+    await client.end()
   }
 }
 
@@ -53,32 +58,34 @@ export class BenchDb {
  * transaction, which shows in the next reading.
  */
 export async function databaseTransactions(databaseUrl: string): Promise<number> {
-  const client = new pg.Client({ connectionString: withUser(databaseUrl) })
-  await client.connect()
-  try {
-    const { rows } = await client.query<{ n: string }>(
-      'SELECT (xact_commit + xact_rollback)::text AS n FROM pg_stat_database WHERE datname = current_database()',
-    )
-    return Number(rows[0]?.n ?? 0)
-  } finally {
-    await client.end()
-  }
-}
-
-function withUser(databaseUrl: string): string {
-  const url = new URL(databaseUrl)
-  if (url.username === '') url.username = userInfo().username
-  return url.toString()
+  const sql = `SELECT (xact_commit + xact_rollback)::text AS n FROM pg_stat_database WHERE datname = current_database()`
+  const [row] = await once<{ n: string }>(databaseUrl, sql)
+  return Number(row?.n ?? 0)
 }
 
 export async function dropSchema(databaseUrl: string, schema: string): Promise<void> {
-  const client = new pg.Client({ connectionString: withUser(databaseUrl) })
-  await client.connect()
+  await once(databaseUrl, `DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`)
+}
+
+/** Creates the URL's database if it does not exist; true when this call created it. */
+export async function createDatabaseIfMissing(databaseUrl: string): Promise<boolean> {
   try {
-    await client.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`)
-  } finally {
-    await client.end()
+    await once(databaseUrl, 'SELECT 1')
+    return false
+  } catch (error) {
+    // 3D000 invalid_catalog_name: the database does not exist.
+    if ((error as { code?: string }).code !== '3D000') throw error
   }
+  await ensureDatabase(databaseUrl)
+  return true
+}
+
+/** Drops a database the benchmark created (from the server's `postgres` database). */
+export async function dropDatabase(databaseUrl: string): Promise<void> {
+  const url = new URL(databaseUrl)
+  const database = decodeURIComponent(url.pathname.slice(1))
+  url.pathname = '/postgres'
+  await once(url.toString(), `DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`)
 }
 
 export interface RowWatch {
@@ -234,6 +241,12 @@ export interface Audit {
   fcfs: boolean
   /** stream/kafka: positions of the rows are exactly 1..rows and match the answered positions. */
   positionsExact?: boolean
+  /**
+   * (Absent in results written before this check.) Arrival order as the client saw it: pairs of admitted requests where one was answered before the other
+   * was sent (`checked`: requests with at least one such earlier request), and how many of them hold a
+   * position not above every earlier-answered one. Requests in flight together may go either way.
+   */
+  arrivalOrder?: { checked: number; violations: number }
   problems: string[]
   /** issued_at - requested_at per row as the server recorded them (ms). */
   rowLatency: LatencySummary
@@ -309,6 +322,11 @@ export async function auditCoupon(
       [...holders.entries()].every(([user, position]) => answered.get(user) === position)
     if (!positionsExact) problems.push('positions of the rows are not exactly 1..rows as answered')
   }
+  const arrivalOrder = arrivalOrderCheck(load.accepted)
+  if (arrivalOrder.violations > 0)
+    problems.push(
+      `${arrivalOrder.violations} admitted requests hold a position below one answered before they were sent`,
+    )
   if (duplicateRows > 0) problems.push(`${duplicateRows} duplicate rows`)
   if (doubleAccepted > 0) problems.push(`${doubleAccepted} users were admitted twice`)
   if (rows.length > quantity) problems.push(`${rows.length - quantity} rows over the quantity`)
@@ -341,11 +359,56 @@ export async function auditCoupon(
     rowsWithoutAcceptance,
     fcfs,
     positionsExact,
+    arrivalOrder,
     problems,
     rowLatency: summarize(rows.map((row) => Number(row.issued_ms) - Number(row.requested_ms))),
     requestToRow: summarize(requestToRow),
     lastIssuedAtMs,
   }
+}
+
+/** Every FCFS check of the audit passed. */
+export function fcfsHeld(audit: Audit): boolean {
+  return (
+    audit.fcfs &&
+    audit.positionsExact !== false &&
+    audit.soldOutWithRow === 0 &&
+    (audit.arrivalOrder?.violations ?? 0) === 0
+  )
+}
+
+/**
+ * When request A was answered before request B was sent, the server admitted A before B arrived, so A's
+ * position must be the smaller. Each user's first admission counts; answers without a position (sync) are
+ * not checked.
+ */
+export function arrivalOrderCheck(accepted: LoadResult['accepted']): {
+  checked: number
+  violations: number
+} {
+  const first = new Set<string>()
+  const items: { sent: number; answered: number; position: number }[] = []
+  accepted.users.forEach((user, index) => {
+    if (first.has(user)) return
+    first.add(user)
+    const position = accepted.positions[index]!
+    if (position > 0)
+      items.push({ sent: accepted.sentAtMs[index]!, answered: accepted.answeredAtMs[index]!, position })
+  })
+  const bySent = [...items].sort((a, b) => a.sent - b.sent)
+  const byAnswered = [...items].sort((a, b) => a.answered - b.answered)
+  let checked = 0
+  let violations = 0
+  let highest = 0
+  let next = 0
+  for (const item of bySent) {
+    while (next < byAnswered.length && byAnswered[next]!.answered < item.sent)
+      highest = Math.max(highest, byAnswered[next++]!.position)
+    if (next === 0) continue
+    checked++
+    if (item.position <= highest) violations++
+  }
+  return { checked, violations }
 }
 
 /** Redis as the benchmark reads it: command counters and clean-up by key prefix. */
