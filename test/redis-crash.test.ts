@@ -43,6 +43,8 @@ interface Outage {
   downFrom: number
   /** When it was started again (nothing was served between the two). */
   downUntil: number
+  /** Admitted requests only Redis held (not rows yet) when it was killed. */
+  backlog: number
 }
 
 interface Row {
@@ -200,7 +202,8 @@ class CrashSale {
 
 /**
  * Every user requests once; a 503 is retried after its Retry-After, as a client should. Once `killAfter`
- * requests were acknowledged, the redis-server is SIGKILLed, left down for OUTAGE_MS, and started again.
+ * requests were acknowledged and some admitted requests are not rows yet (the worst moment: only Redis holds
+ * them), the redis-server is SIGKILLed, left down for OUTAGE_MS, and started again from its data folder.
  */
 async function runSale(
   sale: CrashSale,
@@ -211,15 +214,23 @@ async function runSale(
 ): Promise<{ answers: Answer[]; outage: Outage }> {
   const answers: Answer[] = []
   let acknowledged = 0
-  let outage: Promise<Outage> | undefined
+  let finished = false
   const crash = async (): Promise<Outage> => {
+    while (acknowledged < killAfter && !finished) await sleep(5)
+    const deadline = Date.now() + 30_000
+    let held = await backlog(sale, couponId)
+    while (held === 0 && Date.now() < deadline) {
+      await sleep(2)
+      held = await backlog(sale, couponId)
+    }
     await sale.own.kill()
     const downFrom = Date.now()
     await sleep(OUTAGE_MS)
     const downUntil = Date.now()
     await sale.own.start()
-    return { downFrom, downUntil }
+    return { downFrom, downUntil, backlog: held }
   }
+  const outage = crash()
   await runConcurrently(users, concurrency, async (i) => {
     const userId = `${sale.mode}-u${i}`
     const token = signUserToken(TEST_JWT_SECRET, userId)
@@ -237,17 +248,31 @@ async function runSale(
       }
       answers.push(answer)
       if (answer.status === 201 || answer.status === 202) acknowledged += 1
-      if (outage === undefined && acknowledged >= killAfter) outage = crash()
       if (answer.status !== 503) return
       await sleep(Number(answer.retryAfter ?? 1) * 1_000)
     }
   })
-  assert.ok(outage !== undefined, 'the sale acknowledged enough requests to crash Redis in the middle')
-  return { answers, outage: await outage }
+  finished = true
+  const crashed = await outage
+  assert.ok(
+    answers.some((a) => a.startedAt > crashed.downUntil),
+    'the sale went on after Redis was back (the crash came in the middle)',
+  )
+  return { answers, outage: crashed }
+}
+
+/** Admitted requests Redis holds that are not decided in Postgres yet (stream/kafka: the stream; queue: the queue). */
+async function backlog(sale: CrashSale, couponId: number): Promise<number> {
+  const keys = couponKeys(sale.env.redisPrefix, couponId)
+  if (sale.mode === 'stream' || sale.mode === 'kafka') return sale.redis.xlen(keys.stream)
+  if (sale.mode === 'queue') return sale.redis.zcard(keys.queue)
+  return 1
 }
 
 interface Figures {
   mode: IssueMode
+  /** Admitted, not yet rows, when Redis died. */
+  backlogAtKill: number
   acknowledged: number
   lost: number
   duplicated: number
@@ -380,6 +405,7 @@ async function verify(
   const unavailableUsers = new Set(unavailable.map((a) => a.userId))
   return {
     mode: sale.mode,
+    backlogAtKill: outage.backlog,
     acknowledged: acked.length,
     lost: lost.length,
     duplicated,
