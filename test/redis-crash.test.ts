@@ -56,6 +56,7 @@ interface Row {
 /** One sale's world: its own redis-server (AOF), Postgres schema, server process(es). */
 class CrashSale {
   readonly mode: IssueMode
+  readonly appendfsync: string
   readonly own: OwnRedis
   readonly env: TestEnv
   readonly redis: RedisClient
@@ -64,8 +65,16 @@ class CrashSale {
   readonly kafka: KafkaOptions | undefined
   private readonly pool: Pool
 
-  private constructor(mode: IssueMode, own: OwnRedis, env: TestEnv, redis: RedisClient, port: number) {
+  private constructor(
+    mode: IssueMode,
+    appendfsync: string,
+    own: OwnRedis,
+    env: TestEnv,
+    redis: RedisClient,
+    port: number,
+  ) {
     this.mode = mode
+    this.appendfsync = appendfsync
     this.own = own
     this.env = env
     this.redis = redis
@@ -89,13 +98,13 @@ class CrashSale {
         : undefined
   }
 
-  static async open(mode: IssueMode): Promise<CrashSale> {
-    const own = await startOwnRedis({ persistence: 'everysec' })
+  static async open(mode: IssueMode, persistence: 'everysec' | 'always'): Promise<CrashSale> {
+    const own = await startOwnRedis({ persistence })
     const env = await createTestEnv(`crash${mode}`)
     const redis = createRedis({ url: own.url, clusterNodes: [], name: 'crash-test' })
     redis.on('error', () => {})
     await connectRedis(redis)
-    const sale = new CrashSale(mode, own, env, redis, await freePort())
+    const sale = new CrashSale(mode, persistence, own, env, redis, await freePort())
     await sale.startProcesses()
     return sale
   }
@@ -271,6 +280,7 @@ async function backlog(sale: CrashSale, couponId: number): Promise<number> {
 
 interface Figures {
   mode: IssueMode
+  appendfsync: string
   /** Admitted, not yet rows, when Redis died. */
   backlogAtKill: number
   acknowledged: number
@@ -405,6 +415,7 @@ async function verify(
   const unavailableUsers = new Set(unavailable.map((a) => a.userId))
   return {
     mode: sale.mode,
+    appendfsync: sale.appendfsync,
     backlogAtKill: outage.backlog,
     acknowledged: acked.length,
     lost: lost.length,
@@ -440,22 +451,29 @@ async function drain(sale: CrashSale, couponId: number, quantity: number): Promi
   })
 }
 
-describe('a Redis crash in the middle of a sale, Redis with appendfsync everysec', () => {
+describe('a Redis crash in the middle of a sale, Redis with an append-only file', () => {
   const figures: Figures[] = []
   after(() => {
     for (const f of figures) console.log(`redis-crash ${JSON.stringify(f)}`)
   })
 
-  const cases: { mode: IssueMode; users: number; quantity: number; concurrency: number }[] = [
-    { mode: 'stream', users: 4_000, quantity: 2_000, concurrency: 64 },
-    { mode: 'queue', users: 4_000, quantity: 2_000, concurrency: 64 },
-    { mode: 'kafka', users: 4_000, quantity: 2_000, concurrency: 64 },
+  const cases: {
+    mode: IssueMode
+    appendfsync: 'everysec' | 'always'
+    users: number
+    quantity: number
+    concurrency: number
+  }[] = [
+    { mode: 'stream', appendfsync: 'everysec', users: 4_000, quantity: 2_000, concurrency: 64 },
+    { mode: 'queue', appendfsync: 'everysec', users: 4_000, quantity: 2_000, concurrency: 64 },
+    { mode: 'kafka', appendfsync: 'everysec', users: 4_000, quantity: 2_000, concurrency: 64 },
     // A lock and a transaction per request: a smaller sale, the same crash.
-    { mode: 'sync', users: 1_200, quantity: 600, concurrency: 32 },
+    { mode: 'sync', appendfsync: 'everysec', users: 1_200, quantity: 600, concurrency: 32 },
+    { mode: 'stream', appendfsync: 'always', users: 4_000, quantity: 2_000, concurrency: 64 },
   ]
-  for (const { mode, users, quantity, concurrency } of cases) {
-    it(`${mode}: loses nothing acknowledged, issues nothing twice or beyond the stock, answers 503 while Redis is down, and resumes by itself`, async () => {
-      const sale = await CrashSale.open(mode)
+  for (const { mode, appendfsync, users, quantity, concurrency } of cases) {
+    it(`${mode}, appendfsync ${appendfsync}: loses nothing acknowledged, issues nothing twice or beyond the stock, answers 503 while Redis is down, and resumes by itself`, async () => {
+      const sale = await CrashSale.open(mode, appendfsync)
       try {
         const couponId = await sale.createCoupon(quantity)
         const { answers, outage } = await runSale(sale, couponId, users, concurrency, Math.ceil(quantity / 3))
