@@ -12,13 +12,16 @@ import { Admin } from '@platformatic/kafka'
 import { Pool } from 'undici'
 import { signUserToken } from '../src/auth/tokens.ts'
 import type { IssueMode } from '../src/domain/coupon.ts'
+import type { IssuanceContext } from '../src/issuance/context.ts'
 import type { KafkaOptions } from '../src/issuance/kafka/kafka-mode.ts'
 import { resolveKafkaOptions } from '../src/issuance/kafka/kafka-options.ts'
+import { drainQueue } from '../src/issuance/queue/queue-drain.ts'
+import { queueMode } from '../src/issuance/queue/queue-mode.ts'
 import { decodeRecord } from '../src/issuance/records.ts'
 import { connectRedis, createRedis, type RedisClient } from '../src/redis/client.ts'
 import { couponKeys } from '../src/redis/keys.ts'
 import { runConcurrently, TEST_ADMIN_TOKEN, TEST_JWT_SECRET } from './support/app.ts'
-import { createTestEnv, eventually, type TestEnv } from './support/infra.ts'
+import { createTestEnv, eventually, insertTestCoupon, type TestEnv } from './support/infra.ts'
 import { type Child, spawnNode } from './support/processes.ts'
 import { freePort, type OwnRedis, startOwnRedis } from './support/redis-server.ts'
 
@@ -487,4 +490,49 @@ describe('a Redis crash in the middle of a sale, Redis with an append-only file'
       }
     })
   }
+})
+
+describe('a queue drain cut off by a Redis crash', () => {
+  it('releases its own lease at the next drain instead of waiting out the copy the append-only file kept', async () => {
+    const own = await startOwnRedis({ persistence: 'everysec' })
+    const env = await createTestEnv('crashlease')
+    const redis = createRedis({ url: own.url, clusterNodes: [], name: 'crash-lease' })
+    redis.on('error', () => {})
+    const ctx: IssuanceContext = { ...env, redis }
+    const blocker = await env.db.connect()
+    try {
+      await connectRedis(redis)
+      const mode = queueMode(ctx)
+      const coupon = await insertTestCoupon(env.db, { quantity: 10, issueMode: 'queue' })
+      await mode.prepare(coupon)
+      for (let i = 0; i < 20; i++) await mode.request(coupon, `lease-u${i}`)
+      const { drainLease, queue } = couponKeys(env.redisPrefix, coupon.id)
+
+      // The drain takes its lease, then waits for the coupon row, which this test holds locked.
+      await blocker.query('BEGIN')
+      await blocker.query('SELECT 1 FROM coupons WHERE id = $1 FOR UPDATE', [coupon.id])
+      const interrupted = drainQueue(ctx, coupon)
+      await eventually(async () => (await redis.exists(drainLease)) === 1, 'the drain holds its lease')
+      // Redis dies mid-drain: the drain fails and cannot release its lease, which the AOF keeps.
+      await own.kill()
+      await blocker.query('ROLLBACK')
+      await assert.rejects(interrupted)
+      await own.start()
+
+      let outcome: Awaited<ReturnType<typeof drainQueue>> | undefined
+      await eventually(async () => {
+        outcome = await drainQueue(ctx, coupon).catch(() => undefined)
+        return outcome !== undefined
+      }, 'a drain runs once Redis is back')
+      assert.equal(outcome?.drained, true, 'the next drain was not locked out by its own stale lease')
+      assert.equal(outcome?.issued, 10)
+      assert.equal(outcome?.soldOut, 10)
+      assert.equal(await redis.zcard(queue), 0)
+    } finally {
+      blocker.release()
+      redis.disconnect()
+      await own.destroy()
+      await env.close()
+    }
+  })
 })
