@@ -106,9 +106,15 @@ class CrashSale {
     const env = await createTestEnv(`crash${mode}`)
     const redis = createRedis({ url: own.url, clusterNodes: [], name: 'crash-test' })
     redis.on('error', () => {})
-    await connectRedis(redis)
     const sale = new CrashSale(mode, persistence, own, env, redis, await freePort())
-    await sale.startProcesses()
+    try {
+      await connectRedis(redis)
+      await sale.startProcesses()
+    } catch (error) {
+      console.error(sale.output())
+      await sale.close()
+      throw error
+    }
     return sale
   }
 
