@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Admin } from '@platformatic/kafka'
-import { Pool } from 'undici'
+import { Client, Pool } from 'undici'
 import { signUserToken } from '../src/auth/tokens.ts'
 import type { IssueMode } from '../src/domain/coupon.ts'
 import type { IssuanceContext } from '../src/issuance/context.ts'
@@ -460,6 +460,46 @@ async function drain(sale: CrashSale, couponId: number, quantity: number): Promi
   })
 }
 
+/**
+ * After the crash, a new coupon of the same mode goes end to end, and its decision reaches the user over
+ * Server-Sent Events: the workers pick up new coupons and the API's pub/sub subscriber is subscribed again.
+ */
+async function decisionPushedAfterRestart(sale: CrashSale): Promise<void> {
+  const couponId = await sale.createCoupon(1)
+  const token = signUserToken(TEST_JWT_SECRET, `${sale.mode}-late`)
+  const client = new Client(`http://127.0.0.1:${sale.port}`)
+  const controller = new AbortController()
+  try {
+    const events = await client.request({
+      method: 'GET',
+      path: '/me/events',
+      headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' },
+      signal: controller.signal,
+    })
+    assert.equal(events.statusCode, 200)
+    let text = ''
+    events.body.on('data', (chunk: Buffer) => {
+      text += chunk.toString()
+    })
+    events.body.on('error', () => {})
+    await eventually(async () => text.includes('event: ready'), 'the event stream is open')
+    let answer: Awaited<ReturnType<CrashSale['call']>> | undefined
+    await eventually(async () => {
+      answer = await sale.call('POST', `/coupons/${couponId}/issuance`, token)
+      return answer.status !== 503
+    }, 'the new coupon is admitted')
+    assert.ok(answer?.status === 201 || answer?.status === 202, `admitted: ${answer?.status}`)
+    await eventually(
+      async () => text.includes(`"couponId":${couponId}`) && text.includes('"status":"ISSUED"'),
+      'the ISSUED decision is pushed over SSE',
+      60_000,
+    )
+  } finally {
+    controller.abort()
+    await client.destroy()
+  }
+}
+
 describe('a Redis crash in the middle of a sale, Redis with an append-only file', () => {
   const figures: Figures[] = []
   after(() => {
@@ -481,13 +521,14 @@ describe('a Redis crash in the middle of a sale, Redis with an append-only file'
     { mode: 'stream', appendfsync: 'always', users: 4_000, quantity: 2_000, concurrency: 64 },
   ]
   for (const { mode, appendfsync, users, quantity, concurrency } of cases) {
-    it(`${mode}, appendfsync ${appendfsync}: loses nothing acknowledged, issues nothing twice or beyond the stock, answers 503 while Redis is down, and resumes by itself`, async () => {
+    it(`${mode}, appendfsync ${appendfsync}: loses nothing acknowledged, issues nothing twice or beyond the stock, answers 503 while Redis is down, and resumes by itself (new coupons, pushed decisions)`, async () => {
       const sale = await CrashSale.open(mode, appendfsync)
       try {
         const couponId = await sale.createCoupon(quantity)
         const { answers, outage } = await runSale(sale, couponId, users, concurrency, Math.ceil(quantity / 3))
         await drain(sale, couponId, quantity)
         figures.push(await verify(sale, couponId, quantity, answers, outage))
+        await decisionPushedAfterRestart(sale)
       } catch (error) {
         console.error(sale.output())
         throw error
