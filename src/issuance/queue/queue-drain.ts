@@ -41,7 +41,7 @@ export async function drainQueue(
   const keys = couponKeys(ctx.redisPrefix, coupon.id)
   const outcome: DrainOutcome = { couponId: coupon.id, drained: false, issued: 0, soldOut: 0 }
   const token = randomUUID()
-  if ((await ctx.redis.set(keys.drainLease, token, 'PX', options.leaseMs, 'NX')) !== 'OK') return outcome
+  if (!(await takeLease(ctx, keys.drainLease, token, options.leaseMs))) return outcome
   outcome.drained = true
   try {
     for (;;) {
@@ -56,9 +56,28 @@ export async function drainQueue(
       if (!batch.more || !(await renewLease(ctx, keys.drainLease, token, options.leaseMs))) break
     }
   } finally {
-    await runScript(ctx.redis, 'releaseLease', [keys.drainLease], [token])
+    await runScript(ctx.redis, 'releaseLease', [keys.drainLease], [token]).catch((error: unknown) => {
+      unreleasedLeases.set(keys.drainLease, token)
+      throw error
+    })
   }
   return outcome
+}
+
+/**
+ * Drain leases this process holds but could not release: Redis went away mid-drain. A Redis restarted from
+ * its append-only file still has them, and every drain of the coupon would wait them out (leaseMs); this
+ * process knows its own token, so its next drain releases it first.
+ */
+const unreleasedLeases = new Map<string, string>()
+
+async function takeLease(ctx: IssuanceContext, lease: string, token: string, leaseMs: number) {
+  const stale = unreleasedLeases.get(lease)
+  if (stale !== undefined) {
+    await runScript(ctx.redis, 'releaseLease', [lease], [stale])
+    unreleasedLeases.delete(lease)
+  }
+  return (await ctx.redis.set(lease, token, 'PX', leaseMs, 'NX')) === 'OK'
 }
 
 /**
