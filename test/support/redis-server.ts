@@ -94,6 +94,8 @@ async function waitUntilServing(url: string, child: ChildProcess): Promise<void>
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode} (${url})`)
     const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+    // Refused connections while the server starts are expected; connect() rejects with them below.
+    probe.on('error', () => {})
     try {
       await probe.connect()
       // A server replaying its AOF answers LOADING until it is done.
