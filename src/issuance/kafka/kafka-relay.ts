@@ -1,9 +1,9 @@
 import type { Producer } from '@platformatic/kafka'
 import type { Coupon } from '../../domain/coupon.ts'
 import type { IssuanceContext } from '../context.ts'
-import { STREAM_GROUPS, type StreamEntry } from '../coupon-state.ts'
 import type { IssuanceWorker } from '../mode.ts'
 import { DEFAULT_DRAIN_OPTIONS, type DrainOptions, StreamDrainer } from '../stream/stream-drainer.ts'
+import { STREAM_GROUPS, type StreamEntry } from '../stream/stream-entries.ts'
 import { encodeRequest } from './kafka-messages.ts'
 import {
   backoffMs,

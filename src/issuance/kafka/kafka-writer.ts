@@ -12,9 +12,9 @@ import { couponKeys } from '../../redis/keys.ts'
 import { findCoupon } from '../../storage/coupons.ts'
 import type { IssueRequest } from '../../storage/user-coupons.ts'
 import type { IssuanceContext } from '../context.ts'
+import { toIssuance } from '../coupon-store.ts'
 import { writeIssued } from '../decisions.ts'
 import type { IssuanceWorker } from '../mode.ts'
-import { toIssuance } from '../records.ts'
 import { type IssuedEvent, issuedEvent, parseRequest } from './kafka-messages.ts'
 import {
   backoffMs,

@@ -6,8 +6,9 @@ import { connectRedis, duplicateRedis } from '../../redis/client.ts'
 import { channels, couponKeys } from '../../redis/keys.ts'
 import { listActiveCoupons } from '../../storage/coupons.ts'
 import type { IssuanceContext } from '../context.ts'
-import { ensureGroup, ensureLoaded, type StreamEntry, streamFields } from '../coupon-state.ts'
+import { ensureLoaded, type PendingSource } from '../coupon-store.ts'
 import type { IssuanceWorker } from '../mode.ts'
+import { ensureGroup, type StreamEntry, streamFields, streamPending } from './stream-entries.ts'
 
 export interface DrainOptions {
   /** Entries read per batch (the batch is whatever arrived, up to this many). */
@@ -73,6 +74,7 @@ export class StreamDrainer implements IssuanceWorker {
   private readonly group: string
   private readonly sink: BatchSink
   private readonly options: DrainOptions
+  private readonly pending: PendingSource
 
   constructor(
     ctx: IssuanceContext,
@@ -87,6 +89,7 @@ export class StreamDrainer implements IssuanceWorker {
     this.sink = sink
     this.options = { ...DEFAULT_DRAIN_OPTIONS, ...options }
     this.name = `${mode}-drainer`
+    this.pending = streamPending(ctx, group)
   }
 
   async start(): Promise<void> {
@@ -132,7 +135,7 @@ export class StreamDrainer implements IssuanceWorker {
         )
         this.active = new Set(coupons.map((coupon) => coupon.id))
         for (const coupon of coupons) {
-          await ensureLoaded(this.ctx, coupon)
+          await ensureLoaded(this.ctx, coupon, this.pending)
           if (!this.loops.has(coupon.id)) {
             const loops = Array.from({ length: this.options.loopsPerCoupon }, (_, i) =>
               this.drainLoop(coupon, i),
