@@ -8,6 +8,7 @@ import { listActiveCoupons } from '../../storage/coupons.ts'
 import type { IssuanceContext } from '../context.ts'
 import { ensureLoaded, type PendingSource } from '../coupon-store.ts'
 import type { IssuanceWorker } from '../mode.ts'
+import { retry } from '../retry.ts'
 import { ensureGroup, type StreamEntry, streamFields, streamPending } from './stream-entries.ts'
 
 export interface DrainOptions {
@@ -67,6 +68,8 @@ export class StreamDrainer implements IssuanceWorker {
   private active = new Set<number>()
   private readonly lastErrors = new Map<string, string>()
   private running = false
+  /** Aborted by stop(): a batch retried in place is left pending for the next drainer. */
+  private stopping = new AbortController()
   private refresher: Promise<void> | undefined
 
   private readonly ctx: IssuanceContext
@@ -94,11 +97,13 @@ export class StreamDrainer implements IssuanceWorker {
 
   async start(): Promise<void> {
     this.running = true
+    this.stopping = new AbortController()
     this.refresher = this.refreshLoop()
   }
 
   async stop(): Promise<void> {
     this.running = false
+    this.stopping.abort()
     this.wake()
     await this.refresher
     await Promise.allSettled(this.loops.values())
@@ -109,6 +114,7 @@ export class StreamDrainer implements IssuanceWorker {
 
   private async refreshLoop(): Promise<void> {
     const subscriber = duplicateRedis(this.ctx.redis, `${this.consumer}-sub`)
+    // A lost subscriber only delays a new coupon's drain to the next refresh (refreshMs).
     subscriber.on('error', () => {})
     subscriber.on('message', () => this.wake())
     await connectRedis(subscriber)
@@ -164,7 +170,8 @@ export class StreamDrainer implements IssuanceWorker {
   private async drainLoop(coupon: Coupon, index: number): Promise<void> {
     const keys = couponKeys(this.ctx.redisPrefix, coupon.id)
     const reader = duplicateRedis(this.ctx.redis, `${this.consumer}-c${coupon.id}-${index}`)
-    // Connection errors surface as failed reads below; unhandled, the event would only be printed.
+    // Connection errors surface as failed reads below (and are logged there); unhandled, the event would
+    // only be printed.
     reader.on('error', () => {})
     let lastReclaim = Date.now()
     try {
@@ -193,7 +200,12 @@ export class StreamDrainer implements IssuanceWorker {
         } catch (error) {
           if (error instanceof Error && error.message.startsWith('NOGROUP')) {
             // The stream was lost with Redis: recreate the group (the state is rebuilt by refreshLoop).
-            await ensureGroup(this.ctx, keys.stream, this.group).catch(() => {})
+            await ensureGroup(this.ctx, keys.stream, this.group).catch((groupError: unknown) => {
+              this.ctx.logger.warn(
+                { err: groupError, couponId: coupon.id },
+                `${this.name}: recreating the consumer group failed`,
+              )
+            })
             continue
           }
           this.ctx.logger.warn({ err: error, couponId: coupon.id }, `${this.name}: drain failed, retrying`)
@@ -218,30 +230,27 @@ export class StreamDrainer implements IssuanceWorker {
       Math.max(this.options.reclaimIdleMs / 3, 100),
     )
     try {
-      for (let attempt = 0; ; attempt++) {
-        try {
+      await retry(
+        async () => {
           await this.sink(coupon, entries)
           await this.acknowledge(coupon.id, ids)
-          return
-        } catch (error) {
-          if (!this.running || !isInfrastructureError(error)) {
-            if (entries.length === 1) this.lastErrors.set(ids[0]!, errorText(error))
-            if (entries.length === 1 || !this.running) throw error
-            this.ctx.logger.warn(
-              { err: error, couponId: coupon.id },
-              `${this.name}: batch failed, retrying entries one by one`,
-            )
-            break
-          }
-          if (attempt % 20 === 0) {
-            this.ctx.logger.warn(
-              { err: error, couponId: coupon.id, attempt },
-              `${this.name}: dependency away, retrying the batch`,
-            )
-          }
-          await sleep(Math.min(100 * 2 ** attempt, 2_000))
-        }
-      }
+        },
+        {
+          logger: this.ctx.logger,
+          warning: `${this.name}: dependency away, retrying the batch`,
+          fields: { couponId: coupon.id },
+          signal: this.stopping.signal,
+          retryable: isInfrastructureError,
+        },
+      )
+      return
+    } catch (error) {
+      if (entries.length === 1) this.lastErrors.set(ids[0]!, errorText(error))
+      if (entries.length === 1 || !this.running) throw error
+      this.ctx.logger.warn(
+        { err: error, couponId: coupon.id },
+        `${this.name}: batch failed, retrying entries one by one`,
+      )
     } finally {
       clearInterval(keepClaimed)
     }
@@ -259,6 +268,7 @@ export class StreamDrainer implements IssuanceWorker {
   /** Resets the idle time of entries still being worked on (XCLAIM JUSTID counts no delivery). */
   private async touch(couponId: number, ids: string[]): Promise<void> {
     const { stream } = couponKeys(this.ctx.redisPrefix, couponId)
+    // A missed touch only lets the entries look idle sooner; a batch taken over is written idempotently.
     await this.ctx.redis.xclaim(stream, this.group, this.consumer, 0, ...ids, 'JUSTID').catch(() => {})
   }
 

@@ -175,7 +175,10 @@ export class FairLock {
       }
     } catch (error) {
       // Leave the line (and free the lock if a grant's reply was lost), so nobody waits behind us.
-      await this.releaseToken(couponId, token).catch(() => {})
+      await this.releaseToken(couponId, token).catch((releaseError: unknown) => {
+        // Our place in line then lapses after waiterTtlMs (a held lock after its lease).
+        this.ctx.logger.debug({ err: releaseError, couponId }, 'leaving the fair-lock line failed')
+      })
       throw error
     } finally {
       watch.stop()
