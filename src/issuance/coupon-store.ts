@@ -3,7 +3,14 @@ import type { Coupon, Issuance, IssuanceStatus } from '../domain/coupon.ts'
 import { unavailable } from '../domain/errors.ts'
 import { couponKeys } from '../redis/keys.ts'
 import { takeLease } from '../redis/leases.ts'
-import { defineScript, replyCode, replyInteger, replyString, replyStrings } from '../redis/scripts.ts'
+import {
+  defineScript,
+  replyCode,
+  replyInteger,
+  replyString,
+  replyStrings,
+  type Script,
+} from '../redis/scripts.ts'
 import { inTransaction } from '../storage/postgres.ts'
 import { holderRows } from '../storage/user-coupons.ts'
 import { type IssuanceContext, publishDecisions } from './context.ts'
@@ -126,25 +133,21 @@ export const couponScripts = {
 // ---------------------------------------------------------------------------------------------------------
 // Admission (the hot path: one script call, batched per event-loop turn).
 
-/** Admits a user to the coupon's stream (stream, kafka): reserves a unit, appends to the outbox. */
-export function admitToStream(
-  ctx: IssuanceContext,
-  couponId: number,
-  userId: string,
-): Promise<AdmissionReply> {
-  const keys = couponKeys(ctx.redisPrefix, couponId)
-  return couponScripts.admitStream.runBatched(ctx.redis, [keys.state, keys.users, keys.stream], [userId])
+type Admit = (ctx: IssuanceContext, couponId: number, userId: string) => Promise<AdmissionReply>
+
+/** An admission script on the coupon's state, users and `where` the admitted request goes. */
+function admission(script: Script<AdmissionReply>, where: 'stream' | 'queue'): Admit {
+  return (ctx, couponId, userId) => {
+    const keys = couponKeys(ctx.redisPrefix, couponId)
+    return script.runBatched(ctx.redis, [keys.state, keys.users, keys[where]], [userId])
+  }
 }
 
+/** Admits a user to the coupon's stream (stream, kafka): reserves a unit, appends to the outbox. */
+export const admitToStream = admission(couponScripts.admitStream, 'stream')
+
 /** Puts a user on the coupon's waiting queue (queue mode); the scheduler decides later. */
-export function admitToQueue(
-  ctx: IssuanceContext,
-  couponId: number,
-  userId: string,
-): Promise<AdmissionReply> {
-  const keys = couponKeys(ctx.redisPrefix, couponId)
-  return couponScripts.admitQueue.runBatched(ctx.redis, [keys.state, keys.users, keys.queue], [userId])
-}
+export const admitToQueue = admission(couponScripts.admitQueue, 'queue')
 
 // ---------------------------------------------------------------------------------------------------------
 // Loading and rebuilding.

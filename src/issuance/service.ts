@@ -6,6 +6,7 @@ import { auditCoupon, type CouponAudit } from './audit.ts'
 import type { IssuanceContext } from './context.ts'
 import { CouponCache } from './coupon-cache.ts'
 import type { CouponStats, IssuanceMode, RequestOutcome } from './mode.ts'
+import { ENABLED_BY } from './modes.ts'
 
 export interface PublicCoupon {
   id: number
@@ -53,8 +54,11 @@ export class IssuanceService {
   async createCoupon(input: NewCoupon): Promise<Coupon> {
     const mode = this.modes.get(input.issueMode)
     if (mode === undefined) {
-      const hint = input.issueMode === 'kafka' ? ' (set KAFKA_BROKERS to enable it)' : ''
-      throw new AppError('MODE_UNAVAILABLE', `issue mode "${input.issueMode}" is not enabled${hint}`)
+      const hint = ENABLED_BY[input.issueMode]
+      throw new AppError(
+        'MODE_UNAVAILABLE',
+        `issue mode "${input.issueMode}" is not enabled${hint === undefined ? '' : ` (${hint})`}`,
+      )
     }
     const coupon = await insertCoupon(this.ctx.db, input)
     await mode.prepare(coupon)
