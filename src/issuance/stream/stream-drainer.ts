@@ -9,7 +9,14 @@ import type { IssuanceContext } from '../context.ts'
 import { ensureLoaded, type PendingSource } from '../coupon-store.ts'
 import type { IssuanceWorker } from '../mode.ts'
 import { retry } from '../retry.ts'
-import { ensureGroup, type StreamEntry, streamFields, streamPending } from './stream-entries.ts'
+import {
+  autoclaimEntries,
+  deliveryCounts,
+  ensureGroup,
+  readGroupEntries,
+  type StreamEntry,
+  streamPending,
+} from './stream-entries.ts'
 
 export interface DrainOptions {
   /** Entries read per batch (the batch is whatever arrived, up to this many). */
@@ -51,8 +58,6 @@ const ACTIVE_GRACE_MS = 3_600_000
 
 /** Hands a batch of one coupon's entries to its sink (Postgres, or Kafka). Resolves once they are durable. */
 export type BatchSink = (coupon: Coupon, entries: StreamEntry[]) => Promise<void>
-
-type XReadReply = [string, [string, string[]][]][] | null
 
 /**
  * Drains the streams of every active coupon of one mode through a consumer group: reads in batches, hands
@@ -183,7 +188,7 @@ export class StreamDrainer implements IssuanceWorker {
             lastReclaim = Date.now()
             await this.reclaim(coupon)
           }
-          const reply = (await reader.xreadgroup(
+          const reply = await reader.xreadgroup(
             'GROUP',
             this.group,
             this.consumer,
@@ -194,8 +199,8 @@ export class StreamDrainer implements IssuanceWorker {
             'STREAMS',
             keys.stream,
             '>',
-          )) as XReadReply
-          const entries = toEntries(reply?.[0]?.[1] ?? [])
+          )
+          const entries = readGroupEntries(reply)
           if (entries.length > 0) await this.process(coupon, entries)
         } catch (error) {
           if (error instanceof Error && error.message.startsWith('NOGROUP')) {
@@ -286,7 +291,7 @@ export class StreamDrainer implements IssuanceWorker {
     const { stream } = couponKeys(this.ctx.redisPrefix, coupon.id)
     let cursor = '0-0'
     do {
-      const [next, claimed] = (await this.ctx.redis.xautoclaim(
+      const reply = await this.ctx.redis.xautoclaim(
         stream,
         this.group,
         this.consumer,
@@ -294,9 +299,10 @@ export class StreamDrainer implements IssuanceWorker {
         cursor,
         'COUNT',
         this.options.batchSize,
-      )) as [string, [string, string[]][], string[]?]
-      cursor = next
-      const entries = toEntries(claimed)
+      )
+      const claimed = autoclaimEntries(reply)
+      cursor = claimed.cursor
+      const entries = claimed.entries
       if (entries.length === 0) continue
       const poison = await this.overDelivered(stream, entries)
       if (poison.length > 0) await this.deadLetter(coupon.id, poison)
@@ -312,15 +318,16 @@ export class StreamDrainer implements IssuanceWorker {
   }
 
   private async overDelivered(stream: string, entries: StreamEntry[]): Promise<StreamEntry[]> {
-    const pending = (await this.ctx.redis.xpending(
-      stream,
-      this.group,
-      entries[0]!.id,
-      entries.at(-1)!.id,
-      entries.length,
-      this.consumer,
-    )) as [string, string, number, number][]
-    const deliveries = new Map(pending.map(([id, , , count]) => [id, count]))
+    const deliveries = deliveryCounts(
+      await this.ctx.redis.xpending(
+        stream,
+        this.group,
+        entries[0]!.id,
+        entries.at(-1)!.id,
+        entries.length,
+        this.consumer,
+      ),
+    )
     return entries.filter((entry) => (deliveries.get(entry.id) ?? 0) > this.options.maxDeliveries)
   }
 
@@ -353,13 +360,6 @@ export class StreamDrainer implements IssuanceWorker {
     for (const id of ids) this.lastErrors.delete(id)
     this.ctx.logger.error({ couponId, ids }, `${this.name}: entries moved to the dead-letter stream`)
   }
-}
-
-function toEntries(raw: [string, string[]][]): StreamEntry[] {
-  // XAUTOCLAIM reports entries deleted meanwhile as [id, null]: skip them.
-  return raw
-    .filter(([, fields]) => Array.isArray(fields))
-    .map(([id, fields]) => ({ id, ...streamFields(fields) }))
 }
 
 function errorText(error: unknown): string {

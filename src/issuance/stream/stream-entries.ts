@@ -22,6 +22,56 @@ export function streamFields(fields: string[]): Omit<StreamEntry, 'id'> {
   return { userId: map.get('u') ?? '', position: Number(map.get('p')), requestedAtMs: Number(map.get('t')) }
 }
 
+// The stream commands' replies, read without casts: a reply of another shape is a contract break and throws.
+
+function isStringList(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((item) => typeof item === 'string')
+}
+
+function listOf(what: string, value: unknown): unknown[] {
+  if (!Array.isArray(value)) throw new Error(`${what}: not a list`)
+  return value
+}
+
+/** Entries `[[id, fields], ...]`; an entry deleted meanwhile (XAUTOCLAIM gives `[id, null]`) is skipped. */
+function entriesOf(what: string, raw: unknown): StreamEntry[] {
+  const entries: StreamEntry[] = []
+  for (const item of listOf(what, raw)) {
+    const [id, fields] = listOf(what, item)
+    if (typeof id !== 'string') throw new Error(`${what}: an entry without an id`)
+    if (fields === null) continue
+    if (!isStringList(fields)) throw new Error(`${what}: entry ${id} has no field list`)
+    entries.push({ id, ...streamFields(fields) })
+  }
+  return entries
+}
+
+/** An XREADGROUP reply on one stream (`[[key, entries]]`, or null when nothing arrived). */
+export function readGroupEntries(reply: unknown): StreamEntry[] {
+  if (reply === null) return []
+  const [stream] = listOf('XREADGROUP', reply)
+  if (stream === undefined) return []
+  return entriesOf('XREADGROUP', listOf('XREADGROUP', stream)[1] ?? [])
+}
+
+/** An XAUTOCLAIM reply `[cursor, entries, deletedIds]`. */
+export function autoclaimEntries(reply: unknown): { cursor: string; entries: StreamEntry[] } {
+  const [cursor, entries] = listOf('XAUTOCLAIM', reply)
+  if (typeof cursor !== 'string') throw new Error('XAUTOCLAIM: no cursor')
+  return { cursor, entries: entriesOf('XAUTOCLAIM', entries) }
+}
+
+/** An extended XPENDING reply `[[id, consumer, idleMs, deliveries], ...]` as deliveries by entry id. */
+export function deliveryCounts(reply: unknown): Map<string, number> {
+  const counts = new Map<string, number>()
+  for (const item of listOf('XPENDING', reply)) {
+    const [id, , , deliveries] = listOf('XPENDING', item)
+    if (typeof id !== 'string' || typeof deliveries !== 'number') throw new Error('XPENDING: bad entry')
+    counts.set(id, deliveries)
+  }
+  return counts
+}
+
 export async function ensureGroup(ctx: IssuanceContext, stream: string, group: string): Promise<void> {
   try {
     await ctx.redis.xgroup('CREATE', stream, group, '0', 'MKSTREAM')
