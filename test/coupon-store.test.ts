@@ -151,6 +151,26 @@ describe('script wrappers decode the replies of real Redis', () => {
     assert.equal(await env.redis.hget(keys.state, 'stock'), '7')
   })
 
+  it('markDecided moves records forward and counts issued ones, without recreating a lost state', async () => {
+    const keys = couponKeys(env.redisPrefix, 6)
+    const args = ['ann', 'I|1|10|7|20']
+    await env.redis.hset(keys.users, 'ann', 'A|1|10||')
+    assert.equal(
+      await couponScripts.markDecided.run(env.redis, [keys.users, keys.queue, keys.state], args),
+      1,
+    )
+    assert.equal(await env.redis.exists(keys.state), 0, 'no partial state hash')
+    assert.equal(
+      await couponScripts.markDecided.run(env.redis, [keys.users, keys.queue, keys.state], args),
+      0,
+    )
+    await loaded(6, 0)
+    await env.redis.hset(keys.users, 'bob', 'A|2|10||')
+    const bob = ['bob', 'I|2|10|8|20']
+    assert.equal(await couponScripts.markDecided.run(env.redis, [keys.users, keys.queue, keys.state], bob), 1)
+    assert.equal(await env.redis.hget(keys.state, 'issued'), '1')
+  })
+
   it('resolveSoldOut returns the resolved users with their sold-out records', async () => {
     const keys = couponKeys(env.redisPrefix, 5)
     await env.redis.zadd(keys.queue, 1, 'ann', 2, 'bob')

@@ -5,7 +5,7 @@
 
   KEYS[1] users hash: userId -> record
   KEYS[2] queue sorted set (queue mode; absent in the other modes)
-  KEYS[3] state hash: issued (count of ISSUED records written here)
+  KEYS[3] state hash: issued (count of ISSUED records written here, while the state is loaded)
 
   ARGV    pairs: userId, record ("I|..." or "X|...")
 
@@ -26,5 +26,9 @@ for i = 1, #ARGV, 2 do
   -- 'A' records are stream/kafka admissions, never queued: spare the ZREM on the writers' hot path.
   if letter ~= 'A' then redis.call('ZREM', KEYS[2], user) end
 end
-if issued > 0 then redis.call('HINCRBY', KEYS[3], 'issued', issued) end
+-- A lost state is left lost (a lone counter would hide the loss from the "stock is missing" rule); its
+-- rebuild counts the rows.
+if issued > 0 and redis.call('HEXISTS', KEYS[3], 'stock') == 1 then
+  redis.call('HINCRBY', KEYS[3], 'issued', issued)
+end
 return { changed }
