@@ -18,7 +18,6 @@ import {
   stringSerializers,
 } from '@platformatic/kafka'
 import type { Coupon } from '../src/domain/coupon.ts'
-import { AppError } from '../src/domain/errors.ts'
 import { auditCoupon } from '../src/issuance/audit.ts'
 import type { IssuedEvent } from '../src/issuance/kafka/kafka-messages.ts'
 import {
@@ -33,6 +32,7 @@ import type { IssuanceMode, IssuanceWorker } from '../src/issuance/mode.ts'
 import { couponKeys } from '../src/redis/keys.ts'
 import { runConcurrently } from './support/app.ts'
 import { createTestEnv, eventually, insertTestCoupon, issuedRows, type TestEnv } from './support/infra.ts'
+import { refusal } from './support/outcomes.ts'
 
 const BROKERS = (process.env.TEST_KAFKA_BROKERS ?? '127.0.0.1:9092').split(',')
 const KAFKA_SH = new URL('../scripts/kafka/kafka.sh', import.meta.url).pathname
@@ -103,13 +103,10 @@ async function startWorkers(sale: Sale, workers: IssuanceWorker[]): Promise<void
 async function admit(sale: Sale, users: string[], concurrency = 200): Promise<Answer[]> {
   return runConcurrently(users.length, concurrency, async (i) => {
     const userId = users[i]!
-    try {
-      const answer = await sale.mode.request(sale.coupon, userId)
-      return { userId, status: answer.httpStatus, position: answer.issuance.position }
-    } catch (error) {
-      if (error instanceof AppError) return { userId, status: error.status }
-      throw error
-    }
+    const outcome = await sale.mode.request(sale.coupon, userId)
+    if (outcome.kind !== 'admitted')
+      return { userId, status: (await refusal(Promise.resolve(outcome))).status }
+    return { userId, status: outcome.httpStatus, position: outcome.issuance.position }
   })
 }
 
@@ -234,7 +231,7 @@ async function assertIssuedExactlyTheAccepted(sale: Sale, answers: Answer[]): Pr
     rows.every((r) => !refused.has(r.user_id)),
     'no sold-out user has a row',
   )
-  const audit = await auditCoupon(sale.env, sale.coupon)
+  const audit = await auditCoupon(sale.env, sale.coupon, sale.mode)
   assert.deepEqual(audit.inconsistencies, [])
   assert.equal(audit.duplicateRows, 0)
 }

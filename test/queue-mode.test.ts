@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import { afterEach, beforeEach, describe, it } from 'node:test'
 import type { Coupon, Issuance } from '../src/domain/coupon.ts'
-import { AppError } from '../src/domain/errors.ts'
 import type { IssuanceContext } from '../src/issuance/context.ts'
 import type { IssuanceMode } from '../src/issuance/mode.ts'
 import { queueMode, queueScheduler } from '../src/issuance/queue/queue-mode.ts'
@@ -18,6 +17,7 @@ import {
   TEST_REDIS_URL,
   type TestEnv,
 } from './support/infra.ts'
+import { admitted, refusal } from './support/outcomes.ts'
 
 let env: TestEnv
 let mode: IssuanceMode
@@ -40,17 +40,6 @@ async function queueCoupon(quantity: number): Promise<Coupon> {
   return coupon
 }
 
-/** The AppError a request was refused with (fails if it was not refused). */
-async function refusal(promise: Promise<unknown>): Promise<AppError> {
-  try {
-    await promise
-  } catch (error) {
-    if (error instanceof AppError) return error
-    throw error
-  }
-  assert.fail('expected the request to be refused')
-}
-
 async function statusOf(coupon: Coupon, userId: string): Promise<Issuance> {
   const issuance = await mode.status(coupon, userId)
   assert.ok(issuance, `${userId} has a request`)
@@ -60,7 +49,7 @@ async function statusOf(coupon: Coupon, userId: string): Promise<Issuance> {
 /** Admits users one after another (so their positions are their order here). */
 async function requestInOrder(coupon: Coupon, users: string[]): Promise<Issuance[]> {
   const answers: Issuance[] = []
-  for (const user of users) answers.push((await mode.request(coupon, user)).issuance)
+  for (const user of users) answers.push(admitted(await mode.request(coupon, user)).issuance)
   return answers
 }
 
@@ -69,7 +58,7 @@ const range = (from: number, to: number) => Array.from({ length: to - from + 1 }
 describe('queue mode', () => {
   it('answers 202 PENDING with the arrival position and keeps the request waiting', async () => {
     const coupon = await queueCoupon(5)
-    const answer = await mode.request(coupon, 'alice')
+    const answer = admitted(await mode.request(coupon, 'alice'))
     assert.equal(answer.httpStatus, 202)
     assert.equal(answer.issuance.status, 'PENDING')
     assert.equal(answer.issuance.position, 1)
@@ -126,7 +115,7 @@ describe('queue mode', () => {
     await requestInOrder(coupon, ['a', 'b', 'c'])
     await scheduler.drainCoupon(coupon)
     assert.equal(await mode.remaining(coupon), 2)
-    const late = await mode.request(coupon, 'd')
+    const late = admitted(await mode.request(coupon, 'd'))
     assert.equal(late.issuance.status, 'PENDING')
     assert.equal(late.issuance.position, 4)
     await scheduler.drainCoupon(coupon)
@@ -143,18 +132,17 @@ describe('queue mode', () => {
       .sort((a, b) => a.key - b.key)
       .map((press) => press.user)
     assert.equal(presses.length, 3000)
-    const settled = await Promise.allSettled(presses.map((user) => mode.request(coupon, user)))
+    const settled = await Promise.all(presses.map((user) => mode.request(coupon, user)))
 
     const positions = new Map<string, number>()
     let duplicates = 0
     for (const [i, result] of settled.entries()) {
-      if (result.status === 'fulfilled') {
-        assert.equal(result.value.issuance.status, 'PENDING')
+      if (result.kind === 'admitted') {
+        assert.equal(result.issuance.status, 'PENDING')
         assert.ok(!positions.has(presses[i]!), `${presses[i]} admitted once`)
-        positions.set(presses[i]!, result.value.issuance.position!)
+        positions.set(presses[i]!, result.issuance.position!)
       } else {
-        assert.ok(result.reason instanceof AppError)
-        assert.equal(result.reason.code, 'ALREADY_REQUESTED')
+        assert.equal(result.kind, 'alreadyRequested')
         duplicates += 1
       }
     }
@@ -192,12 +180,11 @@ describe('queue mode', () => {
     const refusedSoldOut = new Set<string>()
     for (const wave of range(0, 9)) {
       const users = range(1, 200).map((i) => `w${wave}-${i}`)
-      const settled = await Promise.allSettled(users.map((user) => mode.request(coupon, user)))
+      const settled = await Promise.all(users.map((user) => mode.request(coupon, user)))
       for (const [i, result] of settled.entries()) {
-        if (result.status === 'fulfilled') positions.set(users[i]!, result.value.issuance.position!)
+        if (result.kind === 'admitted') positions.set(users[i]!, result.issuance.position!)
         else {
-          assert.ok(result.reason instanceof AppError)
-          assert.equal(result.reason.code, 'SOLD_OUT')
+          assert.equal(result.kind, 'soldOut')
           refusedSoldOut.add(users[i]!)
         }
       }
@@ -222,14 +209,14 @@ describe('queue mode', () => {
     await mode.request(coupon, 'alice')
     const whilePending = await refusal(mode.request(coupon, 'alice'))
     assert.equal(whilePending.code, 'ALREADY_REQUESTED')
-    const pending = whilePending.extra.issuance as Issuance
+    const pending = whilePending.issuance!
     assert.equal(pending.status, 'PENDING')
     assert.equal(pending.position, 1)
 
     await scheduler.drainCoupon(coupon)
     const afterIssue = await refusal(mode.request(coupon, 'alice'))
     assert.equal(afterIssue.code, 'ALREADY_REQUESTED')
-    const issued = afterIssue.extra.issuance as Issuance
+    const issued = afterIssue.issuance!
     assert.equal(issued.status, 'ISSUED')
     assert.equal(issued.userCouponId, (await statusOf(coupon, 'alice')).userCouponId)
     assert.equal((await mode.stats(coupon)).accepted, 1)
@@ -244,7 +231,7 @@ describe('queue mode', () => {
 
     const again = await refusal(mode.request(coupon, 'a'))
     assert.equal(again.code, 'ALREADY_REQUESTED')
-    assert.equal((again.extra.issuance as Issuance).status, 'ISSUED')
+    assert.equal(again.issuance?.status, 'ISSUED')
     await env.redis.del(keys.state, keys.users, keys.queue)
     assert.equal((await statusOf(coupon, 'b')).status, 'ISSUED')
 
@@ -329,7 +316,8 @@ describe('queue drain', () => {
       const positions = new Map<string, number>()
       const users = range(1, 200).map((i) => `u${i}`)
       const settled = await Promise.all(users.map((user) => mode.request(coupon, user)))
-      for (const [i, answer] of settled.entries()) positions.set(users[i]!, answer.issuance.position!)
+      for (const [i, answer] of settled.entries())
+        positions.set(users[i]!, admitted(answer).issuance.position!)
 
       // A 1 ms lease lapses at once, so both really drain side by side in small batches.
       const a = queueScheduler(env, { cron: '* * * * * *', batchSize: 7, leaseMs: 1 })

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Redis } from 'ioredis'
-import { runScriptBatched, scriptResult } from '../src/redis/scripts.ts'
+import { couponScripts } from '../src/issuance/coupon-store.ts'
 import { createTestEnv, type TestEnv } from './support/infra.ts'
 
 describe('script calls batched per event-loop turn (real Redis)', () => {
@@ -26,10 +26,10 @@ describe('script calls batched per event-loop turn (real Redis)', () => {
     await redis.hset(state('a'), 'stock', 0)
     const before = pipelines
     const replies = await Promise.all(
-      Array.from({ length: 50 }, () => runScriptBatched(redis, 'addSoldOut', [state('a')], [1])),
+      Array.from({ length: 50 }, () => couponScripts.addSoldOut.runBatched(redis, [state('a')], [1])),
     )
     assert.equal(pipelines - before, 1, 'one pipeline for 50 calls')
-    const counts = replies.map((reply) => scriptResult(1, reply).code).sort((x, y) => x - y)
+    const counts = replies.map((count) => count ?? -1).sort((x, y) => x - y)
     assert.deepEqual(
       counts,
       Array.from({ length: 50 }, (_, i) => i + 1),
@@ -42,16 +42,16 @@ describe('script calls batched per event-loop turn (real Redis)', () => {
     await redis.hset(state('b'), 'stock', 0)
     await redis.set(state('not-a-hash'), 'x')
     const results = await Promise.allSettled([
-      runScriptBatched(redis, 'addSoldOut', [state('b')], [2]),
-      runScriptBatched(redis, 'addSoldOut', [state('not-a-hash')], [2]),
-      runScriptBatched(redis, 'addSoldOut', [state('missing')], [2]),
+      couponScripts.addSoldOut.runBatched(redis, [state('b')], [2]),
+      couponScripts.addSoldOut.runBatched(redis, [state('not-a-hash')], [2]),
+      couponScripts.addSoldOut.runBatched(redis, [state('missing')], [2]),
     ])
-    assert.deepEqual(results[0], { status: 'fulfilled', value: [2] })
+    assert.deepEqual(results[0], { status: 'fulfilled', value: 2 })
     assert.equal(results[1]!.status, 'rejected')
     assert.match(String((results[1] as PromiseRejectedResult).reason), /WRONGTYPE/)
     assert.deepEqual(
       results[2],
-      { status: 'fulfilled', value: [-1] },
+      { status: 'fulfilled', value: undefined },
       'a lost state is reported, not created',
     )
   })
@@ -60,13 +60,13 @@ describe('script calls batched per event-loop turn (real Redis)', () => {
     await redis.hset(state('c'), 'stock', 0)
     await redis.script('FLUSH')
     const replies = await Promise.all(
-      Array.from({ length: 5 }, () => runScriptBatched(redis, 'addSoldOut', [state('c')], [1])),
+      Array.from({ length: 5 }, () => couponScripts.addSoldOut.runBatched(redis, [state('c')], [1])),
     )
     assert.equal(replies.length, 5)
     assert.equal(await redis.hget(state('c'), 'soldOut'), '5')
   })
 
   it('rejects a call with the wrong number of keys before sending anything', async () => {
-    await assert.rejects(runScriptBatched(redis, 'addSoldOut', [], [1]), /takes 1 keys, got 0/)
+    await assert.rejects(couponScripts.addSoldOut.runBatched(redis, [], [1]), /takes 1 keys, got 0/)
   })
 })

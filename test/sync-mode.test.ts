@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import type { Issuance } from '../src/domain/coupon.ts'
-import { AppError } from '../src/domain/errors.ts'
 import type { IssuanceContext } from '../src/issuance/context.ts'
-import type { IssuanceAnswer } from '../src/issuance/mode.ts'
-import { decodeRecord } from '../src/issuance/records.ts'
+import { decodeRecord } from '../src/issuance/coupon-store.ts'
 import { type SyncModeOptions, syncMode } from '../src/issuance/sync/sync-mode.ts'
 import { createRedis } from '../src/redis/client.ts'
 import { couponKeys } from '../src/redis/keys.ts'
 import { createPool } from '../src/storage/postgres.ts'
 import { createTestEnv, insertTestCoupon, issuedRows, type TestEnv } from './support/infra.ts'
+import { type Admitted, admitted, refusal } from './support/outcomes.ts'
 
 describe('sync mode', () => {
   let env: TestEnv
@@ -47,17 +46,14 @@ describe('sync mode', () => {
       const j = Math.floor(Math.random() * (i + 1))
       ;[presses[i], presses[j]] = [presses[j]!, presses[i]!]
     }
-    type Outcome = { userId: string; answer?: IssuanceAnswer; code?: string; issuance?: unknown }
+    type Outcome = { userId: string; answer?: Admitted; code?: string; issuance?: unknown }
     const outcomes: Outcome[] = await Promise.all(
-      presses.map((userId) =>
-        sync.request(coupon, userId).then(
-          (answer) => ({ userId, answer }),
-          (error: unknown) => {
-            if (!(error instanceof AppError)) throw error
-            return { userId, code: error.code, issuance: error.extra.issuance }
-          },
-        ),
-      ),
+      presses.map(async (userId) => {
+        const outcome = await sync.request(coupon, userId)
+        if (outcome.kind === 'admitted') return { userId, answer: outcome }
+        const { code, issuance } = await refusal(Promise.resolve(outcome))
+        return { userId, code, issuance }
+      }),
     )
 
     const issuedAnswers = outcomes.filter((o) => o.answer !== undefined)
@@ -120,7 +116,7 @@ describe('sync mode', () => {
     const sync = mode()
     await sync.prepare(coupon)
 
-    const first = await sync.request(coupon, 'alice')
+    const first = admitted(await sync.request(coupon, 'alice'))
     assert.equal(first.httpStatus, 201)
     assert.equal(first.issuance.status, 'ISSUED')
     assert.equal(first.issuance.position, 1)
@@ -128,13 +124,10 @@ describe('sync mode', () => {
     assert.equal(first.issuance.userId, 'alice')
     assert.equal(typeof first.issuance.userCouponId, 'number')
 
-    await assert.rejects(sync.request(coupon, 'alice'), (error: unknown) => {
-      assert.ok(error instanceof AppError)
-      assert.equal(error.code, 'ALREADY_REQUESTED')
-      assert.equal(error.status, 409)
-      assert.deepEqual(error.extra.issuance, first.issuance)
-      return true
-    })
+    const again = await refusal(sync.request(coupon, 'alice'))
+    assert.equal(again.code, 'ALREADY_REQUESTED')
+    assert.equal(again.status, 409)
+    assert.deepEqual(again.issuance, first.issuance)
     assert.deepEqual(await sync.status(coupon, 'alice'), first.issuance)
     assert.equal(await sync.status(coupon, 'bob'), undefined)
     assert.equal(await sync.remaining(coupon), 4)
@@ -146,13 +139,10 @@ describe('sync mode', () => {
     const sync = mode()
     await sync.prepare(coupon)
 
-    assert.equal((await sync.request(coupon, 'first')).httpStatus, 201)
-    await assert.rejects(sync.request(coupon, 'second'), (error: unknown) => {
-      assert.ok(error instanceof AppError)
-      assert.equal(error.code, 'SOLD_OUT')
-      assert.equal(error.status, 410)
-      return true
-    })
+    assert.equal(admitted(await sync.request(coupon, 'first')).httpStatus, 201)
+    const second = await refusal(sync.request(coupon, 'second'))
+    assert.equal(second.code, 'SOLD_OUT')
+    assert.equal(second.status, 410)
     assert.deepEqual(
       (await issuedRows(env.db, coupon.id)).map((row) => row.user_id),
       ['first'],
@@ -212,6 +202,6 @@ describe('sync mode', () => {
     assert.equal(await env.redis.exists(keys.lock), 0)
     assert.equal(await env.redis.zcard(keys.lockWaiters), 0)
     // The next request is served at once by the healthy process.
-    assert.equal((await mode().request(coupon, 'erin')).httpStatus, 201)
+    assert.equal(admitted(await mode().request(coupon, 'erin')).httpStatus, 201)
   })
 })

@@ -35,12 +35,7 @@ export class AppError extends Error {
     detail?: string,
     options: { extra?: Record<string, unknown>; retryAfterSeconds?: number; cause?: unknown } = {},
   ) {
-    // A client error is an answer, not a bug: skip the stack trace, whose capture costs more than the rest
-    // of a 410 SOLD_OUT (most answers of a flash sale).
-    const stackTraceLimit = Error.stackTraceLimit
-    if (ERROR_CODES[code].status < 500) Error.stackTraceLimit = 0
     super(detail ?? ERROR_CODES[code].title, { cause: options.cause })
-    Error.stackTraceLimit = stackTraceLimit
     this.name = 'AppError'
     this.code = code
     this.status = ERROR_CODES[code].status

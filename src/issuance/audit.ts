@@ -2,8 +2,7 @@ import type { Coupon } from '../domain/coupon.ts'
 import { couponKeys } from '../redis/keys.ts'
 import { auditRows } from '../storage/user-coupons.ts'
 import type { IssuanceContext } from './context.ts'
-import { readState } from './coupon-state.ts'
-import { decodeRecord } from './records.ts'
+import { readCounters, recordCount, scanRecords } from './coupon-store.ts'
 
 export interface CouponAudit {
   quantity: number
@@ -21,16 +20,21 @@ const EXAMPLES = 5
 
 /**
  * Reconciles a coupon's Redis state against Postgres: counts rows, duplicates and over-issue from Postgres,
- * and compares every user's Redis record with the rows. Differences are listed in words; a clean coupon
- * (after its backlog drained) has none.
+ * and, where Redis records every request (`recordsEveryRequest`: the Redis-first modes), compares every
+ * user's Redis record with the rows. Differences are listed in words; a clean coupon (after its backlog
+ * drained) has none.
  */
-export async function auditCoupon(ctx: IssuanceContext, coupon: Coupon): Promise<CouponAudit> {
+export async function auditCoupon(
+  ctx: IssuanceContext,
+  coupon: Coupon,
+  { recordsEveryRequest }: { recordsEveryRequest: boolean },
+): Promise<CouponAudit> {
   const keys = couponKeys(ctx.redisPrefix, coupon.id)
   const [pg, state, deadLettered, userCount] = await Promise.all([
     auditRows(ctx.db, coupon.id),
-    readState(ctx, coupon.id),
+    readCounters(ctx, coupon.id),
     ctx.redis.xlen(keys.deadLetters),
-    ctx.redis.hlen(keys.users),
+    recordCount(ctx, coupon.id),
   ])
   const rows = pg?.rows ?? 0
   const inconsistencies: string[] = []
@@ -47,7 +51,7 @@ export async function auditCoupon(ctx: IssuanceContext, coupon: Coupon): Promise
     )
 
   let waiting = 0
-  if (userCount <= MAX_USERS_COMPARED && coupon.issueMode !== 'sync') {
+  if (userCount <= MAX_USERS_COMPARED && recordsEveryRequest) {
     const { rows: holders } = await ctx.db.query<{ user_id: string }>(
       'SELECT user_id FROM user_coupons WHERE coupon_id = $1',
       [coupon.id],
@@ -56,20 +60,13 @@ export async function auditCoupon(ctx: IssuanceContext, coupon: Coupon): Promise
     const issuedWithoutRow: string[] = []
     const soldOutWithRow: string[] = []
     const seen = new Set<string>()
-    let cursor = '0'
-    do {
-      const [next, flat] = await ctx.redis.hscan(keys.users, cursor, 'COUNT', 2_000)
-      cursor = next
-      for (let i = 0; i < flat.length; i += 2) {
-        const userId = flat[i]!
-        seen.add(userId)
-        const record = decodeRecord(flat[i + 1]!)
-        if (record.status === 'ACCEPTED' || record.status === 'PENDING') {
-          if (!withRow.has(userId)) waiting++
-        } else if (record.status === 'ISSUED' && !withRow.has(userId)) issuedWithoutRow.push(userId)
-        else if (record.status === 'SOLD_OUT' && withRow.has(userId)) soldOutWithRow.push(userId)
-      }
-    } while (cursor !== '0')
+    await scanRecords(ctx, coupon.id, (userId, record) => {
+      seen.add(userId)
+      if (record.status === 'ACCEPTED' || record.status === 'PENDING') {
+        if (!withRow.has(userId)) waiting++
+      } else if (record.status === 'ISSUED' && !withRow.has(userId)) issuedWithoutRow.push(userId)
+      else if (record.status === 'SOLD_OUT' && withRow.has(userId)) soldOutWithRow.push(userId)
+    })
     const rowsUnknownToRedis = state.loaded ? [...withRow].filter((user) => !seen.has(user)) : []
     const report = (users: string[], what: string) => {
       if (users.length > 0)
@@ -78,7 +75,7 @@ export async function auditCoupon(ctx: IssuanceContext, coupon: Coupon): Promise
     report(issuedWithoutRow, 'are ISSUED in Redis but have no row')
     report(soldOutWithRow, 'are SOLD_OUT in Redis but hold a row')
     report(rowsUnknownToRedis, 'hold a row but are unknown to Redis')
-  } else if (coupon.issueMode !== 'sync') {
+  } else if (recordsEveryRequest) {
     waiting = Math.max(state.seq - rows, 0)
   }
   return {

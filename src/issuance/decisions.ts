@@ -1,13 +1,8 @@
 import type { Coupon } from '../domain/coupon.ts'
-import { couponKeys } from '../redis/keys.ts'
-import { runScript } from '../redis/scripts.ts'
 import { inTransaction } from '../storage/postgres.ts'
 import { type IssueRequest, issueBatch } from '../storage/user-coupons.ts'
-import { type IssuanceContext, publishDecisions } from './context.ts'
-import { encodeRecord, type IssuanceRecord } from './records.ts'
-
-/** A user's decided request: `[userId, record]`. */
-export type Decision = [string, IssuanceRecord]
+import type { IssuanceContext } from './context.ts'
+import { type Decision, recordDecisions } from './coupon-store.ts'
 
 /**
  * Writes accepted requests of one coupon to Postgres in one transaction, then records the decisions in Redis
@@ -52,17 +47,4 @@ export async function writeIssued(
   }
   await recordDecisions(ctx, coupon.id, decisions)
   return decisions
-}
-
-/** Moves the users' records forward (and off the queue), then publishes them for SSE. */
-export async function recordDecisions(
-  ctx: IssuanceContext,
-  couponId: number,
-  decisions: Decision[],
-): Promise<void> {
-  if (decisions.length === 0) return
-  const keys = couponKeys(ctx.redisPrefix, couponId)
-  const pairs = decisions.flatMap(([userId, record]) => [userId, encodeRecord(record)])
-  await runScript(ctx.redis, 'markDecided', [keys.users, keys.queue, keys.state], pairs)
-  await publishDecisions(ctx, couponId, pairs)
 }

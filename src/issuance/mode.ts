@@ -16,11 +16,18 @@ export interface CouponStats {
   remaining: number
 }
 
-/** What `POST /coupons/{id}/issuance` answers: 201 ISSUED (sync), 202 PENDING (queue), 202 ACCEPTED. */
-export interface IssuanceAnswer {
-  httpStatus: 201 | 202
-  issuance: Issuance
-}
+/**
+ * What `POST /coupons/{id}/issuance` answers, as a value: admitted (201 ISSUED in sync, 202 PENDING or
+ * ACCEPTED), refused because the user already holds a request (409, with it when known), or sold out (410).
+ * Only real failures (Redis or Postgres away: 503) are exceptions.
+ */
+export type RequestOutcome =
+  | { kind: 'admitted'; httpStatus: 201 | 202; issuance: Issuance }
+  | { kind: 'alreadyRequested'; issuance: Issuance | undefined }
+  | { kind: 'soldOut' }
+
+/** The sold-out answer (one object: most answers of a flash sale are this one). */
+export const SOLD_OUT: RequestOutcome = Object.freeze({ kind: 'soldOut' })
 
 /**
  * One issuance design behind one interface. The HTTP layer has already authenticated the user, found the
@@ -29,19 +36,23 @@ export interface IssuanceAnswer {
 export interface IssuanceMode {
   readonly mode: IssueMode
   /**
-   * Once the mode has answered SOLD_OUT, the users holding a request are the coupon's users hash and never
-   * change, so the service may refuse everyone else from memory (see SoldOutMemo).
+   * Redis holds a record for every request (the Redis-first modes), so the audit compares them user by user;
+   * sync's records are a best-effort mirror of Postgres.
    */
-  readonly soldOutIsFinal: boolean
+  readonly recordsEveryRequest: boolean
   /** Sets up the coupon's Redis state right after it is created (later losses are rebuilt lazily). */
   prepare(coupon: Coupon): Promise<void>
-  /** Admits or issues; throws AppError ALREADY_REQUESTED (with the current issuance) or SOLD_OUT. */
-  request(coupon: Coupon, userId: string): Promise<IssuanceAnswer>
+  /** Admits or issues the request, or says why not. */
+  request(coupon: Coupon, userId: string): Promise<RequestOutcome>
   /** The user's request for this coupon, or undefined if they never asked. */
   status(coupon: Coupon, userId: string): Promise<Issuance | undefined>
   stats(coupon: Coupon): Promise<CouponStats>
   /** Stock not yet promised, for the public coupon view; must not query Postgres in the Redis-first modes. */
   remaining(coupon: Coupon): Promise<number>
+  /** Drops what the mode remembers of the coupon in this process (it changed somewhere). */
+  forget?(couponId: number): void
+  /** Requests this mode answered from memory, without a Redis call (for /metrics). */
+  answeredFromMemory?(): number
   /** Releases what the mode holds of its own (connections, timers). */
   close?(): Promise<void>
 }

@@ -1,10 +1,14 @@
 import type { Config } from '../config/config.ts'
+import type { IssueMode } from '../domain/coupon.ts'
 import type { IssuanceContext } from './context.ts'
 import { kafkaMode, kafkaWorkers } from './kafka/kafka-mode.ts'
 import type { IssuanceMode, IssuanceWorker } from './mode.ts'
 import { queueMode, queueScheduler } from './queue/queue-mode.ts'
 import { streamMode, streamWriters } from './stream/stream-mode.ts'
 import { syncMode } from './sync/sync-mode.ts'
+
+/** How to enable a mode that a configuration may leave off (told to an admin who asks for it). */
+export const ENABLED_BY: Partial<Record<IssueMode, string>> = { kafka: 'set KAFKA_BROKERS to enable it' }
 
 /** Every issuance mode this process can serve (kafka only when KAFKA_BROKERS is set). */
 export function createModes(ctx: IssuanceContext, config: Config): IssuanceMode[] {

@@ -1,6 +1,16 @@
-import { couponKeys } from '../redis/keys.ts'
-import type { IssuanceContext } from './context.ts'
-import { addSoldOut, requestHolders } from './coupon-state.ts'
+import { setImmediate as nextTurn } from 'node:timers/promises'
+import type { Logger } from './context.ts'
+import { type IssuanceMode, SOLD_OUT } from './mode.ts'
+
+/** What the memo needs of a mode's store: its holders, its stock and its refusal counter. */
+export interface SoldOutSource {
+  /** The users holding a request, or undefined when there are more than `limit`. */
+  holders(couponId: number, limit: number): Promise<Set<string> | undefined>
+  /** Stock left to give, or undefined when the state was lost. */
+  stock(couponId: number): Promise<number | undefined>
+  /** Adds refusals answered from memory to the coupon's sold-out counter. */
+  addRefusals(couponId: number, refusals: number): Promise<void>
+}
 
 export interface SoldOutMemoOptions {
   /** Coupons with more holders than this are not memoized: the set would cost too much memory per process. */
@@ -43,7 +53,10 @@ interface Memo {
  * nobody has asked for the coupon for 30 s.
  */
 export class SoldOutMemo {
-  private readonly ctx: IssuanceContext
+  /** Requests refused as sold out from memory, without a Redis round trip (for /metrics). */
+  refused = 0
+  private readonly source: SoldOutSource
+  private readonly logger: Logger
   private readonly memos = new Map<number, Memo>()
   /** Refusals answered from memory and not yet added to Redis, by coupon. */
   private readonly unflushed = new Map<number, number>()
@@ -51,9 +64,42 @@ export class SoldOutMemo {
   private ticking = false
   private readonly options: SoldOutMemoOptions
 
-  constructor(ctx: IssuanceContext, options: Partial<SoldOutMemoOptions> = {}) {
-    this.ctx = ctx
+  constructor(source: SoldOutSource, logger: Logger, options: Partial<SoldOutMemoOptions> = {}) {
+    this.source = source
+    this.logger = logger
     this.options = { ...DEFAULT_OPTIONS, ...options }
+  }
+
+  /**
+   * The mode with this memo in front: a request it refuses never reaches the mode, and the mode's SOLD_OUT
+   * answers start a memo. Only for modes whose sell-out is final (the Redis-first ones).
+   */
+  wrap(mode: IssuanceMode): IssuanceMode & { close(): Promise<void> } {
+    return {
+      ...mode,
+      request: async (coupon, userId) => {
+        if (this.refuses(coupon.id, userId)) {
+          this.refused += 1
+          // Answered from memory in microseconds: leave with the other answers of this event-loop turn
+          // instead of a socket write between two reads. Measured on loopback: writing each at once cost
+          // ~40% more CPU.
+          await nextTurn()
+          return SOLD_OUT
+        }
+        const outcome = await mode.request(coupon, userId)
+        if (outcome.kind === 'soldOut') this.noteSoldOut(coupon.id)
+        return outcome
+      },
+      forget: (couponId) => {
+        this.forget(couponId)
+        mode.forget?.(couponId)
+      },
+      answeredFromMemory: () => this.refused + (mode.answeredFromMemory?.() ?? 0),
+      close: async () => {
+        await this.close()
+        await mode.close?.()
+      },
+    }
   }
 
   /** True if the user's request is refused as sold out from memory (and counted as such). */
@@ -72,7 +118,7 @@ export class SoldOutMemo {
     const memo: Memo = { loading: true, checkedAtMs: Date.now(), used: true, idleChecks: 0 }
     this.memos.set(couponId, memo)
     this.startTimer()
-    requestHolders(this.ctx, couponId, this.options.maxHolders).then(
+    this.source.holders(couponId, this.options.maxHolders).then(
       (holders) => {
         memo.loading = false
         if (holders === undefined) return
@@ -81,7 +127,7 @@ export class SoldOutMemo {
       (error: unknown) => {
         // Redis unreachable: forget it; the next SOLD_OUT answer tries again.
         if (this.memos.get(couponId) === memo) this.memos.delete(couponId)
-        this.ctx.logger.debug({ err: error, couponId }, 'could not load the holders of a sold-out coupon')
+        this.logger.debug({ err: error, couponId }, 'could not load the holders of a sold-out coupon')
       },
     )
   }
@@ -122,11 +168,11 @@ export class SoldOutMemo {
     await Promise.all(
       batch.map(async ([couponId, refusals]) => {
         try {
-          // A lost state (false) drops the count along with the rest of the counters: nothing to add it to.
-          await addSoldOut(this.ctx, couponId, refusals)
+          // A lost state drops the count along with the rest of the counters: nothing to add it to.
+          await this.source.addRefusals(couponId, refusals)
         } catch (error) {
           this.unflushed.set(couponId, (this.unflushed.get(couponId) ?? 0) + refusals)
-          this.ctx.logger.debug({ err: error, couponId }, 'could not add refusals to the sold-out counter')
+          this.logger.debug({ err: error, couponId }, 'could not add refusals to the sold-out counter')
         }
       }),
     )
@@ -147,9 +193,9 @@ export class SoldOutMemo {
           return
         }
         try {
-          const stock = await this.ctx.redis.hget(couponKeys(this.ctx.redisPrefix, couponId).state, 'stock')
+          const stock = await this.source.stock(couponId)
           // Stock back, or the state lost (its rebuild may find units whose requests were lost with it).
-          if ((stock === null || Number(stock) > 0) && this.memos.get(couponId) === memo)
+          if ((stock === undefined || stock > 0) && this.memos.get(couponId) === memo)
             this.memos.delete(couponId)
         } catch {
           // Redis unreachable: keep the memo, check again later.

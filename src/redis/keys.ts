@@ -5,7 +5,7 @@
 export interface CouponKeys {
   /** Hash: stock, seq (last position), counters; its absence means Redis lost the coupon. */
   state: string
-  /** Hash: userId -> encoded issuance record (see issuance/records.ts). */
+  /** Hash: userId -> encoded issuance record (codec in issuance/coupon-store.ts). */
   users: string
   /** Stream of accepted requests (stream and kafka modes): the outbox toward Postgres or Kafka. */
   stream: string

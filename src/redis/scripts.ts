@@ -1,32 +1,48 @@
 import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import { Redis } from 'ioredis'
-import { AppError } from '../domain/errors.ts'
 import type { RedisClient } from './client.ts'
 
 const SCRIPTS_DIR = new URL('./scripts/', import.meta.url)
+const INCLUDES_DIR = new URL('./includes/', SCRIPTS_DIR)
 
 /** Bumped whenever a script's contract (keys, args, returns) changes, so mixed-version processes never share one. */
-export const SCRIPTS_VERSION = 1
+export const SCRIPTS_VERSION = 2
+
+export type ScriptArg = string | number
 
 interface LoadedScript {
-  name: ScriptName
+  name: string
   numberOfKeys: number
   lua: string
   sha: string
 }
 
-/** Reads every `<name>-<keyCount>.lua` once; the key count in the file name is checked on each call. */
+const INCLUDE_LINE = /^--- @include "([a-zA-Z]+)"$/gm
+
+/**
+ * Replaces each `--- @include "name"` line with `includes/name.lua` (as BullMQ does), once per script, so
+ * shared Lua (the clock, the record codec) is written once and still runs inside one atomic script.
+ */
+function withIncludes(lua: string, included: Set<string>): string {
+  return lua.replace(INCLUDE_LINE, (_line, name: string) => {
+    if (included.has(name)) return ''
+    included.add(name)
+    return withIncludes(readFileSync(new URL(`${name}.lua`, INCLUDES_DIR), 'utf8'), included)
+  })
+}
+
+/** Reads every `<name>-<keyCount>.lua` once: the file names are the script names. */
 function loadScripts(): Map<string, LoadedScript> {
   const scripts = new Map<string, LoadedScript>()
   for (const file of readdirSync(SCRIPTS_DIR)) {
     const match = /^([a-zA-Z]+)-(\d+)\.lua$/.exec(file)
     if (!match) continue
+    const source = readFileSync(new URL(file, SCRIPTS_DIR), 'utf8')
     // The version line changes the SHA, so a new contract never runs a stale cached script.
-    const lua = `-- coupon-rush scripts v${SCRIPTS_VERSION}\n${readFileSync(new URL(file, SCRIPTS_DIR), 'utf8')}`
+    const lua = `-- coupon-rush scripts v${SCRIPTS_VERSION}\n${withIncludes(source, new Set())}`
     scripts.set(match[1]!, {
-      // A file whose name is not a ScriptName is never asked for: scriptFor finds only ScriptNames.
-      name: match[1]! as ScriptName,
+      name: match[1]!,
       numberOfKeys: Number(match[2]),
       lua,
       sha: createHash('sha1').update(lua).digest('hex'),
@@ -36,38 +52,73 @@ function loadScripts(): Map<string, LoadedScript> {
 }
 
 const SCRIPTS = loadScripts()
+const DEFINED = new Set<string>()
 
-export type ScriptName =
-  | 'admitStream'
-  | 'admitQueue'
-  | 'rebuildCoupon'
-  | 'markDecided'
-  | 'resolveSoldOut'
-  | 'lowerQueueStock'
-  | 'renewDrainLease'
-  | 'fairLockAcquire'
-  | 'fairLockRelease'
-  | 'releaseLease'
-  | 'addSoldOut'
-
-/** The loaded script `name`, checking the key count against its file name. */
-function scriptFor(name: ScriptName, keys: string[]): LoadedScript {
-  const script = SCRIPTS.get(name)
-  if (!script) throw new Error(`no Redis script ${name}`)
-  if (keys.length !== script.numberOfKeys) {
-    throw new Error(`script ${name} takes ${script.numberOfKeys} keys, got ${keys.length}`)
-  }
-  return script
+/** The script names, as the `.lua` files give them. */
+export function scriptFileNames(): string[] {
+  return [...SCRIPTS.keys()]
 }
 
-/** Runs a script by EVALSHA, loading it on NOSCRIPT (a restarted Redis, or a cluster node that never saw it). */
-export async function runScript(
+/** The scripts a typed wrapper was defined for so far (a test checks every file has one). */
+export function definedScriptNames(): string[] {
+  return [...DEFINED]
+}
+
+/** A script and the decoder of its reply: the only way the code runs a script. */
+export interface Script<Reply> {
+  readonly name: string
+  readonly numberOfKeys: number
+  /** EVALSHA, loading the script on NOSCRIPT (a restarted Redis, or a cluster node that never saw it). */
+  run(redis: RedisClient, keys: string[], args: ScriptArg[]): Promise<Reply>
+  /** `run` for the hot path: calls of one event-loop turn share one pipeline (see ScriptBatch). */
+  runBatched(redis: RedisClient, keys: string[], args: ScriptArg[]): Promise<Reply>
+}
+
+/**
+ * The typed wrapper of script `name` (the file `<name>-<keys>.lua`, which must exist: a missing one fails
+ * at startup). `decode` turns the raw reply into the script's documented return value.
+ */
+export function defineScript<Reply>(name: string, decode: (reply: unknown) => Reply): Script<Reply> {
+  const script = SCRIPTS.get(name)
+  if (script === undefined) throw new Error(`no Redis script file ${name}-<keys>.lua`)
+  if (DEFINED.has(name)) throw new Error(`Redis script ${name} has a wrapper already`)
+  DEFINED.add(name)
+  const checked = (keys: string[]) => {
+    if (keys.length !== script.numberOfKeys) {
+      throw new Error(`script ${name} takes ${script.numberOfKeys} keys, got ${keys.length}`)
+    }
+  }
+  return {
+    name,
+    numberOfKeys: script.numberOfKeys,
+    async run(redis, keys, args) {
+      checked(keys)
+      return decode(await evalScript(redis, script, keys, args))
+    },
+    runBatched(redis, keys, args) {
+      try {
+        checked(keys)
+      } catch (error) {
+        return Promise.reject(error)
+      }
+      // A cluster pipeline must stay on one slot; coupons live on many.
+      if (!(redis instanceof Redis)) return evalScript(redis, script, keys, args).then(decode)
+      let batch = BATCHES.get(redis)
+      if (batch === undefined) {
+        batch = new ScriptBatch(redis)
+        BATCHES.set(redis, batch)
+      }
+      return batch.add(script, keys, args).then(decode)
+    },
+  }
+}
+
+async function evalScript(
   redis: RedisClient,
-  name: ScriptName,
+  script: LoadedScript,
   keys: string[],
-  args: (string | number)[],
+  args: ScriptArg[],
 ): Promise<unknown> {
-  const script = scriptFor(name, keys)
   try {
     return await redis.evalsha(script.sha, keys.length, ...keys, ...args)
   } catch (error) {
@@ -79,7 +130,7 @@ export async function runScript(
 interface BatchedCall {
   script: LoadedScript
   keys: string[]
-  args: (string | number)[]
+  args: ScriptArg[]
   resolve(value: unknown): void
   reject(error: unknown): void
 }
@@ -97,7 +148,7 @@ class ScriptBatch {
     this.redis = redis
   }
 
-  add(script: LoadedScript, keys: string[], args: (string | number)[]): Promise<unknown> {
+  add(script: LoadedScript, keys: string[], args: ScriptArg[]): Promise<unknown> {
     return new Promise((resolve, reject) => {
       this.calls.push({ script, keys, args, resolve, reject })
       if (this.calls.length === 1) setImmediate(() => this.flush())
@@ -115,7 +166,7 @@ class ScriptBatch {
           const [error, value] = results?.[i] ?? [new Error('no reply in the pipeline')]
           if (!error) call.resolve(value)
           else if (error.message.startsWith('NOSCRIPT'))
-            runScript(this.redis, call.script.name, call.keys, call.args).then(call.resolve, call.reject)
+            evalScript(this.redis, call.script, call.keys, call.args).then(call.resolve, call.reject)
           else call.reject(error)
         })
       },
@@ -128,64 +179,54 @@ class ScriptBatch {
 
 const BATCHES = new WeakMap<Redis, ScriptBatch>()
 
-/** runScript for the hot path: calls made in one event-loop turn share one pipeline (see ScriptBatch). */
-export function runScriptBatched(
-  redis: RedisClient,
-  name: ScriptName,
-  keys: string[],
-  args: (string | number)[],
-): Promise<unknown> {
-  // A cluster pipeline must stay on one slot; coupons live on many.
-  if (!(redis instanceof Redis)) return runScript(redis, name, keys, args)
-  let script: LoadedScript
-  try {
-    script = scriptFor(name, keys)
-  } catch (error) {
-    return Promise.reject(error)
-  }
-  let batch = BATCHES.get(redis)
-  if (batch === undefined) {
-    batch = new ScriptBatch(redis)
-    BATCHES.set(redis, batch)
-  }
-  return batch.add(script, keys, args)
-}
-
 /** Loads every script into Redis once at startup (cheaper first calls; NOSCRIPT is still handled). */
 export async function preloadScripts(redis: RedisClient): Promise<void> {
   await Promise.all([...SCRIPTS.values()].map((script) => redis.script('LOAD', script.lua)))
 }
 
-/** The negative return codes of the scripts, mapped to typed errors in this one place. */
-export const SCRIPT_FAILURES = {
-  [-1]: 'NOT_LOADED',
-  [-2]: 'ALREADY_REQUESTED',
-  [-3]: 'SOLD_OUT',
+/** The negative return codes of the scripts (their headers list which each returns), in this one place. */
+export const SCRIPT_CODES = {
+  [-1]: 'notLoaded',
+  [-2]: 'alreadyRequested',
+  [-3]: 'soldOut',
 } as const
 
-export type ScriptFailure = (typeof SCRIPT_FAILURES)[keyof typeof SCRIPT_FAILURES]
-
-/** Redis lost this coupon's state (restart without persistence, failover, wiped keys): rebuild, then retry. */
-export class CouponNotLoadedError extends Error {
-  constructor(couponId: number) {
-    super(`coupon ${couponId} has no state in Redis`)
-    this.name = 'CouponNotLoadedError'
-  }
-}
+export type ScriptRefusal = (typeof SCRIPT_CODES)[keyof typeof SCRIPT_CODES]
 
 /**
- * Reads a script reply `[code, ...rest]`: a code ≥ 0 is success and is returned; a negative code becomes its
- * typed error (`extra` builds the problem's extra members from the rest of the reply).
+ * A reply `[code, ...rest]` read as a value: `{ code }` for a code ≥ 0 (success, e.g. a position), or the
+ * refusal a negative code stands for. Any other reply is a contract break and throws.
  */
-export function scriptResult(
-  couponId: number,
-  reply: unknown,
-  extra: (failure: ScriptFailure, rest: unknown[]) => Record<string, unknown> = () => ({}),
-): { code: number; rest: unknown[] } {
-  const [code, ...rest] = reply as [number, ...unknown[]]
-  if (code >= 0) return { code, rest }
-  const failure = SCRIPT_FAILURES[code as keyof typeof SCRIPT_FAILURES]
-  if (failure === undefined) throw new Error(`unexpected script code ${code}`)
-  if (failure === 'NOT_LOADED') throw new CouponNotLoadedError(couponId)
-  throw new AppError(failure, undefined, { extra: extra(failure, rest) })
+export function replyCode(name: string, reply: unknown): number | ScriptRefusal {
+  const code = replyInteger(name, reply, 0)
+  if (code >= 0) return code
+  if (code === -1 || code === -2 || code === -3) return SCRIPT_CODES[code]
+  throw new Error(`script ${name} returned the unknown code ${code}`)
+}
+
+/** Element `index` of a script's array reply as an integer (a contract break throws). */
+export function replyInteger(name: string, reply: unknown, index: number): number {
+  const value = replyList(name, reply)[index]
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    throw new Error(`script ${name}: reply element ${index} is not an integer`)
+  }
+  return value
+}
+
+/** Element `index` of a script's array reply as a string (a contract break throws). */
+export function replyString(name: string, reply: unknown, index: number): string {
+  const value = replyList(name, reply)[index]
+  if (typeof value !== 'string') throw new Error(`script ${name}: reply element ${index} is not a string`)
+  return value
+}
+
+/** A script's array reply (a contract break throws). */
+export function replyList(name: string, reply: unknown): unknown[] {
+  if (!Array.isArray(reply)) throw new Error(`script ${name}: the reply is not an array`)
+  return reply
+}
+
+/** A script's reply of strings (e.g. `{ userId, record, ... }` pairs). */
+export function replyStrings(name: string, reply: unknown): string[] {
+  return replyList(name, reply).map((_, i) => replyString(name, reply, i))
 }

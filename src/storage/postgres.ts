@@ -35,7 +35,8 @@ export function createPool(options: PostgresOptions): Db {
     application_name: options.applicationName ?? 'coupon-rush',
     options: `-c search_path=${quoteIdent(options.schema)}`,
   })
-  // An idle client losing its connection (Postgres restart) must not crash the process.
+  // An idle client losing its connection (Postgres restart) must not crash the process; the pool drops it and
+  // the next query on a fresh client fails or succeeds on its own.
   pool.on('error', () => {})
   return pool
 }
@@ -59,6 +60,7 @@ export async function ensureDatabase(databaseUrl: string): Promise<void> {
   } catch (error) {
     if ((error as { code?: string }).code !== '3D000') throw error
   } finally {
+    // The probe's answer is in; a failed close only drops a connection the server closes anyway.
     await probe.end().catch(() => {})
   }
   url.pathname = '/postgres'
@@ -84,6 +86,8 @@ export async function inTransaction<T>(db: Db, work: (client: DbClient) => Promi
     await client.query('COMMIT')
     return result
   } catch (error) {
+    // The original error is what the caller needs; a failed ROLLBACK means the connection broke, and
+    // Postgres rolls back a transaction whose connection ended.
     await client.query('ROLLBACK').catch(() => {})
     throw error
   } finally {

@@ -12,26 +12,42 @@ export interface IssuedOne {
   issuedAt: Date
 }
 
+/** What one sync issue decided: issued, or refused (already holding one, with it; or sold out). */
+export type IssueOneResult =
+  | { kind: 'issued'; issued: IssuedOne }
+  | { kind: 'alreadyRequested'; issuance: Issuance | undefined }
+  | { kind: 'soldOut' }
+
 /**
  * Issues one coupon to one user in the caller's transaction (the `sync` mode, under its fair lock): locks and
- * validates the coupon, inserts the user's row, then deducts the stock with a guarded update. Throws
- * COUPON_NOT_FOUND, ISSUE_NOT_STARTED / ISSUE_ENDED, ALREADY_REQUESTED (with the current issuance) or
- * SOLD_OUT; on SOLD_OUT the caller's transaction must roll back, which removes the inserted row.
+ * validates the coupon, inserts the user's row, then deducts the stock with a guarded update. A refusal
+ * writes nothing, so the transaction may commit. Throws COUPON_NOT_FOUND and ISSUE_NOT_STARTED / ISSUE_ENDED.
  */
 export async function issueOne(
   client: DbClient,
   couponId: number,
   userId: string,
   requestedAt: Date,
-): Promise<IssuedOne> {
-  // The row lock also serialises writers whose fair-lock lease ran out, so the position below is exact.
-  const locked = await client.query<{ quantity: number; issue_starts_at: Date; issue_ends_at: Date }>(
-    'SELECT quantity, issue_starts_at, issue_ends_at FROM coupons WHERE id = $1 FOR UPDATE',
-    [couponId],
-  )
+): Promise<IssueOneResult> {
+  // The row lock also serialises writers whose fair-lock lease ran out, so the counts below are exact.
+  const locked = await client.query<{
+    quantity: number
+    issued_count: number
+    issue_starts_at: Date
+    issue_ends_at: Date
+  }>('SELECT quantity, issued_count, issue_starts_at, issue_ends_at FROM coupons WHERE id = $1 FOR UPDATE', [
+    couponId,
+  ])
   const coupon = locked.rows[0]
   if (coupon === undefined) throw new AppError('COUPON_NOT_FOUND', `no coupon ${couponId}`)
   assertIssuing({ issueStartsAt: coupon.issue_starts_at, issueEndsAt: coupon.issue_ends_at }, new Date())
+  if (coupon.issued_count >= coupon.quantity) {
+    // A holder asking again is told so even once the stock is gone.
+    const existing = await findUserCouponOf(client, couponId, userId)
+    return existing === undefined
+      ? { kind: 'soldOut' }
+      : { kind: 'alreadyRequested', issuance: issuanceOfRow(existing, userId) }
+  }
 
   const inserted = await client.query<{ id: number; position: number; requested_at: Date; issued_at: Date }>(
     `INSERT INTO user_coupons (coupon_id, user_id, position, requested_at, issued_at, expires_at)
@@ -44,25 +60,29 @@ export async function issueOne(
   const row = inserted.rows[0]
   if (row === undefined) {
     const existing = await findUserCouponOf(client, couponId, userId)
-    throw new AppError('ALREADY_REQUESTED', undefined, {
-      extra: existing === undefined ? {} : { issuance: issuanceOfRow(existing, userId) },
-    })
+    return {
+      kind: 'alreadyRequested',
+      issuance: existing === undefined ? undefined : issuanceOfRow(existing, userId),
+    }
   }
 
   const counted = await client.query<{ issued_count: number }>(
     'UPDATE coupons SET issued_count = issued_count + 1 WHERE id = $1 AND issued_count < quantity RETURNING issued_count',
     [couponId],
   )
+  // Under the row lock with stock checked above, the guard cannot fail: if it does, roll back (throw).
   const issuedCount = counted.rows[0]?.issued_count
-  if (issuedCount === undefined) throw new AppError('SOLD_OUT')
   if (issuedCount !== row.position)
     throw new Error(`position ${row.position} but issued_count ${issuedCount}`)
   return {
-    id: row.id,
-    position: row.position,
-    quantity: coupon.quantity,
-    requestedAt: row.requested_at,
-    issuedAt: row.issued_at,
+    kind: 'issued',
+    issued: {
+      id: row.id,
+      position: row.position,
+      quantity: coupon.quantity,
+      requestedAt: row.requested_at,
+      issuedAt: row.issued_at,
+    },
   }
 }
 

@@ -29,10 +29,7 @@ function send(reply: FastifyReply, body: Problem, retryAfterSeconds?: number) {
   return reply.code(body.status).type('application/problem+json').send(body)
 }
 
-/**
- * Answers an AppError as problem+json. The error handler uses it, and so does the admission route for the
- * refusals it expects (409, 410), skipping Fastify's error path: they are most answers of a flash sale.
- */
+/** Answers an AppError as problem+json (the admission route answers its 409/410 refusals with `problem`). */
 export function sendAppError(reply: FastifyReply, error: AppError) {
   return send(reply, problem(error.code, error.message, error.extra), error.retryAfterSeconds)
 }

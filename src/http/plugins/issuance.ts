@@ -3,8 +3,8 @@ import { Counter } from 'prom-client'
 import type { Config } from '../../config/config.ts'
 import type { Issuance } from '../../domain/coupon.ts'
 import type { DecisionMessage, IssuanceContext } from '../../issuance/context.ts'
+import { decodeRecord, toIssuance } from '../../issuance/coupon-store.ts'
 import { createModes, createWorkers } from '../../issuance/modes.ts'
-import { decodeRecord, toIssuance } from '../../issuance/records.ts'
 import { IssuanceService } from '../../issuance/service.ts'
 import { channels } from '../../redis/keys.ts'
 
@@ -89,7 +89,6 @@ export default fp<{ config: Config; runWorkers: boolean }>(
     })
     app.addHook('preClose', async () => {
       await Promise.all(workers.map((worker) => worker.stop()))
-      await Promise.all(modes.map((mode) => mode.close?.()))
       await service.close()
     })
   },

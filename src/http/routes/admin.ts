@@ -2,7 +2,6 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import type { Coupon } from '../../domain/coupon.ts'
 import { AppError } from '../../domain/errors.ts'
-import { auditCoupon } from '../../issuance/audit.ts'
 import type { CouponStats } from '../../issuance/mode.ts'
 import {
   AdminCoupon,
@@ -128,7 +127,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: Audit, ...errors(401, 403, 404, 503) },
       },
     },
-    async (request) => auditCoupon(app.issuanceContext, await app.issuance.get(request.params.id)),
+    async (request) => app.issuance.audit(await app.issuance.get(request.params.id)),
   )
 
   app.get(

@@ -1,11 +1,28 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyReply } from 'fastify'
 import type { Config } from '../../config/config.ts'
-import { AppError } from '../../domain/errors.ts'
-import { sendAppError } from '../plugins/errors.ts'
+import type { IssueMode } from '../../domain/coupon.ts'
+import { AppError, ERROR_CODES } from '../../domain/errors.ts'
+import type { RequestOutcome } from '../../issuance/mode.ts'
+import { problem } from '../plugins/errors.ts'
 import { errors, IdParams, Issuance, PublicCoupon } from '../schemas.ts'
+
+/** The refusals a request expects (most answers of a flash sale), answered without an error object. */
+function refuse(
+  reply: FastifyReply,
+  code: 'ALREADY_REQUESTED' | 'SOLD_OUT',
+  extra?: Record<string, unknown>,
+) {
+  return reply
+    .code(ERROR_CODES[code].status)
+    .type('application/problem+json')
+    .send(problem(code, ERROR_CODES[code].title, extra))
+}
 
 export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
   const security = [{ userToken: [] }]
+  /** The mode of the coupon a request is for, once found (for counting failures by mode). */
+  const issuingMode = new WeakMap<object, IssueMode>()
 
   app.get(
     '/coupons/:id',
@@ -24,6 +41,13 @@ export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
     '/coupons/:id/issuance',
     {
       onRequest: app.authenticateUser,
+      // A failure after the coupon was found (outside its window, mode disabled, a dependency away) is
+      // counted as an outcome too; the error handler answers it.
+      onError: async (request, _reply, error) => {
+        const mode = issuingMode.get(request)
+        if (mode !== undefined)
+          app.metrics.countOutcome(mode, error instanceof AppError ? error.code : 'ERROR')
+      },
       config: {
         rateLimit: {
           max: config.rateLimitPerUser.max,
@@ -48,18 +72,26 @@ export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
     },
     async (request, reply) => {
       const coupon = await app.issuance.get(request.params.id)
-      try {
-        const answer = await app.issuance.request(coupon, request.userId)
-        app.metrics.countOutcome(coupon.issueMode, answer.issuance.status)
-        return reply.code(answer.httpStatus).send(answer.issuance)
-      } catch (error) {
-        const isAppError = error instanceof AppError
-        app.metrics.countOutcome(coupon.issueMode, isAppError ? error.code : 'ERROR')
-        if (isAppError && error.status < 500) return sendAppError(reply, error)
-        throw error
-      }
+      issuingMode.set(request, coupon.issueMode)
+      const outcome = await app.issuance.request(coupon, request.userId)
+      return answer(reply, coupon.issueMode, outcome)
     },
   )
+
+  /** The outcome as HTTP: 201/202 with the issuance, 409 with the user's current issuance, 410. */
+  function answer(reply: FastifyReply, mode: IssueMode, outcome: RequestOutcome) {
+    switch (outcome.kind) {
+      case 'admitted':
+        app.metrics.countOutcome(mode, outcome.issuance.status)
+        return reply.code(outcome.httpStatus).send(outcome.issuance)
+      case 'alreadyRequested':
+        app.metrics.countOutcome(mode, 'ALREADY_REQUESTED')
+        return refuse(reply, 'ALREADY_REQUESTED', outcome.issuance && { issuance: outcome.issuance })
+      case 'soldOut':
+        app.metrics.countOutcome(mode, 'SOLD_OUT')
+        return refuse(reply, 'SOLD_OUT')
+    }
+  }
 
   app.get(
     '/coupons/:id/issuance',

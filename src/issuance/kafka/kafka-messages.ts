@@ -1,5 +1,5 @@
 import type { Issuance } from '../../domain/coupon.ts'
-import type { StreamEntry } from '../coupon-state.ts'
+import type { StreamEntry } from '../stream/stream-entries.ts'
 
 /** One accepted request on the requests topic (key: the coupon id, so a coupon keeps one partition). */
 export interface RequestMessage {

@@ -1,7 +1,8 @@
 import type { IssuanceContext } from '../context.ts'
-import { rebuildCouponState, stockOf } from '../coupon-state.ts'
 import type { IssuanceMode, IssuanceWorker } from '../mode.ts'
-import { admitToStream, streamStats, streamStatus } from '../stream/stream-admission.ts'
+import { redisFirstMode } from '../redis-first.ts'
+import { STREAM_GROUPS } from '../stream/stream-entries.ts'
+import { streamAdmission } from '../stream/stream-mode.ts'
 import { type KafkaOptions, resolveKafkaOptions } from './kafka-options.ts'
 import { KafkaRelay } from './kafka-relay.ts'
 import { KafkaWriter } from './kafka-writer.ts'
@@ -21,17 +22,8 @@ export function kafkaMode(
 ): IssuanceMode & { close(): Promise<void> } {
   // Fail at startup on a missing broker list rather than at the first relay.
   resolveKafkaOptions(options)
-  return {
-    mode: 'kafka',
-    soldOutIsFinal: true,
-    prepare: (coupon) => rebuildCouponState(ctx, coupon),
-    request: (coupon, userId) => admitToStream(ctx, coupon, userId),
-    status: (coupon, userId) => streamStatus(ctx, coupon, userId),
-    stats: (coupon) => streamStats(ctx, coupon),
-    remaining: (coupon) => stockOf(ctx, coupon),
-    // Admission holds no Kafka client: the workers own them.
-    close: async () => {},
-  }
+  // Admission holds no Kafka client: the workers own them.
+  return redisFirstMode(ctx, streamAdmission(ctx, 'kafka', STREAM_GROUPS.kafka))
 }
 
 /** The relay (Redis streams -> requests topic) and one consumer-group member (requests topic -> Postgres). */

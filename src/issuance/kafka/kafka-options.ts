@@ -80,6 +80,8 @@ export async function ensureTopics(options: ResolvedKafkaOptions): Promise<void>
       }
     }
   } finally {
+    // Best effort: the topics are made (or the error above is thrown); a failed close only leaks a socket
+    // the broker drops.
     await admin.close().catch(() => {})
   }
 }
@@ -94,25 +96,6 @@ export function topicsEnsurer(options: ResolvedKafkaOptions): () => Promise<void
     })
     return ready
   }
-}
-
-/** Sleeps `ms`, or less when `signal` aborts (never rejects). */
-export async function pause(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return
-  await new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    signal.addEventListener('abort', done)
-  })
-}
-
-/** Capped exponential backoff: 100 ms, 200 ms, ... up to 2 s. */
-export function backoffMs(attempt: number): number {
-  return Math.min(100 * 2 ** Math.min(attempt, 5), 2_000)
 }
 
 /**

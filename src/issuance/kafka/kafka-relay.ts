@@ -1,15 +1,14 @@
 import type { Producer } from '@platformatic/kafka'
 import type { Coupon } from '../../domain/coupon.ts'
 import type { IssuanceContext } from '../context.ts'
-import { STREAM_GROUPS, type StreamEntry } from '../coupon-state.ts'
 import type { IssuanceWorker } from '../mode.ts'
+import { retry } from '../retry.ts'
 import { DEFAULT_DRAIN_OPTIONS, type DrainOptions, StreamDrainer } from '../stream/stream-drainer.ts'
+import { STREAM_GROUPS, type StreamEntry } from '../stream/stream-entries.ts'
 import { encodeRequest } from './kafka-messages.ts'
 import {
-  backoffMs,
   createProducer,
   type KafkaOptions,
-  pause,
   type ResolvedKafkaOptions,
   resolveKafkaOptions,
   topicsEnsurer,
@@ -70,7 +69,9 @@ export class KafkaRelay implements IssuanceWorker {
   async stop(): Promise<void> {
     this.stopping.abort()
     await this.drainer.stop()
-    await this.producer.close().catch(() => {})
+    await this.producer.close().catch((error: unknown) => {
+      this.ctx.logger.debug({ err: error }, 'kafka relay: closing the producer failed')
+    })
   }
 
   /** Publishes one batch; resolves once the broker acknowledged all of it (acks=all: every in-sync replica). */
@@ -90,25 +91,22 @@ export class KafkaRelay implements IssuanceWorker {
    * drainer keeps the entries claimed meanwhile, so no other loop or relay takes them over).
    */
   private async relay(coupon: Coupon, entries: StreamEntry[]): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      // Rejecting leaves the entries pending: the next relay (or this one, restarted) takes them over.
-      if (this.stopping.signal.aborted) throw new Error('relay stopping')
-      try {
+    await retry(
+      async (attempt) => {
+        // Rejecting leaves the entries pending: the next relay (or this one, restarted) takes them over.
+        if (this.stopping.signal.aborted) throw new Error('relay stopping')
         await this.ensureTopics()
         await this.publish(coupon, entries)
         if (attempt > 0) {
           this.ctx.logger.info({ couponId: coupon.id, attempts: attempt + 1 }, 'kafka relay: published again')
         }
-        return
-      } catch (error) {
-        if (attempt % 20 === 0) {
-          this.ctx.logger.warn(
-            { err: error, couponId: coupon.id, count: entries.length, attempt },
-            'kafka relay: publish failed, retrying (entries stay pending in Redis)',
-          )
-        }
-      }
-      await pause(backoffMs(attempt), this.stopping.signal)
-    }
+      },
+      {
+        logger: this.ctx.logger,
+        warning: 'kafka relay: publish failed, retrying (entries stay pending in Redis)',
+        fields: { couponId: coupon.id, count: entries.length },
+        signal: this.stopping.signal,
+      },
+    )
   }
 }

@@ -12,15 +12,14 @@ import { couponKeys } from '../../redis/keys.ts'
 import { findCoupon } from '../../storage/coupons.ts'
 import type { IssueRequest } from '../../storage/user-coupons.ts'
 import type { IssuanceContext } from '../context.ts'
+import { toIssuance } from '../coupon-store.ts'
 import { writeIssued } from '../decisions.ts'
 import type { IssuanceWorker } from '../mode.ts'
-import { toIssuance } from '../records.ts'
+import { retry } from '../retry.ts'
 import { type IssuedEvent, issuedEvent, parseRequest } from './kafka-messages.ts'
 import {
-  backoffMs,
   createProducer,
   type KafkaOptions,
-  pause,
   type ResolvedKafkaOptions,
   resolveKafkaOptions,
   topicsEnsurer,
@@ -59,7 +58,6 @@ export class KafkaWriter implements IssuanceWorker {
   private readonly coupons = new Map<number, Coupon>()
   private readonly ensureTopics: () => Promise<void>
   private loop: Promise<void> | undefined
-  private failures = 0
 
   constructor(ctx: IssuanceContext, options: KafkaOptions) {
     this.ctx = ctx
@@ -75,7 +73,9 @@ export class KafkaWriter implements IssuanceWorker {
   async stop(): Promise<void> {
     this.stopping.abort()
     await this.loop
-    await this.producer.close().catch(() => {})
+    await this.producer.close().catch((error: unknown) => {
+      this.ctx.logger.debug({ err: error }, 'kafka writer: closing the producer failed')
+    })
   }
 
   /** Writes one coupon's requests to Postgres (and Redis, SSE): the step before anything is published. */
@@ -86,47 +86,50 @@ export class KafkaWriter implements IssuanceWorker {
 
   /** Joins the group and consumes until stopped; any failure of the consumer starts a fresh one. */
   private async run(): Promise<void> {
-    while (!this.stopping.signal.aborted) {
-      const consumer = new Consumer({
-        clientId: `${this.options.clientId}-writer`,
-        groupId: this.options.groupId,
-        bootstrapBrokers: this.options.brokers,
-        deserializers: stringDeserializers,
+    await retry(() => this.consumeOnce(), {
+      logger: this.ctx.logger,
+      warning: 'kafka writer: consumer failed, reconnecting',
+      logEvery: 10,
+      signal: this.stopping.signal,
+      // A consumer that served a while starts the backoff over; one that keeps failing backs off.
+      resetAfterMs: HEALTHY_MS,
+    }).catch((error: unknown) => {
+      // Thrown only once stopping: the last consumer's failure no longer matters.
+      this.ctx.logger.debug({ err: error }, 'kafka writer: consumer ended while stopping')
+    })
+  }
+
+  /** One consumer-group member's life: join, consume until stopped (returns) or failed (throws), close. */
+  private async consumeOnce(): Promise<void> {
+    const consumer = new Consumer({
+      clientId: `${this.options.clientId}-writer`,
+      groupId: this.options.groupId,
+      bootstrapBrokers: this.options.brokers,
+      deserializers: stringDeserializers,
+      autocommit: false,
+      sessionTimeout: this.options.sessionTimeoutMs,
+      heartbeatInterval: this.options.heartbeatIntervalMs,
+      highWaterMark: this.options.batchSize,
+      maxWaitTime: 500,
+      retries: 2,
+      retryDelay: 250,
+    })
+    // Unhandled, an 'error' event (a failed rejoin) would crash the process; pump() listens for it and acts.
+    consumer.on('error', () => {})
+    try {
+      await this.ensureTopics()
+      const stream = await consumer.consume({
+        topics: [this.options.topics.requests],
+        mode: MessagesStreamModes.COMMITTED,
+        // A new group starts at the beginning, so nothing published before it existed is skipped.
+        fallbackMode: MessagesStreamFallbackModes.EARLIEST,
         autocommit: false,
-        sessionTimeout: this.options.sessionTimeoutMs,
-        heartbeatInterval: this.options.heartbeatIntervalMs,
-        highWaterMark: this.options.batchSize,
-        maxWaitTime: 500,
-        retries: 2,
-        retryDelay: 250,
       })
-      // Unhandled, an 'error' event (a failed rejoin) would crash the process; pump() acts on it.
-      consumer.on('error', () => {})
-      let joinedAt = Number.POSITIVE_INFINITY
-      try {
-        await this.ensureTopics()
-        const stream = await consumer.consume({
-          topics: [this.options.topics.requests],
-          mode: MessagesStreamModes.COMMITTED,
-          // A new group starts at the beginning, so nothing published before it existed is skipped.
-          fallbackMode: MessagesStreamFallbackModes.EARLIEST,
-          autocommit: false,
-        })
-        joinedAt = Date.now()
-        await this.pump(consumer, stream)
-      } catch (error) {
-        // A consumer that served a while starts the backoff over; one that keeps failing backs off.
-        if (Date.now() - joinedAt > HEALTHY_MS) this.failures = 0
-        if (!this.stopping.signal.aborted && this.failures % 10 === 0) {
-          this.ctx.logger.warn(
-            { err: error, failures: this.failures },
-            'kafka writer: consumer failed, reconnecting',
-          )
-        }
-      } finally {
-        await withTimeout(consumer.close(true), CLOSE_TIMEOUT_MS).catch(() => {})
-      }
-      await pause(backoffMs(this.failures++), this.stopping.signal)
+      await this.pump(consumer, stream)
+    } finally {
+      await withTimeout(consumer.close(true), CLOSE_TIMEOUT_MS).catch((error: unknown) => {
+        this.ctx.logger.debug({ err: error }, 'kafka writer: closing a failed consumer failed')
+      })
     }
   }
 
@@ -295,18 +298,12 @@ export class KafkaWriter implements IssuanceWorker {
   }
 
   /** Runs `work` until it succeeds, backing off (an outage must not skip messages); throws once stopping. */
-  private async retry<T>(what: string, work: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await work()
-      } catch (error) {
-        if (this.stopping.signal.aborted) throw error
-        if (attempt % 20 === 0) {
-          this.ctx.logger.warn({ err: error, attempt }, `kafka writer: ${what} failed, retrying`)
-        }
-      }
-      await pause(backoffMs(attempt), this.stopping.signal)
-    }
+  private retry<T>(what: string, work: () => Promise<T>): Promise<T> {
+    return retry(work, {
+      logger: this.ctx.logger,
+      warning: `kafka writer: ${what} failed, retrying`,
+      signal: this.stopping.signal,
+    })
   }
 }
 

@@ -1,12 +1,19 @@
-import { randomUUID } from 'node:crypto'
 import type { Coupon } from '../../domain/coupon.ts'
 import { couponKeys } from '../../redis/keys.ts'
-import { runScript } from '../../redis/scripts.ts'
+import { type Lease, takeLease } from '../../redis/leases.ts'
 import { type DbClient, inTransaction } from '../../storage/postgres.ts'
 import { holderRows, type IssueRequest, issueBatch } from '../../storage/user-coupons.ts'
-import { type IssuanceContext, publishDecisions } from '../context.ts'
-import { recordDecisions } from '../decisions.ts'
-import { decodeRecord, type IssuanceRecord } from '../records.ts'
+import type { IssuanceContext } from '../context.ts'
+import {
+  type Decision,
+  type IssuanceRecord,
+  lowerQueueStock,
+  type PendingRequests,
+  type PendingSource,
+  readRecords,
+  recordDecisions,
+  resolveQueueSoldOut,
+} from '../coupon-store.ts'
 
 export interface QueueDrainOptions {
   /** Users issued (or resolved sold out) per Postgres transaction / Redis script call. */
@@ -40,44 +47,25 @@ export async function drainQueue(
 ): Promise<DrainOutcome> {
   const keys = couponKeys(ctx.redisPrefix, coupon.id)
   const outcome: DrainOutcome = { couponId: coupon.id, drained: false, issued: 0, soldOut: 0 }
-  const token = randomUUID()
-  if (!(await takeLease(ctx, keys.drainLease, token, options.leaseMs))) return outcome
+  const lease = await takeLease(ctx.redis, keys.drainLease, options.leaseMs)
+  if (lease === undefined) return outcome
   outcome.drained = true
   try {
     for (;;) {
       const batch = await issueHead(ctx, coupon, options.batchSize)
       outcome.issued += batch.issued
       // Admission refuses at once when this reaches 0; until then it keeps queueing.
-      await runScript(ctx.redis, 'lowerQueueStock', [keys.state], [batch.remaining])
+      await lowerQueueStock(ctx, coupon.id, batch.remaining)
       if (batch.remaining <= 0) {
-        outcome.soldOut += await resolveSoldOut(ctx, coupon.id, token, options)
+        outcome.soldOut += await resolveSoldOut(ctx, coupon.id, lease, options)
         break
       }
-      if (!batch.more || !(await renewLease(ctx, keys.drainLease, token, options.leaseMs))) break
+      if (!batch.more || !(await lease.renew(options.leaseMs))) break
     }
   } finally {
-    await runScript(ctx.redis, 'releaseLease', [keys.drainLease], [token]).catch((error: unknown) => {
-      unreleasedLeases.set(keys.drainLease, token)
-      throw error
-    })
+    await lease.release()
   }
   return outcome
-}
-
-/**
- * Drain leases this process holds but could not release: Redis went away mid-drain. A Redis restarted from
- * its append-only file still has them, and every drain of the coupon would wait them out (leaseMs); this
- * process knows its own token, so its next drain releases it first.
- */
-const unreleasedLeases = new Map<string, string>()
-
-async function takeLease(ctx: IssuanceContext, lease: string, token: string, leaseMs: number) {
-  const stale = unreleasedLeases.get(lease)
-  if (stale !== undefined) {
-    await runScript(ctx.redis, 'releaseLease', [lease], [stale])
-    unreleasedLeases.delete(lease)
-  }
-  return (await ctx.redis.set(lease, token, 'PX', leaseMs, 'NX')) === 'OK'
 }
 
 /**
@@ -87,22 +75,25 @@ async function takeLease(ctx: IssuanceContext, lease: string, token: string, lea
  * a crash in between leaves them queued, and the next drain reports them issued again, never twice.
  */
 async function issueHead(ctx: IssuanceContext, coupon: Coupon, batchSize: number) {
-  const keys = couponKeys(ctx.redisPrefix, coupon.id)
   const written = await inTransaction(ctx.db, async (client) => {
     const remaining = await remainingStock(client, coupon.id)
     if (remaining <= 0) return { remaining: 0, more: false, decisions: [] }
     const take = Math.min(remaining, batchSize)
     const head = await waitingHead(ctx, coupon.id, take)
     if (head.length === 0) return { remaining, more: false, decisions: [] }
-    const records = await ctx.redis.hmget(keys.users, ...head.map((user) => user.userId))
+    const records = await readRecords(
+      ctx,
+      coupon.id,
+      head.map((user) => user.userId),
+    )
     const requests: IssueRequest[] = head.map((user, i) => ({
       userId: user.userId,
       position: user.position,
-      requestedAt: new Date(requestedAtOf(records[i] ?? null)),
+      requestedAt: new Date(requestedAtOf(records[i])),
     }))
     const result = await issueBatch(client, coupon.id, requests)
     const byUser = new Map(requests.map((request) => [request.userId, request]))
-    const decisions: [string, IssuanceRecord][] = result.issued.map((row) => [
+    const decisions: Decision[] = result.issued.map((row) => [
       row.userId,
       {
         status: 'ISSUED',
@@ -131,10 +122,9 @@ async function issueHead(ctx: IssuanceContext, coupon: Coupon, batchSize: number
 async function resolveSoldOut(
   ctx: IssuanceContext,
   couponId: number,
-  token: string,
+  lease: Lease,
   options: QueueDrainOptions,
 ): Promise<number> {
-  const keys = couponKeys(ctx.redisPrefix, couponId)
   let resolved = 0
   for (;;) {
     const head = await waitingHead(ctx, couponId, options.batchSize)
@@ -159,16 +149,8 @@ async function resolveSoldOut(
         },
       ]),
     )
-    const reply = await runScript(
-      ctx.redis,
-      'resolveSoldOut',
-      [keys.queue, keys.users, keys.state],
-      [options.batchSize, head.at(-1)!.position],
-    )
-    const decided = Array.isArray(reply) ? reply.map(String) : []
-    await publishDecisions(ctx, couponId, decided)
-    resolved += decided.length / 2
-    if (!(await renewLease(ctx, keys.drainLease, token, options.leaseMs))) break
+    resolved += await resolveQueueSoldOut(ctx, couponId, options.batchSize, head.at(-1)!.position)
+    if (!(await lease.renew(options.leaseMs))) break
   }
   return resolved
 }
@@ -192,17 +174,22 @@ async function waitingHead(ctx: IssuanceContext, couponId: number, count: number
 }
 
 /** The request time from a pending record; a record rebuilt from the queue alone has none, so "now" stands in. */
-function requestedAtOf(raw: string | null): number {
-  const requestedAtMs = raw === null ? 0 : decodeRecord(raw).requestedAtMs
+function requestedAtOf(record: IssuanceRecord | undefined): number {
+  const requestedAtMs = record?.requestedAtMs ?? 0
   return requestedAtMs > 0 ? requestedAtMs : Date.now()
 }
 
-async function renewLease(
-  ctx: IssuanceContext,
-  lease: string,
-  token: string,
-  leaseMs: number,
-): Promise<boolean> {
-  const [renewed] = (await runScript(ctx.redis, 'renewDrainLease', [lease], [token, leaseMs])) as [number]
-  return renewed === 1
+/**
+ * The queue's rebuild input: waiting users survive if only the state or users hash was lost, so they stay
+ * pending. They hold no stock (the scheduler takes it from Postgres as it issues).
+ */
+export function queuePending(ctx: IssuanceContext): PendingSource {
+  return async (coupon) => {
+    const waiting = await ctx.redis.zrange(couponKeys(ctx.redisPrefix, coupon.id).queue, 0, -1, 'WITHSCORES')
+    const records: PendingRequests['records'] = []
+    for (let i = 0; i < waiting.length; i += 2) {
+      records.push([waiting[i]!, { status: 'PENDING', position: Number(waiting[i + 1]), requestedAtMs: 0 }])
+    }
+    return { records, reserveStock: false }
+  }
 }

@@ -1,20 +1,23 @@
+import { couponKeys } from '../../redis/keys.ts'
 import type { IssuanceContext } from '../context.ts'
-import { rebuildCouponState, stockOf } from '../coupon-state.ts'
+import { admitToQueue } from '../coupon-store.ts'
 import type { IssuanceMode } from '../mode.ts'
-import { admitToQueue, queueStats, queueStatus } from './queue-admission.ts'
+import { redisFirstMode } from '../redis-first.ts'
+import { queuePending } from './queue-drain.ts'
 import { QueueScheduler, type QueueSchedulerOptions } from './queue-scheduler.ts'
 
-/** `queue`: the seed's async design. Requests wait in a Redis sorted set; a cron scheduler issues them. */
-export function queueMode(ctx: IssuanceContext): IssuanceMode {
-  return {
+/**
+ * `queue`: the seed's async design. One Lua script puts the user on the coupon's waiting queue (scored by a
+ * Redis-side sequence) unless they already requested or the stock is gone; a cron scheduler issues later.
+ */
+export function queueMode(ctx: IssuanceContext): IssuanceMode & { close(): Promise<void> } {
+  return redisFirstMode(ctx, {
     mode: 'queue',
-    soldOutIsFinal: true,
-    prepare: (coupon) => rebuildCouponState(ctx, coupon),
-    request: (coupon, userId) => admitToQueue(ctx, coupon, userId),
-    status: (coupon, userId) => queueStatus(ctx, coupon, userId),
-    stats: (coupon) => queueStats(ctx, coupon),
-    remaining: (coupon) => stockOf(ctx, coupon),
-  }
+    admit: admitToQueue,
+    admittedStatus: 'PENDING',
+    pending: queuePending(ctx),
+    undecided: (coupon) => ctx.redis.zcard(couponKeys(ctx.redisPrefix, coupon.id).queue),
+  })
 }
 
 /** The scheduler (`QUEUE_DRAIN_CRON`); any number of processes may run it. Throws on an invalid pattern. */

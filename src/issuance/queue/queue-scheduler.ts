@@ -2,9 +2,15 @@ import { Cron } from 'croner'
 import type { Coupon } from '../../domain/coupon.ts'
 import { listActiveCoupons } from '../../storage/coupons.ts'
 import type { IssuanceContext } from '../context.ts'
-import { ensureLoaded } from '../coupon-state.ts'
+import { ensureLoaded, type PendingSource } from '../coupon-store.ts'
 import type { IssuanceWorker } from '../mode.ts'
-import { DEFAULT_QUEUE_DRAIN, type DrainOutcome, drainQueue, type QueueDrainOptions } from './queue-drain.ts'
+import {
+  DEFAULT_QUEUE_DRAIN,
+  type DrainOutcome,
+  drainQueue,
+  type QueueDrainOptions,
+  queuePending,
+} from './queue-drain.ts'
 
 export interface QueueSchedulerOptions extends Partial<QueueDrainOptions> {
   /** Cron pattern, 5 or 6 fields (seconds first), e.g. `* * * * * *` or the seed's `0 *\/10 * * * *`. */
@@ -24,6 +30,7 @@ export class QueueScheduler implements IssuanceWorker {
   private readonly ctx: IssuanceContext
   private readonly drainOptions: QueueDrainOptions
   private readonly graceMs: number
+  private readonly pending: PendingSource
   /** Never scheduled: validates the pattern up front and answers `nextRun`. */
   private readonly calendar: Cron
   private job: Cron | undefined
@@ -38,6 +45,7 @@ export class QueueScheduler implements IssuanceWorker {
       leaseMs: options.leaseMs ?? DEFAULT_QUEUE_DRAIN.leaseMs,
     }
     this.graceMs = options.graceMs ?? 3_600_000
+    this.pending = queuePending(ctx)
   }
 
   /** When the cron pattern next fires after `from` (default now). */
@@ -48,7 +56,7 @@ export class QueueScheduler implements IssuanceWorker {
   async start(): Promise<void> {
     if (this.job !== undefined) return
     try {
-      for (const coupon of await this.activeCoupons()) await ensureLoaded(this.ctx, coupon)
+      for (const coupon of await this.activeCoupons()) await ensureLoaded(this.ctx, coupon, this.pending)
     } catch (error) {
       // Not fatal: every tick loads what is missing again.
       this.ctx.logger.warn({ err: error }, `${this.name}: loading active coupons failed`)
@@ -87,7 +95,7 @@ export class QueueScheduler implements IssuanceWorker {
       coupons.map(async (coupon) => {
         try {
           // Redis may have lost the coupon: rebuild it so admission and `remaining` work again.
-          await ensureLoaded(this.ctx, coupon)
+          await ensureLoaded(this.ctx, coupon, this.pending)
           return await this.drainCoupon(coupon)
         } catch (error) {
           this.ctx.logger.warn(

@@ -6,8 +6,17 @@ import { connectRedis, duplicateRedis } from '../../redis/client.ts'
 import { channels, couponKeys } from '../../redis/keys.ts'
 import { listActiveCoupons } from '../../storage/coupons.ts'
 import type { IssuanceContext } from '../context.ts'
-import { ensureGroup, ensureLoaded, type StreamEntry, streamFields } from '../coupon-state.ts'
+import { ensureLoaded, type PendingSource } from '../coupon-store.ts'
 import type { IssuanceWorker } from '../mode.ts'
+import { retry } from '../retry.ts'
+import {
+  autoclaimEntries,
+  deliveryCounts,
+  ensureGroup,
+  readGroupEntries,
+  type StreamEntry,
+  streamPending,
+} from './stream-entries.ts'
 
 export interface DrainOptions {
   /** Entries read per batch (the batch is whatever arrived, up to this many). */
@@ -50,8 +59,6 @@ const ACTIVE_GRACE_MS = 3_600_000
 /** Hands a batch of one coupon's entries to its sink (Postgres, or Kafka). Resolves once they are durable. */
 export type BatchSink = (coupon: Coupon, entries: StreamEntry[]) => Promise<void>
 
-type XReadReply = [string, [string, string[]][]][] | null
-
 /**
  * Drains the streams of every active coupon of one mode through a consumer group: reads in batches, hands
  * each batch to the sink, and only after the sink made it durable acknowledges and deletes the entries
@@ -66,6 +73,8 @@ export class StreamDrainer implements IssuanceWorker {
   private active = new Set<number>()
   private readonly lastErrors = new Map<string, string>()
   private running = false
+  /** Aborted by stop(): a batch retried in place is left pending for the next drainer. */
+  private stopping = new AbortController()
   private refresher: Promise<void> | undefined
 
   private readonly ctx: IssuanceContext
@@ -73,6 +82,7 @@ export class StreamDrainer implements IssuanceWorker {
   private readonly group: string
   private readonly sink: BatchSink
   private readonly options: DrainOptions
+  private readonly pending: PendingSource
 
   constructor(
     ctx: IssuanceContext,
@@ -87,15 +97,18 @@ export class StreamDrainer implements IssuanceWorker {
     this.sink = sink
     this.options = { ...DEFAULT_DRAIN_OPTIONS, ...options }
     this.name = `${mode}-drainer`
+    this.pending = streamPending(ctx, group)
   }
 
   async start(): Promise<void> {
     this.running = true
+    this.stopping = new AbortController()
     this.refresher = this.refreshLoop()
   }
 
   async stop(): Promise<void> {
     this.running = false
+    this.stopping.abort()
     this.wake()
     await this.refresher
     await Promise.allSettled(this.loops.values())
@@ -106,6 +119,7 @@ export class StreamDrainer implements IssuanceWorker {
 
   private async refreshLoop(): Promise<void> {
     const subscriber = duplicateRedis(this.ctx.redis, `${this.consumer}-sub`)
+    // A lost subscriber only delays a new coupon's drain to the next refresh (refreshMs).
     subscriber.on('error', () => {})
     subscriber.on('message', () => this.wake())
     await connectRedis(subscriber)
@@ -132,7 +146,7 @@ export class StreamDrainer implements IssuanceWorker {
         )
         this.active = new Set(coupons.map((coupon) => coupon.id))
         for (const coupon of coupons) {
-          await ensureLoaded(this.ctx, coupon)
+          await ensureLoaded(this.ctx, coupon, this.pending)
           if (!this.loops.has(coupon.id)) {
             const loops = Array.from({ length: this.options.loopsPerCoupon }, (_, i) =>
               this.drainLoop(coupon, i),
@@ -161,7 +175,8 @@ export class StreamDrainer implements IssuanceWorker {
   private async drainLoop(coupon: Coupon, index: number): Promise<void> {
     const keys = couponKeys(this.ctx.redisPrefix, coupon.id)
     const reader = duplicateRedis(this.ctx.redis, `${this.consumer}-c${coupon.id}-${index}`)
-    // Connection errors surface as failed reads below; unhandled, the event would only be printed.
+    // Connection errors surface as failed reads below (and are logged there); unhandled, the event would
+    // only be printed.
     reader.on('error', () => {})
     let lastReclaim = Date.now()
     try {
@@ -173,7 +188,7 @@ export class StreamDrainer implements IssuanceWorker {
             lastReclaim = Date.now()
             await this.reclaim(coupon)
           }
-          const reply = (await reader.xreadgroup(
+          const reply = await reader.xreadgroup(
             'GROUP',
             this.group,
             this.consumer,
@@ -184,13 +199,18 @@ export class StreamDrainer implements IssuanceWorker {
             'STREAMS',
             keys.stream,
             '>',
-          )) as XReadReply
-          const entries = toEntries(reply?.[0]?.[1] ?? [])
+          )
+          const entries = readGroupEntries(reply)
           if (entries.length > 0) await this.process(coupon, entries)
         } catch (error) {
           if (error instanceof Error && error.message.startsWith('NOGROUP')) {
             // The stream was lost with Redis: recreate the group (the state is rebuilt by refreshLoop).
-            await ensureGroup(this.ctx, keys.stream, this.group).catch(() => {})
+            await ensureGroup(this.ctx, keys.stream, this.group).catch((groupError: unknown) => {
+              this.ctx.logger.warn(
+                { err: groupError, couponId: coupon.id },
+                `${this.name}: recreating the consumer group failed`,
+              )
+            })
             continue
           }
           this.ctx.logger.warn({ err: error, couponId: coupon.id }, `${this.name}: drain failed, retrying`)
@@ -215,30 +235,27 @@ export class StreamDrainer implements IssuanceWorker {
       Math.max(this.options.reclaimIdleMs / 3, 100),
     )
     try {
-      for (let attempt = 0; ; attempt++) {
-        try {
+      await retry(
+        async () => {
           await this.sink(coupon, entries)
           await this.acknowledge(coupon.id, ids)
-          return
-        } catch (error) {
-          if (!this.running || !isInfrastructureError(error)) {
-            if (entries.length === 1) this.lastErrors.set(ids[0]!, errorText(error))
-            if (entries.length === 1 || !this.running) throw error
-            this.ctx.logger.warn(
-              { err: error, couponId: coupon.id },
-              `${this.name}: batch failed, retrying entries one by one`,
-            )
-            break
-          }
-          if (attempt % 20 === 0) {
-            this.ctx.logger.warn(
-              { err: error, couponId: coupon.id, attempt },
-              `${this.name}: dependency away, retrying the batch`,
-            )
-          }
-          await sleep(Math.min(100 * 2 ** attempt, 2_000))
-        }
-      }
+        },
+        {
+          logger: this.ctx.logger,
+          warning: `${this.name}: dependency away, retrying the batch`,
+          fields: { couponId: coupon.id },
+          signal: this.stopping.signal,
+          retryable: isInfrastructureError,
+        },
+      )
+      return
+    } catch (error) {
+      if (entries.length === 1) this.lastErrors.set(ids[0]!, errorText(error))
+      if (entries.length === 1 || !this.running) throw error
+      this.ctx.logger.warn(
+        { err: error, couponId: coupon.id },
+        `${this.name}: batch failed, retrying entries one by one`,
+      )
     } finally {
       clearInterval(keepClaimed)
     }
@@ -256,6 +273,7 @@ export class StreamDrainer implements IssuanceWorker {
   /** Resets the idle time of entries still being worked on (XCLAIM JUSTID counts no delivery). */
   private async touch(couponId: number, ids: string[]): Promise<void> {
     const { stream } = couponKeys(this.ctx.redisPrefix, couponId)
+    // A missed touch only lets the entries look idle sooner; a batch taken over is written idempotently.
     await this.ctx.redis.xclaim(stream, this.group, this.consumer, 0, ...ids, 'JUSTID').catch(() => {})
   }
 
@@ -273,7 +291,7 @@ export class StreamDrainer implements IssuanceWorker {
     const { stream } = couponKeys(this.ctx.redisPrefix, coupon.id)
     let cursor = '0-0'
     do {
-      const [next, claimed] = (await this.ctx.redis.xautoclaim(
+      const reply = await this.ctx.redis.xautoclaim(
         stream,
         this.group,
         this.consumer,
@@ -281,9 +299,10 @@ export class StreamDrainer implements IssuanceWorker {
         cursor,
         'COUNT',
         this.options.batchSize,
-      )) as [string, [string, string[]][], string[]?]
-      cursor = next
-      const entries = toEntries(claimed)
+      )
+      const claimed = autoclaimEntries(reply)
+      cursor = claimed.cursor
+      const entries = claimed.entries
       if (entries.length === 0) continue
       const poison = await this.overDelivered(stream, entries)
       if (poison.length > 0) await this.deadLetter(coupon.id, poison)
@@ -299,15 +318,16 @@ export class StreamDrainer implements IssuanceWorker {
   }
 
   private async overDelivered(stream: string, entries: StreamEntry[]): Promise<StreamEntry[]> {
-    const pending = (await this.ctx.redis.xpending(
-      stream,
-      this.group,
-      entries[0]!.id,
-      entries.at(-1)!.id,
-      entries.length,
-      this.consumer,
-    )) as [string, string, number, number][]
-    const deliveries = new Map(pending.map(([id, , , count]) => [id, count]))
+    const deliveries = deliveryCounts(
+      await this.ctx.redis.xpending(
+        stream,
+        this.group,
+        entries[0]!.id,
+        entries.at(-1)!.id,
+        entries.length,
+        this.consumer,
+      ),
+    )
     return entries.filter((entry) => (deliveries.get(entry.id) ?? 0) > this.options.maxDeliveries)
   }
 
@@ -340,13 +360,6 @@ export class StreamDrainer implements IssuanceWorker {
     for (const id of ids) this.lastErrors.delete(id)
     this.ctx.logger.error({ couponId, ids }, `${this.name}: entries moved to the dead-letter stream`)
   }
-}
-
-function toEntries(raw: [string, string[]][]): StreamEntry[] {
-  // XAUTOCLAIM reports entries deleted meanwhile as [id, null]: skip them.
-  return raw
-    .filter(([, fields]) => Array.isArray(fields))
-    .map(([id, fields]) => ({ id, ...streamFields(fields) }))
 }
 
 function errorText(error: unknown): string {

@@ -1,22 +1,34 @@
 import type { Coupon } from '../../domain/coupon.ts'
 import type { IssuanceContext } from '../context.ts'
-import { rebuildCouponState, STREAM_GROUPS, stockOf } from '../coupon-state.ts'
+import { admitToStream } from '../coupon-store.ts'
 import { writeIssued } from '../decisions.ts'
 import type { IssuanceMode, IssuanceWorker } from '../mode.ts'
-import { admitToStream, streamStats, streamStatus } from './stream-admission.ts'
+import { type RedisFirstSpec, redisFirstMode } from '../redis-first.ts'
 import { type DrainOptions, StreamDrainer } from './stream-drainer.ts'
+import { STREAM_GROUPS, streamPending } from './stream-entries.ts'
+
+/**
+ * Admission shared by the `stream` and `kafka` modes: one Lua script, one round trip. The user learns at
+ * once whether they won a slot; the request itself travels on through the coupon's Redis stream, drained by
+ * the mode's consumer group (`group`).
+ */
+export function streamAdmission(
+  ctx: IssuanceContext,
+  mode: 'stream' | 'kafka',
+  group: string,
+): RedisFirstSpec {
+  return {
+    mode,
+    admit: admitToStream,
+    admittedStatus: 'ACCEPTED',
+    pending: streamPending(ctx, group),
+    undecided: (_coupon, counters, issued) => Math.max(counters.seq - issued, 0),
+  }
+}
 
 /** `stream` (the default): atomic Redis admission, Redis Streams consumer group writing Postgres in batches. */
-export function streamMode(ctx: IssuanceContext): IssuanceMode {
-  return {
-    mode: 'stream',
-    soldOutIsFinal: true,
-    prepare: (coupon) => rebuildCouponState(ctx, coupon),
-    request: (coupon, userId) => admitToStream(ctx, coupon, userId),
-    status: (coupon, userId) => streamStatus(ctx, coupon, userId),
-    stats: (coupon) => streamStats(ctx, coupon),
-    remaining: (coupon) => stockOf(ctx, coupon),
-  }
+export function streamMode(ctx: IssuanceContext): IssuanceMode & { close(): Promise<void> } {
+  return redisFirstMode(ctx, streamAdmission(ctx, 'stream', STREAM_GROUPS.stream))
 }
 
 /** The writers: any number of processes may run them side by side (one consumer group). */

@@ -2,10 +2,22 @@ import { randomUUID } from 'node:crypto'
 import { AppError } from '../../domain/errors.ts'
 import { duplicateRedis, type RedisClient } from '../../redis/client.ts'
 import { channels, couponKeys } from '../../redis/keys.ts'
-import { runScript } from '../../redis/scripts.ts'
+import { defineScript, replyInteger, replyList } from '../../redis/scripts.ts'
 import type { IssuanceContext } from '../context.ts'
 
 type LockContext = Pick<IssuanceContext, 'redis' | 'redisPrefix' | 'logger'>
+
+const fairLockAcquire = defineScript('fairLockAcquire', (reply) => {
+  const name = 'fairLockAcquire'
+  const held = replyInteger(name, reply, 0) === 1
+  const arrival = replyInteger(name, reply, 1)
+  // `rank` comes only while waiting; 0 means next in line.
+  return { held, arrival, rank: replyList(name, reply).length > 2 ? replyInteger(name, reply, 2) : 0 }
+})
+const fairLockRelease = defineScript(
+  'fairLockRelease',
+  (reply) => replyInteger('fairLockRelease', reply, 0) === 1,
+)
 
 /** Waits for one acquisition's "your turn" notice, or a timeout, whichever comes first. */
 export interface LockWatch {
@@ -145,14 +157,13 @@ export class FairLock {
     let arrival = 0
     try {
       for (;;) {
-        const reply = (await runScript(
+        const reply = await fairLockAcquire.run(
           this.ctx.redis,
-          'fairLockAcquire',
           [keys.lock, keys.lockWaiters, keys.lockDeadlines, keys.lockArrivals],
           [token, arrival, leaseMs, waiterTtlMs, this.channel],
-        )) as [number, number, number?]
-        arrival = reply[1]
-        if (reply[0] === 1) return { couponId, token, arrival }
+        )
+        arrival = reply.arrival
+        if (reply.held) return { couponId, token, arrival }
         const left = giveUpAt - Date.now()
         if (left <= 0) {
           throw new AppError('UNAVAILABLE', 'too many requests wait for this coupon, try again shortly', {
@@ -160,12 +171,14 @@ export class FairLock {
           })
         }
         // The next in line checks often (a dead holder sends no notice); those far back only keep their place.
-        const rank = reply[2] ?? 0
-        await watch.wait(Math.min(left, pollMs * (1 + rank), maxPollMs))
+        await watch.wait(Math.min(left, pollMs * (1 + reply.rank), maxPollMs))
       }
     } catch (error) {
       // Leave the line (and free the lock if a grant's reply was lost), so nobody waits behind us.
-      await this.releaseToken(couponId, token).catch(() => {})
+      await this.releaseToken(couponId, token).catch((releaseError: unknown) => {
+        // Our place in line then lapses after waiterTtlMs (a held lock after its lease).
+        this.ctx.logger.debug({ err: releaseError, couponId }, 'leaving the fair-lock line failed')
+      })
       throw error
     } finally {
       watch.stop()
@@ -199,12 +212,10 @@ export class FairLock {
 
   private async releaseToken(couponId: number, token: string): Promise<boolean> {
     const keys = couponKeys(this.ctx.redisPrefix, couponId)
-    const reply = (await runScript(
+    return fairLockRelease.run(
       this.ctx.redis,
-      'fairLockRelease',
       [keys.lock, keys.lockWaiters, keys.lockDeadlines],
       [token, this.channel],
-    )) as [number]
-    return reply[0] === 1
+    )
   }
 }

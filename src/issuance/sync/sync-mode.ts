@@ -1,14 +1,18 @@
 import type { Coupon, Issuance } from '../../domain/coupon.ts'
-import { AppError } from '../../domain/errors.ts'
-import { couponKeys } from '../../redis/keys.ts'
 import { issuedCount } from '../../storage/coupons.ts'
 import { inTransaction } from '../../storage/postgres.ts'
 import { type IssuedOne, issuanceOfRow, issueOne } from '../../storage/sync-issue.ts'
 import { findUserCouponOf } from '../../storage/user-coupons.ts'
 import type { IssuanceContext } from '../context.ts'
-import { ensureLoaded, rebuildCouponState } from '../coupon-state.ts'
-import { recordDecisions } from '../decisions.ts'
-import type { CouponStats, IssuanceAnswer, IssuanceMode } from '../mode.ts'
+import {
+  countSyncRequest,
+  ensureLoaded,
+  NOTHING_PENDING,
+  readCounters,
+  rebuildCouponState,
+  recordDecisions,
+} from '../coupon-store.ts'
+import { type CouponStats, type IssuanceMode, type RequestOutcome, SOLD_OUT } from '../mode.ts'
 import { FairLock, type FairLockOptions, LockReleaseNotifier } from './fair-lock.ts'
 
 export interface SyncModeOptions extends FairLockOptions {
@@ -28,20 +32,22 @@ export function syncMode(
   const notifier = new LockReleaseNotifier(ctx)
   const lock = new FairLock(ctx, notifier, options)
 
-  async function request(coupon: Coupon, userId: string): Promise<IssuanceAnswer> {
+  async function request(coupon: Coupon, userId: string): Promise<RequestOutcome> {
     const requestedAt = new Date()
     // Redis lost the coupon: rebuild it first, so its records and counters stay whole.
-    await ensureLoaded(ctx, coupon)
+    await ensureLoaded(ctx, coupon, NOTHING_PENDING)
     return lock.withLock(coupon.id, async (grant) => {
       ctx.logger.debug({ couponId: coupon.id, userId, arrival: grant.arrival }, 'sync: fair lock held')
       options.onLockGranted?.({ couponId: coupon.id, userId, arrival: grant.arrival })
-      let issued: IssuedOne
-      try {
-        issued = await inTransaction(ctx.db, (client) => issueOne(client, coupon.id, userId, requestedAt))
-      } catch (error) {
-        if (error instanceof AppError && error.code === 'SOLD_OUT') await countSoldOut(coupon.id)
-        throw error
+      const result = await inTransaction(ctx.db, (client) => issueOne(client, coupon.id, userId, requestedAt))
+      if (result.kind === 'alreadyRequested') return result
+      if (result.kind === 'soldOut') {
+        await countSyncRequest(ctx, coupon.id, { outcome: 'soldOut' }).catch((error: unknown) =>
+          ctx.logger.warn({ err: error, couponId: coupon.id }, 'sync: counting a sold-out request failed'),
+        )
+        return SOLD_OUT
       }
+      const { issued } = result
       const issuance: Issuance = {
         couponId: coupon.id,
         userId,
@@ -52,7 +58,7 @@ export function syncMode(
         decidedAt: issued.issuedAt.toISOString(),
       }
       await recordIssued(coupon.id, userId, issued)
-      return { httpStatus: 201, issuance }
+      return { kind: 'admitted', httpStatus: 201, issuance }
     })
   }
 
@@ -62,7 +68,6 @@ export function syncMode(
    * only leaves stats behind until the state is rebuilt.
    */
   async function recordIssued(couponId: number, userId: string, issued: IssuedOne) {
-    const { state } = couponKeys(ctx.redisPrefix, couponId)
     const record = {
       status: 'ISSUED',
       position: issued.position,
@@ -73,12 +78,11 @@ export function syncMode(
     try {
       await Promise.all([
         recordDecisions(ctx, couponId, [[userId, record]]),
-        // Absolute values from Postgres (under the lock), so they converge even after a lost update.
-        ctx.redis
-          .multi()
-          .hincrby(state, 'requested', 1)
-          .hset(state, 'stock', issued.quantity - issued.position, 'seq', issued.position)
-          .exec(),
+        countSyncRequest(ctx, couponId, {
+          outcome: 'issued',
+          stock: issued.quantity - issued.position,
+          position: issued.position,
+        }),
       ])
     } catch (error) {
       ctx.logger.warn(
@@ -88,40 +92,26 @@ export function syncMode(
     }
   }
 
-  async function countSoldOut(couponId: number): Promise<void> {
-    const { state } = couponKeys(ctx.redisPrefix, couponId)
-    await ctx.redis
-      .multi()
-      .hincrby(state, 'requested', 1)
-      .hincrby(state, 'soldOut', 1)
-      .exec()
-      .catch((error: unknown) =>
-        ctx.logger.warn({ err: error, couponId }, 'sync: counting a sold-out request failed'),
-      )
-  }
-
   async function stats(coupon: Coupon): Promise<CouponStats> {
-    const { state } = couponKeys(ctx.redisPrefix, coupon.id)
-    const [[requested, soldOut], issued] = await Promise.all([
-      ctx.redis.hmget(state, 'requested', 'soldOut'),
+    const [counters, issued] = await Promise.all([
+      readCounters(ctx, coupon.id),
       issuedCount(ctx.db, coupon.id),
     ])
-    const soldOutCount = Number(soldOut ?? 0)
     return {
       // Never below what Postgres proves, even if Redis lost its counters.
-      requested: Math.max(Number(requested ?? 0), issued + soldOutCount),
+      requested: Math.max(counters.requested, issued + counters.soldOut),
       accepted: issued,
       pending: 0,
       issued,
-      soldOut: soldOutCount,
+      soldOut: counters.soldOut,
       remaining: Math.max(coupon.quantity - issued, 0),
     }
   }
 
   return {
     mode: 'sync',
-    soldOutIsFinal: false,
-    prepare: (coupon) => rebuildCouponState(ctx, coupon),
+    recordsEveryRequest: false,
+    prepare: (coupon) => rebuildCouponState(ctx, coupon, NOTHING_PENDING),
     request,
     async status(coupon, userId) {
       const row = await findUserCouponOf(ctx.db, coupon.id, userId)

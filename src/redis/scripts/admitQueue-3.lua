@@ -16,19 +16,21 @@
     { -2, record }               the user already requested (queued, issued or sold out); their record
     { -3 }                       sold out
 ]]
+--- @include "nowMs"
+--- @include "record"
+
 local stock = redis.call('HGET', KEYS[1], 'stock')
 if not stock then return { -1 } end
 
 local existing = redis.call('HGET', KEYS[2], ARGV[1])
 if existing then return { -2, existing } end
 
-local now = redis.call('TIME')
-local requestedAtMs = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local requestedAtMs = nowMs()
 
 -- Still queued although its record was lost: restore the record rather than queue them twice.
 local queued = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if queued then
-  local record = 'P|' .. queued .. '|' .. requestedAtMs .. '||'
+  local record = encodeRecord('P', queued, requestedAtMs)
   redis.call('HSET', KEYS[2], ARGV[1], record)
   return { -2, record }
 end
@@ -40,5 +42,5 @@ end
 
 local position = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('ZADD', KEYS[3], 'NX', position, ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], 'P|' .. position .. '|' .. requestedAtMs .. '||')
+redis.call('HSET', KEYS[2], ARGV[1], encodeRecord('P', position, requestedAtMs))
 return { position, requestedAtMs }

@@ -15,6 +15,9 @@
     { -2, record }               the user already requested; their current record
     { -3 }                       sold out
 ]]
+--- @include "nowMs"
+--- @include "record"
+
 local stock = redis.call('HGET', KEYS[1], 'stock')
 if not stock then return { -1 } end
 
@@ -26,10 +29,9 @@ if tonumber(stock) <= 0 then
   return { -3 }
 end
 
-local now = redis.call('TIME')
-local requestedAtMs = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local requestedAtMs = nowMs()
 redis.call('HINCRBY', KEYS[1], 'stock', -1)
 local position = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('HSET', KEYS[2], ARGV[1], 'A|' .. position .. '|' .. requestedAtMs .. '||')
+redis.call('HSET', KEYS[2], ARGV[1], encodeRecord('A', position, requestedAtMs))
 redis.call('XADD', KEYS[3], '*', 'u', ARGV[1], 'p', position, 't', requestedAtMs)
 return { position, requestedAtMs }

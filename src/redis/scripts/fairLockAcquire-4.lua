@@ -19,10 +19,11 @@
     { 1, arrival }        the lock is now held by this token
     { 0, arrival, rank }  still waiting; rank 0 means next in line
 ]]
+--- @include "nowMs"
+
 local token = ARGV[1]
 local arrival = tonumber(ARGV[2])
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now = nowMs()
 
 -- A retry whose earlier reply was lost may already hold the lock.
 if redis.call('GET', KEYS[1]) == token then return { 1, arrival } end

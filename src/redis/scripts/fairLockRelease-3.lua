@@ -11,6 +11,8 @@
 
   Returns { 1 } the lock was held by this token and is released, { 0 } otherwise (lease ran out, or a waiter)
 ]]
+--- @include "nowMs"
+
 local released = 0
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
@@ -20,8 +22,7 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 
 if redis.call('EXISTS', KEYS[1]) == 1 then return { released } end
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now = nowMs()
 -- Skips silent heads, so the notice reaches a waiter that is still there.
 while true do
   local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]

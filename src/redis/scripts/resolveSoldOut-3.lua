@@ -13,17 +13,19 @@
 
   Returns { userId, record, ... } the users resolved by this call with their new "X|..." records
 ]]
+--- @include "nowMs"
+--- @include "record"
+
 local waiting = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
-local now = redis.call('TIME')
-local decidedAtMs = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local decidedAtMs = nowMs()
 local resolved = {}
 for i = 1, #waiting, 2 do
   local user, position = waiting[i], waiting[i + 1]
   local current = redis.call('HGET', KEYS[2], user)
-  if not current or string.sub(current, 1, 1) == 'P' then
-    local requestedAtMs = current and string.match(current, '^P|[^|]*|([^|]*)') or ''
+  if not current or recordLetter(current) == 'P' then
+    local requestedAtMs = current and recordRequestedAt(current) or ''
     if requestedAtMs == '' then requestedAtMs = '0' end
-    local record = 'X|' .. position .. '|' .. requestedAtMs .. '||' .. decidedAtMs
+    local record = encodeRecord('X', position, requestedAtMs, nil, decidedAtMs)
     redis.call('HSET', KEYS[2], user, record)
     resolved[#resolved + 1] = user
     resolved[#resolved + 1] = record

@@ -1,0 +1,105 @@
+import { couponKeys } from '../../redis/keys.ts'
+import type { IssuanceContext } from '../context.ts'
+import type { PendingSource } from '../coupon-store.ts'
+
+/** Consumer groups on a coupon's stream: Postgres writers (stream mode) or the Kafka relay (kafka mode). */
+export const STREAM_GROUPS = { stream: 'writers', kafka: 'relay' } as const
+
+export interface StreamEntry {
+  id: string
+  userId: string
+  position: number
+  requestedAtMs: number
+}
+
+/** Reads the flat field list `[u, userId, p, position, t, ms]` that admitStream writes. */
+export function streamFields(fields: string[]): Omit<StreamEntry, 'id'> {
+  // The layout admitStream writes, read without building a map (the writers read thousands per batch).
+  if (fields.length === 6 && fields[0] === 'u' && fields[2] === 'p' && fields[4] === 't')
+    return { userId: fields[1]!, position: Number(fields[3]), requestedAtMs: Number(fields[5]) }
+  const map = new Map<string, string>()
+  for (let i = 0; i < fields.length; i += 2) map.set(fields[i]!, fields[i + 1]!)
+  return { userId: map.get('u') ?? '', position: Number(map.get('p')), requestedAtMs: Number(map.get('t')) }
+}
+
+// The stream commands' replies, read without casts: a reply of another shape is a contract break and throws.
+
+function isStringList(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((item) => typeof item === 'string')
+}
+
+function listOf(what: string, value: unknown): unknown[] {
+  if (!Array.isArray(value)) throw new Error(`${what}: not a list`)
+  return value
+}
+
+/** Entries `[[id, fields], ...]`; an entry deleted meanwhile (XAUTOCLAIM gives `[id, null]`) is skipped. */
+function entriesOf(what: string, raw: unknown): StreamEntry[] {
+  const entries: StreamEntry[] = []
+  for (const item of listOf(what, raw)) {
+    const [id, fields] = listOf(what, item)
+    if (typeof id !== 'string') throw new Error(`${what}: an entry without an id`)
+    if (fields === null) continue
+    if (!isStringList(fields)) throw new Error(`${what}: entry ${id} has no field list`)
+    entries.push({ id, ...streamFields(fields) })
+  }
+  return entries
+}
+
+/** An XREADGROUP reply on one stream (`[[key, entries]]`, or null when nothing arrived). */
+export function readGroupEntries(reply: unknown): StreamEntry[] {
+  if (reply === null) return []
+  const [stream] = listOf('XREADGROUP', reply)
+  if (stream === undefined) return []
+  return entriesOf('XREADGROUP', listOf('XREADGROUP', stream)[1] ?? [])
+}
+
+/** An XAUTOCLAIM reply `[cursor, entries, deletedIds]`. */
+export function autoclaimEntries(reply: unknown): { cursor: string; entries: StreamEntry[] } {
+  const [cursor, entries] = listOf('XAUTOCLAIM', reply)
+  if (typeof cursor !== 'string') throw new Error('XAUTOCLAIM: no cursor')
+  return { cursor, entries: entriesOf('XAUTOCLAIM', entries) }
+}
+
+/** An extended XPENDING reply `[[id, consumer, idleMs, deliveries], ...]` as deliveries by entry id. */
+export function deliveryCounts(reply: unknown): Map<string, number> {
+  const counts = new Map<string, number>()
+  for (const item of listOf('XPENDING', reply)) {
+    const [id, , , deliveries] = listOf('XPENDING', item)
+    if (typeof id !== 'string' || typeof deliveries !== 'number') throw new Error('XPENDING: bad entry')
+    counts.set(id, deliveries)
+  }
+  return counts
+}
+
+export async function ensureGroup(ctx: IssuanceContext, stream: string, group: string): Promise<void> {
+  try {
+    await ctx.redis.xgroup('CREATE', stream, group, '0', 'MKSTREAM')
+  } catch (error) {
+    if (!(error instanceof Error) || !error.message.startsWith('BUSYGROUP')) throw error
+  }
+}
+
+/**
+ * The stream's rebuild input: its entries are accepted requests not yet written, each holding a unit of
+ * stock. Also makes sure the consumer group exists (the stream may have been lost with the state).
+ */
+export function streamPending(ctx: IssuanceContext, group: string): PendingSource {
+  return async (coupon) => {
+    const { stream } = couponKeys(ctx.redisPrefix, coupon.id)
+    const entries = await ctx.redis.xrange(stream, '-', '+')
+    await ensureGroup(ctx, stream, group)
+    return {
+      reserveStock: true,
+      records: entries.map(([, fields]) => {
+        const entry = streamFields(fields)
+        const record = {
+          status: 'ACCEPTED',
+          position: entry.position,
+          requestedAtMs: entry.requestedAtMs,
+        } as const
+        return [entry.userId, record]
+      }),
+    }
+  }
+}
