@@ -53,6 +53,12 @@ prepare() {
   cli hset "$STATE" stock "$1" seq 0 soldOut 0 >/dev/null
 }
 
+# CPU seconds redis-server has used (user + system): the box is shared, so requests per Redis CPU-second
+# say what one dedicated core would do better than requests per wall-clock second.
+cpu_seconds() {
+  cli info cpu | tr -d '\r' | awk -F: '/^used_cpu_(user|sys):/ { total += $2 } END { printf "%.3f", total }'
+}
+
 measure() {
   local label="$1" stock="$2" pipeline="$3"
   prepare "$stock"
@@ -60,7 +66,12 @@ measure() {
     EVALSHA "$SHA" 3 "$STATE" "$USERS" "$STREAM" 'u:__rand_int__')
   echo "## $label, -P $pipeline"
   echo "\$ ${command[*]}"
+  local before after
+  before="$(cpu_seconds)"
   "${command[@]}" 2>&1 | tr '\r' '\n' | grep -v '^ *$' | tail -1
+  after="$(cpu_seconds)"
+  awk -v n="$REQUESTS" -v b="$before" -v a="$after" \
+    'BEGIN { printf "redis-server CPU: %.2f s, %.0f requests per Redis CPU-second\n", a - b, n / (a - b) }'
   echo "admitted: $(cli hget "$STATE" seq), refused as sold out: $(cli hget "$STATE" soldOut), stream length: $(cli xlen "$STREAM")"
   echo
 }
