@@ -174,6 +174,14 @@ export async function startOwnCluster(options: OwnClusterOptions = {}): Promise<
     async restartDownNodes() {
       await run('bash', [SCRIPT, 'start'], { env })
       await refreshPids()
+      // The script waits for replication; gossip may still flag the restarted node as failed for a moment.
+      await until('every node to see every other as healthy', async () => {
+        for (const { port } of nodes) {
+          const view = await onNode(port, (redis) => clusterNodes(redis))
+          if (view === undefined || view.some((n) => n.failed)) return false
+        }
+        return true
+      })
     },
     async destroy() {
       await run('bash', [SCRIPT, 'stop'], { env }).catch(() => undefined)
