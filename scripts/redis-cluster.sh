@@ -51,7 +51,8 @@ LAST_PORT=$((BASE_PORT + COUNT - 1))
 PORTS=()
 for ((i = 0; i < COUNT; i++)); do PORTS+=($((BASE_PORT + i))); done
 
-cli() { redis-cli -h "$HOST" -p "$1" "${@:2}"; }
+# A timeout, so a port held by something that is not Redis cannot hang the script.
+cli() { timeout 3 redis-cli -h "$HOST" -p "$1" "${@:2}"; }
 serving() { [[ "$(cli "$1" ping 2>/dev/null)" == "PONG" ]]; }
 # info_field PORT 'cluster info' FIELD: one field of a multi-word INFO-style command.
 info_field() {
@@ -65,9 +66,13 @@ nodes_value() {
   (IFS=,; echo "${list[*]}")
 }
 
+declare -A LOG_OFFSET=()
+
 start_node() {
   local port="$1" dir="$DATA_DIR/$1"
   mkdir -p "$dir"
+  touch "$dir/redis.log"
+  LOG_OFFSET[$port]=$(($(wc -c <"$dir/redis.log") + 1))
   # Written on every start so a changed setting applies; nodes.conf (the cluster's memory) stays.
   cat >"$dir/redis.conf" <<EOF
 port $port
@@ -97,8 +102,24 @@ wait_until() {
   done
 }
 
+# A daemonised node that cannot bind its port (or rejects its config) exits after the fork: say so at once.
 all_serving() {
-  for port in "${PORTS[@]}"; do serving "$port" || return 1; done
+  for port in "${PORTS[@]}"; do
+    serving "$port" && continue
+    local offset="${LOG_OFFSET[$port]:-}"
+    if [[ -n "$offset" ]] && tail -c "+$offset" "$DATA_DIR/$port/redis.log" | grep -qE 'aborting|FATAL'; then
+      die "redis-server on port $port exited: $(tail -c "+$offset" "$DATA_DIR/$port/redis.log" | grep -E 'Could not|aborting|FATAL' | head -1)"
+    fi
+    return 1
+  done
+}
+
+# Something else answering PING on one of the ports would make the cluster wait forever.
+all_cluster_nodes() {
+  for port in "${PORTS[@]}"; do
+    [[ "$(info_field "$port" 'info cluster' cluster_enabled)" == 1 ]] ||
+      die "127.0.0.1:$port is served by a Redis that is not in cluster mode (set REDIS_CLUSTER_PORT)"
+  done
 }
 
 # Every node sees the cluster ok with all slots served, and every master has its replicas online.
@@ -127,6 +148,7 @@ start() {
     started=$((started + 1))
   done
   wait_until "every node to answer PING" all_serving
+  all_cluster_nodes
   # A fresh node knows only itself and serves no slot: create the cluster once. Nodes restarted from
   # their nodes.conf find each other again by themselves.
   if [[ "$(info_field "$BASE_PORT" 'cluster info' cluster_slots_assigned)" == 0 ]]; then
