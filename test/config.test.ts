@@ -9,7 +9,10 @@ describe('configuration', () => {
     const config = loadConfig({})
     assert.equal(config.port, 3000)
     assert.equal(config.host, '127.0.0.1')
-    assert.equal(config.redisUrl, 'redis://127.0.0.1:6379')
+    assert.equal(config.redisUrl, 'redis://127.0.0.1:6390')
+    assert.equal(config.redisDurability, 'warn')
+    assert.equal(config.runWorkers, true)
+    assert.equal(config.jwtSecretGenerated, true)
     assert.equal(config.databaseUrl, 'postgres://127.0.0.1:5432/coupon_rush')
     assert.equal(config.redisPrefix, 'cr:')
     assert.deepEqual(config.kafkaBrokers, [])
@@ -29,6 +32,9 @@ describe('configuration', () => {
     ['REDIS_PREFIX', 'cr{x}:'],
     ['QUEUE_DRAIN_CRON', 'every second'],
     ['LOG_LEVEL', 'loud'],
+    ['REDIS_DURABILITY', 'maybe'],
+    ['RUN_WORKERS', 'no'],
+    ['STREAM_BATCH_SIZE', '0'],
   ]
   for (const [variable, value] of bad) {
     it(`rejects ${variable}=${value} naming the variable`, () => {
