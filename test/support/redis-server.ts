@@ -94,6 +94,8 @@ async function waitUntilServing(url: string, child: ChildProcess): Promise<void>
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode} (${url})`)
     const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+    // Refused while the server starts: the failed connect() below says so, the event needs no report.
+    probe.on('error', () => {})
     try {
       await probe.connect()
       // A server replaying its AOF answers LOADING until it is done.
