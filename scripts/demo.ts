@@ -340,7 +340,7 @@ async function main(): Promise<void> {
   let jwtSecret = options.jwtSecret ?? ''
   const databaseUrl = options.databaseUrl
   let schema = options.schema
-  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6390'
   const redisPrefix = `demo:${hex}:`
   const ownServer = options.url === undefined
 
