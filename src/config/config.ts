@@ -103,19 +103,11 @@ function secret(minLength: number, description: string) {
   )
 }
 
-function isCron(value: string): boolean {
+/** Why croner rejects a pattern, or undefined when it takes it. */
+function cronProblem(value: string): string | undefined {
   try {
     new CronPattern(value)
-    return true
-  } catch {
-    return false
-  }
-}
-
-function cronProblem(value: string): string {
-  try {
-    new CronPattern(value)
-    return ''
+    return undefined
   } catch (error) {
     return error instanceof Error ? error.message : String(error)
   }
@@ -165,7 +157,7 @@ export const EnvironmentSchema = Type.Object({
   ),
   QUEUE_DRAIN_CRON: Type.Refine(
     Type.String({ default: '* * * * * *', description: 'schedule of the queue mode drain' }),
-    isCron,
+    (value) => cronProblem(value) === undefined,
     (value) => `is not a cron pattern: ${cronProblem(value)}`,
   ),
   LOG_LEVEL: oneOf(LOG_LEVELS, 'info', 'pino log level'),
