@@ -181,6 +181,22 @@ describe('the durability check when `coupon-rush serve` starts', () => {
     })
   })
 
+  it('refuses with REDIS_DURABILITY=required where it cannot tell (CONFIG disabled)', async () => {
+    await withServer(
+      { persistence: 'everysec', args: ['--rename-command', 'CONFIG', ''] },
+      async (server) => {
+        const { outcome, exitCode, lines } = await serveOn(server, { REDIS_DURABILITY: 'required' })
+        assert.equal(outcome, 'exited')
+        assert.equal(exitCode, 1)
+        assert.equal(lines.length, 1)
+        assert.match(
+          lines[0]!,
+          /^cannot start: REDIS_DURABILITY=required but .* is not durable \(unknown\): Could not tell/,
+        )
+      },
+    )
+  })
+
   it('starts on a Redis that keeps nothing with REDIS_DURABILITY=ignore, silently', async () => {
     await withServer({ persistence: 'none' }, async (server) => {
       const { outcome, warnings } = await serveOn(server, { REDIS_DURABILITY: 'ignore' })
