@@ -1,11 +1,9 @@
-import pino from 'pino'
+import type { FastifyInstance } from 'fastify'
 import { signUserToken } from './auth/tokens.ts'
-import { type Config, ConfigError, loadConfig } from './config/config.ts'
+import { type Config, ConfigError, loadConfig, redactUrl, StartupError } from './config/config.ts'
 import { buildApp } from './http/app.ts'
 import { USER_ID_PATTERN } from './http/plugins/auth.ts'
-import { createWorkers } from './issuance/modes.ts'
-import { connectRedis, createRedis } from './redis/client.ts'
-import { preloadScripts } from './redis/scripts.ts'
+import { buildWorker } from './http/worker-app.ts'
 import { migrate } from './storage/migrate.ts'
 import { createPool, ensureDatabase } from './storage/postgres.ts'
 
@@ -17,8 +15,20 @@ commands:
   migrate          create the database if missing and apply the SQL migrations
   token <userId>   print a user JWT signed with JWT_SECRET (valid 24 h), for trying the API by hand`
 
+function reason(error: unknown): string {
+  if (error instanceof AggregateError && error.errors.length > 0) return reason(error.errors[0])
+  return error instanceof Error ? error.message : String(error)
+}
+
 async function prepareDatabase(config: Config): Promise<void> {
-  await ensureDatabase(config.databaseUrl)
+  try {
+    await ensureDatabase(config.databaseUrl)
+  } catch (error) {
+    throw new StartupError(
+      'DATABASE_URL',
+      `Postgres at DATABASE_URL=${redactUrl(config.databaseUrl)} cannot be used (${reason(error)})`,
+    )
+  }
   const db = createPool({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, max: 1 })
   try {
     await migrate(db, config.databaseSchema)
@@ -27,13 +37,13 @@ async function prepareDatabase(config: Config): Promise<void> {
   }
 }
 
-function onShutdown(close: () => Promise<void>): void {
+function onShutdown(app: FastifyInstance): void {
   let closing = false
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.on(signal, () => {
       if (closing) return
       closing = true
-      close().then(
+      app.close().then(
         () => process.exit(0),
         () => process.exit(1),
       )
@@ -41,11 +51,30 @@ function onShutdown(close: () => Promise<void>): void {
   }
 }
 
-async function serve(config: Config, runWorkers: boolean): Promise<void> {
+async function listen(app: FastifyInstance, config: Config): Promise<void> {
+  try {
+    await app.listen({ port: config.port, host: config.host })
+  } catch (error) {
+    const code = error instanceof Error && 'code' in error ? error.code : undefined
+    const where = `${config.host}:${config.port}`
+    if (code === 'EADDRINUSE')
+      throw new StartupError('PORT', `PORT=${config.port} is in use on ${where} (${reason(error)})`)
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND')
+      throw new StartupError(
+        'HOST',
+        `HOST=${config.host} is not an address of this machine (${reason(error)})`,
+      )
+    if (code === 'EACCES')
+      throw new StartupError('PORT', `PORT=${config.port} on ${where} is not allowed here (${reason(error)})`)
+    throw error
+  }
+}
+
+async function serve(config: Config): Promise<void> {
   await prepareDatabase(config)
-  const app = await buildApp({ config, runWorkers })
-  onShutdown(() => app.close())
-  await app.listen({ port: config.port, host: config.host })
+  const app = await buildApp({ config })
+  onShutdown(app)
+  await listen(app, config)
   if (config.adminTokenGenerated) {
     app.log.warn(`ADMIN_TOKEN was not set; generated admin token for this run: ${config.adminToken}`)
   }
@@ -53,45 +82,15 @@ async function serve(config: Config, runWorkers: boolean): Promise<void> {
 
 async function worker(config: Config): Promise<void> {
   await prepareDatabase(config)
-  const logger = pino({ level: config.logLevel })
-  const db = createPool({ databaseUrl: config.databaseUrl, schema: config.databaseSchema })
-  const redis = createRedis({
-    url: config.redisUrl,
-    clusterNodes: config.redisClusterNodes,
-    name: 'coupon-rush-worker',
-  })
-  redis.on('error', (error) => logger.debug({ err: error }, 'redis connection error'))
-  await connectRedis(redis)
-  await preloadScripts(redis)
-  const workers = createWorkers({ db, redis, redisPrefix: config.redisPrefix, logger }, config)
-  for (const item of workers) await item.start()
-  logger.info({ workers: workers.map((item) => item.name) }, 'workers running')
-  onShutdown(async () => {
-    await Promise.all(workers.map((item) => item.stop()))
-    redis.disconnect()
-    await db.end()
-  })
+  const app = await buildWorker({ config })
+  onShutdown(app)
+  await app.ready()
 }
 
-export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
-  const [command, ...args] = argv
-  if (command === undefined || command === 'help' || command === '--help') {
-    console.log(USAGE)
-    return
-  }
-  let config: Config
-  try {
-    config = loadConfig(env)
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      console.error(error.message)
-      process.exit(2)
-    }
-    throw error
-  }
+async function run(command: string, args: string[], config: Config): Promise<void> {
   switch (command) {
     case 'serve':
-      return serve(config, env.RUN_WORKERS !== 'false')
+      return serve(config)
     case 'worker':
       return worker(config)
     case 'migrate':
@@ -104,7 +103,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
         console.error('token: give a user id of 1-64 characters A-Za-z0-9._:-')
         process.exit(2)
       }
-      if (env.JWT_SECRET === undefined) {
+      if (config.jwtSecretGenerated) {
         console.error('token: JWT_SECRET is not set; set it for both the server and this command')
         process.exit(2)
       }
@@ -114,5 +113,27 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     default:
       console.error(`unknown command "${command}"\n\n${USAGE}`)
       process.exit(2)
+  }
+}
+
+/** Runs one command; a bad setting (ConfigError, StartupError) ends the process with one line naming it. */
+export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  const [command, ...args] = argv
+  if (command === undefined || command === 'help' || command === '--help') {
+    console.log(USAGE)
+    return
+  }
+  try {
+    await run(command, args, loadConfig(env))
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message)
+      process.exit(2)
+    }
+    if (error instanceof StartupError) {
+      console.error(error.message)
+      process.exit(1)
+    }
+    throw error
   }
 }

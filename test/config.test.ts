@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { ConfigError, loadConfig } from '../src/config/config.ts'
+import { ConfigError, EnvironmentSchema, loadConfig } from '../src/config/config.ts'
 import { ROOT } from './support/processes.ts'
 
 describe('configuration', () => {
@@ -9,7 +11,10 @@ describe('configuration', () => {
     const config = loadConfig({})
     assert.equal(config.port, 3000)
     assert.equal(config.host, '127.0.0.1')
-    assert.equal(config.redisUrl, 'redis://127.0.0.1:6379')
+    assert.equal(config.redisUrl, 'redis://127.0.0.1:6390')
+    assert.equal(config.redisDurability, 'warn')
+    assert.equal(config.runWorkers, true)
+    assert.equal(config.jwtSecretGenerated, true)
     assert.equal(config.databaseUrl, 'postgres://127.0.0.1:5432/coupon_rush')
     assert.equal(config.redisPrefix, 'cr:')
     assert.deepEqual(config.kafkaBrokers, [])
@@ -29,6 +34,9 @@ describe('configuration', () => {
     ['REDIS_PREFIX', 'cr{x}:'],
     ['QUEUE_DRAIN_CRON', 'every second'],
     ['LOG_LEVEL', 'loud'],
+    ['REDIS_DURABILITY', 'maybe'],
+    ['RUN_WORKERS', 'no'],
+    ['STREAM_BATCH_SIZE', '0'],
   ]
   for (const [variable, value] of bad) {
     it(`rejects ${variable}=${value} naming the variable`, () => {
@@ -51,6 +59,16 @@ describe('configuration', () => {
       { host: '127.0.0.1', port: 7001 },
     ])
     assert.deepEqual(config.kafkaBrokers, ['127.0.0.1:9092'])
+  })
+
+  it('lists every variable of the schema, and only those, in the README Configuration table', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+    const section = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('## Layout'))
+    const tableRows = section.split('\n').filter((line) => line.startsWith('| `'))
+    const documented = tableRows.flatMap((row) =>
+      [...row.split('|')[1]!.matchAll(/`([A-Z_]+)`/g)].map((m) => m[1]),
+    )
+    assert.deepEqual(documented.sort(), Object.keys(EnvironmentSchema.properties).sort())
   })
 
   it('stops `coupon-rush serve` with one clear line naming the bad variable', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { runConcurrently, startTestApp, type TestApp } from './support/app.ts'
-import { eventually, issuedRows } from './support/infra.ts'
+import { eventually, issuedRows, TEST_REDIS_ADDRESS } from './support/infra.ts'
 import { TcpProxy } from './support/tcp-proxy.ts'
 
 describe('when Postgres goes away (stream mode)', () => {
@@ -88,7 +88,7 @@ describe('when Redis goes away', () => {
   let t: TestApp
   let proxy: TcpProxy
   before(async () => {
-    proxy = await new TcpProxy('127.0.0.1', 6379).start()
+    proxy = await new TcpProxy(TEST_REDIS_ADDRESS.host, TEST_REDIS_ADDRESS.port).start()
     t = await startTestApp('redisdown', { REDIS_URL: `redis://127.0.0.1:${proxy.port}` })
   })
   after(async () => {

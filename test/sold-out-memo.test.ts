@@ -4,7 +4,7 @@ import { soldOutSource } from '../src/issuance/redis-first.ts'
 import { SoldOutMemo } from '../src/issuance/sold-out-memo.ts'
 import { couponKeys } from '../src/redis/keys.ts'
 import { runConcurrently, startTestApp, type TestApp } from './support/app.ts'
-import { createTestEnv, eventually, issuedRows, type TestEnv } from './support/infra.ts'
+import { createTestEnv, eventually, issuedRows, TEST_REDIS_ADDRESS, type TestEnv } from './support/infra.ts'
 import { TcpProxy } from './support/tcp-proxy.ts'
 
 describe('refusing from memory once a coupon is sold out (stream mode)', () => {
@@ -53,7 +53,7 @@ describe('refusing from memory once a coupon is sold out (stream mode)', () => {
   }
 
   before(async () => {
-    redisProxy = await new TcpProxy('127.0.0.1', 6379).start()
+    redisProxy = await new TcpProxy(TEST_REDIS_ADDRESS.host, TEST_REDIS_ADDRESS.port).start()
     t = await startTestApp('soldoutmemo', { REDIS_URL: `redis://127.0.0.1:${redisProxy.port}` })
   })
   after(async () => {

@@ -11,6 +11,7 @@ import issuance from './plugins/issuance.ts'
 import metrics from './plugins/metrics.ts'
 import postgres from './plugins/postgres.ts'
 import redis from './plugins/redis.ts'
+import workers from './plugins/workers.ts'
 import { adminRoutes } from './routes/admin.ts'
 import { couponRoutes } from './routes/coupons.ts'
 import { meRoutes } from './routes/me.ts'
@@ -19,14 +20,14 @@ import { Problem } from './schemas.ts'
 
 export interface AppOptions {
   config: Config
-  /** Run the background workers (writers, scheduler, relay) in this process too. */
+  /** Run the background workers (writers, scheduler, relay) in this process too; default RUN_WORKERS. */
   runWorkers?: boolean
   logger?: boolean
 }
 
 export async function buildApp({
   config,
-  runWorkers = true,
+  runWorkers = config.runWorkers,
   logger = true,
 }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
@@ -88,7 +89,9 @@ export async function buildApp({
         retryAfterSeconds: context.ttl / 1000,
       }),
   })
-  await app.register(issuance, { config, runWorkers })
+  // Before issuance: preClose hooks run in registration order, and the workers stop before the modes close.
+  if (runWorkers) await app.register(workers, { config })
+  await app.register(issuance, { config })
   await app.register(opsRoutes)
   await app.register(adminRoutes)
   await app.register(couponRoutes, { config })

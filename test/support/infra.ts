@@ -13,7 +13,11 @@ import { createPool, type Db, ensureDatabase, quoteIdent } from '../../src/stora
 
 export const TEST_DATABASE_URL =
   process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/coupon_rush_test'
-export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
+/** The project's own durable Redis (scripts/redis.sh, started by `npm test`) unless TEST_REDIS_URL says otherwise. */
+export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6390'
+const testRedis = new URL(TEST_REDIS_URL)
+/** Host and port of TEST_REDIS_URL, for tests that put a proxy in front of it. */
+export const TEST_REDIS_ADDRESS = { host: testRedis.hostname, port: Number(testRedis.port || 6379) }
 
 export interface TestEnv extends IssuanceContext {
   schema: string

@@ -4,7 +4,7 @@ import type { Config } from '../../config/config.ts'
 import type { Issuance } from '../../domain/coupon.ts'
 import type { DecisionMessage, IssuanceContext } from '../../issuance/context.ts'
 import { decodeRecord, toIssuance } from '../../issuance/coupon-store.ts'
-import { createModes, createWorkers } from '../../issuance/modes.ts'
+import { createModes } from '../../issuance/modes.ts'
 import { IssuanceService } from '../../issuance/service.ts'
 import { channels } from '../../redis/keys.ts'
 
@@ -48,12 +48,9 @@ export class DecisionHub {
   }
 }
 
-/**
- * The issuance service (modes behind one interface, coupon cache) and, unless `runWorkers` is off, the
- * background workers of every mode in this process.
- */
-export default fp<{ config: Config; runWorkers: boolean }>(
-  async (app, { config, runWorkers }) => {
+/** The issuance service (modes behind one interface, coupon cache); the workers are the `workers` plugin. */
+export default fp<{ config: Config }>(
+  async (app, { config }) => {
     const ctx: IssuanceContext = {
       redis: app.redis,
       db: app.db,
@@ -83,12 +80,7 @@ export default fp<{ config: Config; runWorkers: boolean }>(
     app.decorate('issuanceContext', ctx)
     app.decorate('decisions', hub)
 
-    const workers = runWorkers ? createWorkers(ctx, config) : []
-    app.addHook('onReady', async () => {
-      for (const worker of workers) await worker.start()
-    })
     app.addHook('preClose', async () => {
-      await Promise.all(workers.map((worker) => worker.stop()))
       await service.close()
     })
   },

@@ -1,11 +1,31 @@
 import { readFile } from 'node:fs/promises'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Gauge } from 'prom-client'
 import { Type } from 'typebox'
 import { AppError } from '../../domain/errors.ts'
+import { DURABILITY_VERDICTS, RedisDurabilitySchema, readRedisDurability } from '../../redis/durability.ts'
 
 const DASHBOARD = new URL('../dashboard.html', import.meta.url)
 
 export const opsRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  // Read at each scrape: a Redis reconfigured (or failed over) at run time shows at once.
+  new Gauge({
+    name: 'coupon_redis_durability',
+    help: 'What the Redis in use keeps on a crash: 1 for the current verdict (durable, replicated, volatile, unknown) and appendfsync policy',
+    labelNames: ['verdict', 'appendfsync'] as const,
+    registers: [app.metrics.registry],
+    async collect() {
+      const durability = await readRedisDurability(app.redis)
+      this.reset()
+      for (const verdict of DURABILITY_VERDICTS) {
+        this.set(
+          { verdict, appendfsync: durability.appendfsync ?? 'unknown' },
+          verdict === durability.verdict ? 1 : 0,
+        )
+      }
+    },
+  })
+
   app.get(
     '/healthz',
     {
@@ -23,9 +43,14 @@ export const opsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['ops'],
-        summary: 'Redis and Postgres are reachable',
+        summary: 'Redis and Postgres are reachable; what a Redis crash would lose',
         response: {
-          200: Type.Object({ status: Type.Literal('ready'), redis: Type.String(), postgres: Type.String() }),
+          200: Type.Object({
+            status: Type.Literal('ready'),
+            redis: Type.String(),
+            postgres: Type.String(),
+            redisDurability: RedisDurabilitySchema,
+          }),
         },
       },
     },
@@ -37,7 +62,8 @@ export const opsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       ].filter(Boolean)
       if (down.length > 0)
         throw new AppError('UNAVAILABLE', `${down.join(' and ')} unreachable`, { retryAfterSeconds: 1 })
-      return { status: 'ready' as const, redis: 'ok', postgres: 'ok' }
+      const redisDurability = await readRedisDurability(app.redis)
+      return { status: 'ready' as const, redis: 'ok', postgres: 'ok', redisDurability }
     },
   )
 
