@@ -13,9 +13,10 @@ export interface EventStream {
 export function openEventStream(request: FastifyRequest, reply: FastifyReply): EventStream {
   reply.hijack()
   const raw = reply.raw
+  // Helmet's headers are already on `raw`; the stream is one user's, so never stored either.
   raw.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-cache, no-transform',
+    'cache-control': 'no-store, no-transform',
     connection: 'keep-alive',
     'x-accel-buffering': 'no',
   })
