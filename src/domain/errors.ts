@@ -13,6 +13,7 @@ export const ERROR_CODES = {
   SOLD_OUT: { status: 410, title: 'The coupon is sold out' },
   COUPON_EXPIRED: { status: 410, title: 'The coupon has expired' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
+  URI_TOO_LONG: { status: 414, title: 'A path parameter is too long' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The body must be application/json' },
   ISSUE_NOT_STARTED: { status: 422, title: 'Issuance has not started yet' },
   ISSUE_ENDED: { status: 422, title: 'Issuance has ended' },

@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance, LogController } from 'fastify'
 import type { Config } from '../config/config.ts'
 import { AppError } from '../domain/errors.ts'
 import auth from './plugins/auth.ts'
-import errors, { clientErrorHandler } from './plugins/errors.ts'
+import errors, { clientErrorHandler, frameworkErrors } from './plugins/errors.ts'
 import issuance from './plugins/issuance.ts'
 import metrics from './plugins/metrics.ts'
 import postgres from './plugins/postgres.ts'
@@ -38,6 +38,7 @@ export async function buildApp({
     ajv: ajvOptions,
     schemaErrorFormatter,
     clientErrorHandler,
+    frameworkErrors,
     forceCloseConnections: true,
     // Per-request logs would cost more than the admission itself; /metrics has the request figures.
     logController: new LogController({ disableRequestLogging: true }),

@@ -43,12 +43,23 @@ const CLIENT_ERRORS: Partial<Record<number, ErrorCode>> = {
   404: 'NOT_FOUND',
   408: 'REQUEST_TIMEOUT',
   413: 'PAYLOAD_TOO_LARGE',
+  414: 'URI_TOO_LONG',
   415: 'UNSUPPORTED_MEDIA_TYPE',
   431: 'HEADERS_TOO_LARGE',
 }
 
 function clientErrorCode(status: number): ErrorCode {
   return CLIENT_ERRORS[status] ?? 'VALIDATION_ERROR'
+}
+
+/** Errors Fastify's router meets before a route runs: a bad URL encoding, a path parameter over 100 characters. */
+export function frameworkErrors(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const status = error.statusCode ?? 500
+  if (status >= 500) {
+    send(reply, problem('INTERNAL', 'an internal error occurred'))
+    return
+  }
+  send(reply, problem(clientErrorCode(status), error.message))
 }
 
 /**
