@@ -83,7 +83,8 @@ export function checkNewCoupon(coupon: NewCoupon): void {
     validDays: coupon.validDays,
     issueMode: coupon.issueMode,
   }
-  for (const error of Value.Errors(NewCouponFields, fields)) refuse(`${error.instancePath} ${error.message}`)
+  for (const error of Value.Errors(NewCouponFields, fields))
+    refuse(`${error.instancePath.slice(1)} ${error.message}`)
   for (const [field, date] of [
     ['issueStartsAt', coupon.issueStartsAt],
     ['issueEndsAt', coupon.issueEndsAt],
@@ -98,12 +99,7 @@ export function checkNewCoupon(coupon: NewCoupon): void {
     refuse('validUntil must be after issueEndsAt')
 }
 
-export const CouponStatus = Type.Union([
-  Type.Literal('SCHEDULED'),
-  Type.Literal('ISSUING'),
-  Type.Literal('SOLD_OUT'),
-  Type.Literal('ENDED'),
-])
+export const CouponStatus = Type.Enum(['SCHEDULED', 'ISSUING', 'SOLD_OUT', 'ENDED'])
 export type CouponStatus = Static<typeof CouponStatus>
 
 export function couponStatus(
@@ -140,11 +136,7 @@ export function discountFor(discount: Discount, orderAmount: number): number {
   return discount.maxAmount === undefined ? byRate : Math.min(byRate, discount.maxAmount)
 }
 
-export const UserCouponStatus = Type.Union([
-  Type.Literal('AVAILABLE'),
-  Type.Literal('REDEEMED'),
-  Type.Literal('EXPIRED'),
-])
+export const UserCouponStatus = Type.Enum(['AVAILABLE', 'REDEEMED', 'EXPIRED'])
 export type UserCouponStatus = Static<typeof UserCouponStatus>
 
 export function userCouponStatus(redeemedAt: Date | null, expiresAt: Date, now: Date): UserCouponStatus {
@@ -152,12 +144,7 @@ export function userCouponStatus(redeemedAt: Date | null, expiresAt: Date, now: 
   return now >= expiresAt ? 'EXPIRED' : 'AVAILABLE'
 }
 
-export const IssuanceStatus = Type.Union([
-  Type.Literal('PENDING'),
-  Type.Literal('ACCEPTED'),
-  Type.Literal('ISSUED'),
-  Type.Literal('SOLD_OUT'),
-])
+export const IssuanceStatus = Type.Enum(['PENDING', 'ACCEPTED', 'ISSUED', 'SOLD_OUT'])
 export type IssuanceStatus = Static<typeof IssuanceStatus>
 
 /** The request/decision state of one user for one coupon (GET /coupons/{id}/issuance). */
@@ -188,16 +175,21 @@ export const CouponStats = Type.Object({
 })
 export type CouponStats = Static<typeof CouponStats>
 
-/** A coupon as shoppers see it (GET /coupons/{id}). */
-export const PublicCoupon = Type.Object({
+/** The fields every view of a coupon shows (the public one and the admin one). */
+export const couponViewFields = {
   id: Type.Integer(),
   name: Type.String(),
   discount: Discount,
   quantity: Type.Integer(),
-  remaining: Type.Integer(),
-  status: CouponStatus,
   issueStartsAt: Type.String({ format: 'date-time' }),
   issueEndsAt: Type.String({ format: 'date-time' }),
   issueMode: IssueMode,
+}
+
+/** A coupon as shoppers see it (GET /coupons/{id}). */
+export const PublicCoupon = Type.Object({
+  ...couponViewFields,
+  remaining: Type.Integer(),
+  status: CouponStatus,
 })
 export type PublicCoupon = Static<typeof PublicCoupon>

@@ -2,6 +2,7 @@ import { type Static, Type } from 'typebox'
 import {
   CouponName,
   CouponStats,
+  couponViewFields,
   Discount,
   IssueMode,
   MAX_AMOUNT,
@@ -48,15 +49,9 @@ export const CreateCouponBody = Type.Object(
 export type CreateCouponBody = Static<typeof CreateCouponBody>
 
 export const AdminCoupon = Type.Object({
-  id: Type.Integer(),
-  name: Type.String(),
-  discount: Discount,
-  quantity: Type.Integer(),
-  issueStartsAt: Type.String({ format: 'date-time' }),
-  issueEndsAt: Type.String({ format: 'date-time' }),
+  ...couponViewFields,
   validDays: Type.Union([Type.Integer(), Type.Null()]),
   validUntil: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  issueMode: IssueMode,
   createdAt: Type.String({ format: 'date-time' }),
   stats: Type.Optional(CouponStats),
 })
