@@ -55,7 +55,6 @@ const NOT_IDS = [
   '1%0A',
   '%EF%BC%91',
   '%zz',
-  '..',
   '1;1',
 ]
 
@@ -78,7 +77,12 @@ function isValidIdText(segment: string): boolean {
   return CANONICAL_ID.test(decoded) && Number.isSafeInteger(Number(decoded))
 }
 
-const notId = badIdSegment.filter((segment) => segment !== '' && !isValidIdText(segment))
+/** `.` and `..` (`%2E` spelt too) are resolved by the client's URL parsing: they never reach the server. */
+const DOT_SEGMENT = /^(\.|%2e){1,2}$/i
+
+const notId = badIdSegment.filter(
+  (segment) => segment !== '' && !DOT_SEGMENT.test(segment) && !isValidIdText(segment),
+)
 
 function parses(raw: string): { ok: true; value: unknown } | { ok: false } {
   try {

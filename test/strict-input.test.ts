@@ -361,6 +361,11 @@ describe('strict input', () => {
       assertProblem(badUser, 401, 'UNAUTHENTICATED')
       assert.equal(badUser.headers['www-authenticate'], 'Bearer realm="coupon-rush", error="invalid_token"')
       assert.equal(bad.headers['www-authenticate'], undefined)
+      const badQuery = await rawRequest(t, 'GET', '/me/events?access_token=wrong', {
+        headers: { accept: 'text/event-stream' },
+      })
+      assertProblem(badQuery, 401, 'UNAUTHENTICATED')
+      assert.equal(badQuery.headers['www-authenticate'], 'Bearer realm="coupon-rush", error="invalid_token"')
     })
   })
 

@@ -28,17 +28,23 @@ export const USER_ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/
 function bearerToken(request: FastifyRequest, reply: FastifyReply): string {
   // Answers to authenticated reads, refusals included, are one user's: never cached (an answer to a POST is
   // not cacheable anyway, and the admission skips the header).
-  if (request.method === 'GET') reply.header('cache-control', 'no-store')
+  if (request.method === 'GET' || request.method === 'HEAD') reply.header('cache-control', 'no-store')
   const header = request.headers.authorization
   if (header !== undefined) {
     const match = /^Bearer\s+(\S+)$/i.exec(header)
     if (!match) throw new AppError('UNAUTHENTICATED', 'the Authorization header must be "Bearer <token>"')
     return match[1]!
   }
-  const query = request.query as Record<string, unknown> | undefined
-  if (request.routeOptions.config.eventStream === true && typeof query?.access_token === 'string')
-    return query.access_token
+  const token = queryToken(request)
+  if (token !== undefined) return token
   throw new AppError('UNAUTHENTICATED', 'a bearer token is required')
+}
+
+/** The `access_token` query parameter, on the SSE routes only. */
+export function queryToken(request: FastifyRequest): string | undefined {
+  if (request.routeOptions.config.eventStream !== true) return undefined
+  const query = request.query as Record<string, unknown> | undefined
+  return typeof query?.access_token === 'string' ? query.access_token : undefined
 }
 
 function verifyFailure(error: unknown): string {

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AppError, ERROR_CODES, type ErrorCode, isInfrastructureError } from '../../domain/errors.ts'
+import { queryToken } from './auth.ts'
 
 export interface Problem {
   type: string
@@ -27,7 +28,7 @@ export function problem(code: ErrorCode, detail: string, extra: Record<string, u
 
 /** RFC 6750: a 401 says how to authenticate, and whether the credentials sent were refused. */
 function challenge(request: FastifyRequest): string {
-  const sent = request.headers.authorization !== undefined
+  const sent = request.headers.authorization !== undefined || queryToken(request) !== undefined
   return sent ? 'Bearer realm="coupon-rush", error="invalid_token"' : 'Bearer realm="coupon-rush"'
 }
 

@@ -42,7 +42,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Create a coupon',
         security,
         body: CreateCouponBody,
-        response: { 201: AdminCoupon, ...errors(400, 401, 403, 422, 503) },
+        response: { 201: AdminCoupon, ...errors(400, 401, 403, 413, 415, 422, 503) },
       },
     },
     async (request, reply) => {

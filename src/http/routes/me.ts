@@ -44,7 +44,7 @@ export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
         security,
         params: Type.Object({ userCouponId: Id }, { additionalProperties: false }),
         body: RedeemBody,
-        response: { 200: Redemption, ...errors(400, 401, 404, 409, 410, 503) },
+        response: { 200: Redemption, ...errors(400, 401, 404, 409, 410, 413, 415, 503) },
       },
     },
     async (request) => {
