@@ -1,4 +1,3 @@
-import helmet from '@fastify/helmet'
 import rateLimit from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
@@ -18,7 +17,7 @@ import { couponRoutes } from './routes/coupons.ts'
 import { meRoutes } from './routes/me.ts'
 import { opsRoutes } from './routes/ops.ts'
 import { Problem } from './schemas.ts'
-import { securityHeaders } from './security.ts'
+import securityHeaders from './security.ts'
 
 export interface AppOptions {
   config: Config
@@ -62,7 +61,7 @@ export async function buildApp({
   app.addSchema(Problem)
   await app.register(errors)
   await app.register(validation)
-  await app.register(helmet, await securityHeaders())
+  await app.register(securityHeaders)
   await app.register(swagger, {
     openapi: {
       info: {
