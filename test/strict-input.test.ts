@@ -468,7 +468,7 @@ describe('strict input', () => {
       assert.ok(String(coupon.headers['content-security-policy']).includes("frame-ancestors 'none'"))
     })
 
-    it('marks answers to /me and other authenticated reads Cache-Control: no-store, refusals included', async () => {
+    it('marks answers to /me and other authenticated requests Cache-Control: no-store, refusals included', async () => {
       for (const [path, token] of [
         ['/me/coupons', t.tokenFor('rita')],
         ['/me/coupons', undefined],
@@ -478,6 +478,12 @@ describe('strict input', () => {
         const answer = await rawRequest(t, 'GET', path, token === undefined ? {} : { token })
         assert.equal(answer.headers['cache-control'], 'no-store', `${path} ${answer.status}`)
       }
+      const redeem = await rawRequest(t, 'POST', '/me/coupons/999999/redeem', {
+        token: t.tokenFor('rita'),
+        body: '{"orderAmount":100}',
+      })
+      assert.equal(redeem.status, 404)
+      assert.equal(redeem.headers['cache-control'], 'no-store')
     })
   })
 

@@ -26,9 +26,9 @@ export const USER_ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/
  * parameter. Anywhere else a token in the URL would end up in logs and histories, so it is not taken.
  */
 function bearerToken(request: FastifyRequest, reply: FastifyReply): string {
-  // Answers to authenticated reads, refusals included, are one user's: never cached (an answer to a POST is
-  // not cacheable anyway, and the admission skips the header).
-  if (request.method === 'GET' || request.method === 'HEAD') reply.header('cache-control', 'no-store')
+  // Answers to authenticated requests, refusals included, are one user's: never stored. The admission, whose
+  // answers no browser keeps, opts out with the other browser-facing headers (see security.ts).
+  if (request.routeOptions.config.securityHeaders !== false) reply.header('cache-control', 'no-store')
   const header = request.headers.authorization
   if (header !== undefined) {
     const match = /^Bearer\s+(\S+)$/i.exec(header)
