@@ -6,17 +6,19 @@ import Fastify, { type FastifyInstance, LogController } from 'fastify'
 import type { Config } from '../config/config.ts'
 import { AppError } from '../domain/errors.ts'
 import auth from './plugins/auth.ts'
-import errors from './plugins/errors.ts'
+import errors, { clientErrorHandler, frameworkErrors } from './plugins/errors.ts'
 import issuance from './plugins/issuance.ts'
 import metrics from './plugins/metrics.ts'
 import postgres from './plugins/postgres.ts'
 import redis from './plugins/redis.ts'
+import validation, { ajvOptions, schemaErrorFormatter } from './plugins/validation.ts'
 import workers from './plugins/workers.ts'
 import { adminRoutes } from './routes/admin.ts'
 import { couponRoutes } from './routes/coupons.ts'
 import { meRoutes } from './routes/me.ts'
 import { opsRoutes } from './routes/ops.ts'
 import { Problem } from './schemas.ts'
+import securityHeaders from './security.ts'
 
 export interface AppOptions {
   config: Config
@@ -33,8 +35,10 @@ export async function buildApp({
   const app = Fastify({
     logger: logger ? { level: config.logLevel } : false,
     bodyLimit: 16 * 1024,
-    // Unknown body fields are rejected, not silently stripped.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    ajv: ajvOptions,
+    schemaErrorFormatter,
+    clientErrorHandler,
+    frameworkErrors,
     forceCloseConnections: true,
     // Per-request logs would cost more than the admission itself; /metrics has the request figures.
     logController: new LogController({ disableRequestLogging: true }),
@@ -43,8 +47,9 @@ export async function buildApp({
     childLoggerFactory: (logger) => logger,
   }).withTypeProvider<TypeBoxTypeProvider>()
 
-  // An empty body with a JSON content type is fine for POST /coupons/{id}/issuance.
-  app.removeContentTypeParser('application/json')
+  // JSON only (anything else is 415); an empty body with a JSON content type is fine for
+  // POST /coupons/{id}/issuance.
+  app.removeAllContentTypeParsers()
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
     if (body === '') return done(null, undefined)
     try {
@@ -56,6 +61,8 @@ export async function buildApp({
 
   app.addSchema(Problem)
   await app.register(errors)
+  await app.register(validation)
+  await app.register(securityHeaders)
   await app.register(swagger, {
     openapi: {
       info: {

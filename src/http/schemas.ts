@@ -1,4 +1,15 @@
 import { type Static, Type } from 'typebox'
+import {
+  CouponName,
+  CouponStats,
+  couponViewFields,
+  Discount,
+  IssueMode,
+  MAX_AMOUNT,
+  Quantity,
+  UserCouponStatus,
+  ValidDays,
+} from '../domain/coupon.ts'
 
 /** TypeBox schemas: one source for request validation, handler types and the OpenAPI document. */
 
@@ -17,99 +28,32 @@ export const Problem = Type.Object(
   },
 )
 
-export const Discount = Type.Union(
-  [
-    Type.Object(
-      { type: Type.Literal('FIXED'), amount: Type.Integer({ minimum: 1, maximum: 1_000_000_000 }) },
-      { additionalProperties: false },
-    ),
-    Type.Object(
-      {
-        type: Type.Literal('RATE'),
-        percent: Type.Integer({ minimum: 1, maximum: 100 }),
-        maxAmount: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000_000 })),
-      },
-      { additionalProperties: false },
-    ),
-  ],
-  { description: 'FIXED: a fixed amount off; RATE: a percentage off, optionally capped' },
-)
+export { CouponStats, Discount, Issuance, IssueMode, PublicCoupon } from '../domain/coupon.ts'
 
-export const IssueModeSchema = Type.Union([
-  Type.Literal('sync'),
-  Type.Literal('queue'),
-  Type.Literal('stream'),
-  Type.Literal('kafka'),
-])
+/** Ids in paths and queries: canonical decimal integers (see plugins/validation.ts) within JS's safe range. */
+export const Id = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })
 
 export const CreateCouponBody = Type.Object(
   {
-    name: Type.String({ minLength: 1, maxLength: 100 }),
+    name: CouponName,
     discount: Discount,
-    quantity: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
+    quantity: Quantity,
     issueStartsAt: Type.String({ format: 'date-time' }),
     issueEndsAt: Type.String({ format: 'date-time' }),
-    validDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650 })),
-    validUntil: Type.Optional(Type.String({ format: 'date-time' })),
-    issueMode: Type.Optional(IssueModeSchema),
+    validDays: Type.Optional(ValidDays),
+    validUntil: Type.Optional(Type.String({ format: 'date-time', description: 'must be after issueEndsAt' })),
+    issueMode: Type.Optional(IssueMode),
   },
   { additionalProperties: false },
 )
 export type CreateCouponBody = Static<typeof CreateCouponBody>
 
-export const CouponStats = Type.Object({
-  requested: Type.Integer(),
-  accepted: Type.Integer(),
-  pending: Type.Integer(),
-  issued: Type.Integer(),
-  soldOut: Type.Integer(),
-  remaining: Type.Integer(),
-})
-
 export const AdminCoupon = Type.Object({
-  id: Type.Integer(),
-  name: Type.String(),
-  discount: Discount,
-  quantity: Type.Integer(),
-  issueStartsAt: Type.String({ format: 'date-time' }),
-  issueEndsAt: Type.String({ format: 'date-time' }),
+  ...couponViewFields,
   validDays: Type.Union([Type.Integer(), Type.Null()]),
   validUntil: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  issueMode: IssueModeSchema,
   createdAt: Type.String({ format: 'date-time' }),
   stats: Type.Optional(CouponStats),
-})
-
-export const PublicCoupon = Type.Object({
-  id: Type.Integer(),
-  name: Type.String(),
-  discount: Discount,
-  quantity: Type.Integer(),
-  remaining: Type.Integer(),
-  status: Type.Union([
-    Type.Literal('SCHEDULED'),
-    Type.Literal('ISSUING'),
-    Type.Literal('SOLD_OUT'),
-    Type.Literal('ENDED'),
-  ]),
-  issueStartsAt: Type.String({ format: 'date-time' }),
-  issueEndsAt: Type.String({ format: 'date-time' }),
-  issueMode: IssueModeSchema,
-})
-
-export const Issuance = Type.Object({
-  couponId: Type.Integer(),
-  userId: Type.String(),
-  status: Type.Union([
-    Type.Literal('PENDING'),
-    Type.Literal('ACCEPTED'),
-    Type.Literal('ISSUED'),
-    Type.Literal('SOLD_OUT'),
-  ]),
-  position: Type.Optional(Type.Integer()),
-  userCouponId: Type.Optional(Type.Integer()),
-  requestedAt: Type.String({ format: 'date-time' }),
-  decidedAt: Type.Optional(Type.String({ format: 'date-time' })),
 })
 
 export const UserCoupon = Type.Object({
@@ -120,11 +64,11 @@ export const UserCoupon = Type.Object({
   issuedAt: Type.String({ format: 'date-time' }),
   expiresAt: Type.String({ format: 'date-time' }),
   redeemedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  status: Type.Union([Type.Literal('AVAILABLE'), Type.Literal('REDEEMED'), Type.Literal('EXPIRED')]),
+  status: UserCouponStatus,
 })
 
 export const RedeemBody = Type.Object(
-  { orderAmount: Type.Integer({ minimum: 1, maximum: 1_000_000_000 }) },
+  { orderAmount: Type.Integer({ minimum: 1, maximum: MAX_AMOUNT }) },
   { additionalProperties: false },
 )
 
@@ -144,7 +88,13 @@ export const Audit = Type.Object({
   inconsistencies: Type.Array(Type.String()),
 })
 
-export const IdParams = Type.Object({ id: Type.Integer({ minimum: 1, maximum: 9_007_199_254_740_991 }) })
+export const IdParams = Type.Object({ id: Id }, { additionalProperties: false })
+
+/** The query of the SSE routes: EventSource cannot send headers, so the token may come here (only there). */
+export const EventStreamQuery = Type.Object(
+  { access_token: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })) },
+  { additionalProperties: false },
+)
 
 /** Error responses documented on every route that can give them. */
 export function errors(...statuses: number[]) {

@@ -1,20 +1,6 @@
-import type { Coupon, Issuance, IssueMode } from '../domain/coupon.ts'
+import type { Coupon, CouponStats, Issuance, IssueMode } from '../domain/coupon.ts'
 
-/** Live counters of one coupon (GET /admin/coupons/{id} `stats`). */
-export interface CouponStats {
-  /** Requests that reached admission: accepted plus refused as sold out (duplicates not counted). */
-  requested: number
-  /** Requests admitted with a position (2xx). */
-  accepted: number
-  /** Admitted but not decided yet (queue: waiting; stream/kafka: accepted, no row yet). */
-  pending: number
-  /** Rows in Postgres. */
-  issued: number
-  /** Requests refused or resolved as sold out. */
-  soldOut: number
-  /** Stock not yet promised to anyone. */
-  remaining: number
-}
+export type { CouponStats } from '../domain/coupon.ts'
 
 /**
  * What `POST /coupons/{id}/issuance` answers, as a value: admitted (201 ISSUED in sync, 202 PENDING or

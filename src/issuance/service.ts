@@ -1,4 +1,11 @@
-import { assertIssuing, type Coupon, couponStatus, type Issuance, type IssueMode } from '../domain/coupon.ts'
+import {
+  assertIssuing,
+  type Coupon,
+  couponStatus,
+  type Issuance,
+  type IssueMode,
+  type PublicCoupon,
+} from '../domain/coupon.ts'
 import { AppError } from '../domain/errors.ts'
 import { channels } from '../redis/keys.ts'
 import { insertCoupon, listCoupons, type NewCoupon } from '../storage/coupons.ts'
@@ -7,18 +14,6 @@ import type { IssuanceContext } from './context.ts'
 import { CouponCache } from './coupon-cache.ts'
 import type { CouponStats, IssuanceMode, RequestOutcome } from './mode.ts'
 import { ENABLED_BY } from './modes.ts'
-
-export interface PublicCoupon {
-  id: number
-  name: string
-  discount: Coupon['discount']
-  quantity: number
-  remaining: number
-  status: ReturnType<typeof couponStatus>
-  issueStartsAt: string
-  issueEndsAt: string
-  issueMode: IssueMode
-}
 
 /** The coupon use cases behind the HTTP API, dispatching issuance to the coupon's mode. */
 export class IssuanceService {
@@ -60,8 +55,7 @@ export class IssuanceService {
         `issue mode "${input.issueMode}" is not enabled${hint === undefined ? '' : ` (${hint})`}`,
       )
     }
-    const coupon = await insertCoupon(this.ctx.db, input)
-    await mode.prepare(coupon)
+    const coupon = await insertCoupon(this.ctx.db, input, (coupon) => mode.prepare(coupon))
     this.cache.set(coupon)
     await this.ctx.redis.publish(channels(this.ctx.redisPrefix).couponChanged, String(coupon.id))
     return coupon

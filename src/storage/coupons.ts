@@ -1,5 +1,11 @@
-import type { Coupon, Discount, IssueMode } from '../domain/coupon.ts'
-import type { Db, DbClient } from './postgres.ts'
+import {
+  type Coupon,
+  checkNewCoupon,
+  type Discount,
+  type IssueMode,
+  type NewCoupon,
+} from '../domain/coupon.ts'
+import { type Db, type DbClient, inTransaction } from './postgres.ts'
 
 type Queryable = Db | DbClient
 
@@ -36,24 +42,37 @@ function toCoupon(row: CouponRow): Coupon {
   }
 }
 
-export type NewCoupon = Omit<Coupon, 'id' | 'issuedCount' | 'createdAt'>
+export type { NewCoupon }
 
-export async function insertCoupon(db: Queryable, coupon: NewCoupon): Promise<Coupon> {
-  const { rows } = await db.query<CouponRow>(
-    `INSERT INTO coupons (name, discount, quantity, issue_starts_at, issue_ends_at, valid_days, valid_until, issue_mode)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ${COLUMNS}`,
-    [
-      coupon.name,
-      JSON.stringify(coupon.discount),
-      coupon.quantity,
-      coupon.issueStartsAt,
-      coupon.issueEndsAt,
-      coupon.validDays,
-      coupon.validUntil,
-      coupon.issueMode,
-    ],
-  )
-  return toCoupon(rows[0]!)
+/**
+ * Checks every rule of a new coupon and inserts it; `prepare` (setting up its Redis state) runs in the same
+ * transaction, so an invalid coupon, or one whose set-up failed, leaves no row.
+ */
+export async function insertCoupon(
+  db: Db,
+  coupon: NewCoupon,
+  prepare: (coupon: Coupon) => Promise<void> = async () => {},
+): Promise<Coupon> {
+  checkNewCoupon(coupon)
+  return inTransaction(db, async (client) => {
+    const { rows } = await client.query<CouponRow>(
+      `INSERT INTO coupons (name, discount, quantity, issue_starts_at, issue_ends_at, valid_days, valid_until, issue_mode)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ${COLUMNS}`,
+      [
+        coupon.name,
+        JSON.stringify(coupon.discount),
+        coupon.quantity,
+        coupon.issueStartsAt,
+        coupon.issueEndsAt,
+        coupon.validDays,
+        coupon.validUntil,
+        coupon.issueMode,
+      ],
+    )
+    const created = toCoupon(rows[0]!)
+    await prepare(created)
+    return created
+  })
 }
 
 export async function findCoupon(db: Queryable, id: number): Promise<Coupon | undefined> {

@@ -80,6 +80,13 @@ export async function ensureDatabase(databaseUrl: string): Promise<void> {
 /** Runs `work` in one transaction on one pooled client, rolling back on any error. */
 export async function inTransaction<T>(db: Db, work: (client: DbClient) => Promise<T>): Promise<T> {
   const client = await db.connect()
+  // A connection lost mid-transaction is also emitted as an 'error' event, which would crash the process
+  // without a listener (the query in flight rejects anyway); the broken client is then dropped, not reused.
+  let lost: Error | undefined
+  const onError = (error: Error) => {
+    lost = error
+  }
+  client.on('error', onError)
   try {
     await client.query('BEGIN')
     const result = await work(client)
@@ -91,6 +98,7 @@ export async function inTransaction<T>(db: Db, work: (client: DbClient) => Promi
     await client.query('ROLLBACK').catch(() => {})
     throw error
   } finally {
-    client.release()
+    client.off('error', onError)
+    client.release(lost)
   }
 }

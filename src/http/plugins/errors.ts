@@ -1,6 +1,9 @@
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AppError, ERROR_CODES, type ErrorCode, isInfrastructureError } from '../../domain/errors.ts'
+import { queryToken } from './auth.ts'
 
 export interface Problem {
   type: string
@@ -23,10 +26,63 @@ export function problem(code: ErrorCode, detail: string, extra: Record<string, u
   }
 }
 
+/** RFC 6750: a 401 says how to authenticate, and whether the credentials sent were refused. */
+function challenge(request: FastifyRequest): string {
+  const sent = request.headers.authorization !== undefined || queryToken(request) !== undefined
+  return sent ? 'Bearer realm="coupon-rush", error="invalid_token"' : 'Bearer realm="coupon-rush"'
+}
+
 function send(reply: FastifyReply, body: Problem, retryAfterSeconds?: number) {
   if (retryAfterSeconds !== undefined)
     reply.header('retry-after', String(Math.max(1, Math.ceil(retryAfterSeconds))))
+  if (body.status === 401) reply.header('www-authenticate', challenge(reply.request))
   return reply.code(body.status).type('application/problem+json').send(body)
+}
+
+/** Fastify's and Node's own client errors by status; any other 4xx is a request that is not valid. */
+const CLIENT_ERRORS: Partial<Record<number, ErrorCode>> = {
+  404: 'NOT_FOUND',
+  408: 'REQUEST_TIMEOUT',
+  413: 'PAYLOAD_TOO_LARGE',
+  414: 'URI_TOO_LONG',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+  431: 'HEADERS_TOO_LARGE',
+}
+
+function clientErrorCode(status: number): ErrorCode {
+  return CLIENT_ERRORS[status] ?? 'VALIDATION_ERROR'
+}
+
+/** Errors Fastify's router meets before a route runs: a bad URL encoding, a path parameter over 100 characters. */
+export function frameworkErrors(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const status = error.statusCode ?? 500
+  if (status >= 500) {
+    send(reply, problem('INTERNAL', 'an internal error occurred'))
+    return
+  }
+  send(reply, problem(clientErrorCode(status), error.message))
+}
+
+/**
+ * Errors Node's HTTP parser meets before Fastify sees a request (malformed request, headers over the size
+ * limit, a request too slow to arrive) also answer problem+json, then the connection closes.
+ */
+export function clientErrorHandler(error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, detail] =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'the request did not arrive in time']
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'the request headers are larger than the server accepts']
+        : [400, 'the HTTP request is malformed']
+  const body = JSON.stringify(problem(clientErrorCode(status), detail))
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/problem+json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    )
+  }
+  socket.destroy(error)
 }
 
 /** Answers an AppError as problem+json (the admission route answers its 409/410 refusals with `problem`). */
@@ -45,15 +101,8 @@ export default fp(
           return sendAppError(reply, error)
         }
         const fastifyError = error as FastifyError
-        if (fastifyError.validation) {
-          return send(
-            reply,
-            problem(
-              'VALIDATION_ERROR',
-              `${fastifyError.validationContext ?? 'request'} ${fastifyError.message.replace(/^(body|params|querystring|headers)\s*/, '')}`,
-            ),
-          )
-        }
+        // The message comes from plugins/validation.ts `schemaErrorFormatter`.
+        if (fastifyError.validation) return send(reply, problem('VALIDATION_ERROR', fastifyError.message))
         if (isInfrastructureError(error)) {
           request.log.warn({ reqId: request.id, err: error }, 'dependency unavailable')
           return send(
@@ -64,8 +113,8 @@ export default fp(
         }
         const status = fastifyError.statusCode
         if (status !== undefined && status >= 400 && status < 500) {
-          // Fastify's own client errors: bad JSON, body too large, unsupported media type, ...
-          return send(reply, problem('VALIDATION_ERROR', fastifyError.message))
+          // Fastify's own client errors: body too large, unsupported media type, bad URL, ...
+          return send(reply, problem(clientErrorCode(status), fastifyError.message))
         }
         request.log.error({ reqId: request.id, err: error }, 'unhandled error')
         return send(reply, problem('INTERNAL', 'an internal error occurred'))

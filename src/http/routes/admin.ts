@@ -1,14 +1,14 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import type { Coupon } from '../../domain/coupon.ts'
-import { AppError } from '../../domain/errors.ts'
-import type { CouponStats } from '../../issuance/mode.ts'
+import type { Coupon, CouponStats } from '../../domain/coupon.ts'
 import {
   AdminCoupon,
   Audit,
   CouponStats as CouponStatsSchema,
   CreateCouponBody,
+  EventStreamQuery,
   errors,
+  Id,
   IdParams,
 } from '../schemas.ts'
 import { openEventStream } from '../sse.ts'
@@ -29,19 +29,6 @@ function adminView(coupon: Coupon, stats?: CouponStats) {
   }
 }
 
-/** Rules across fields that a JSON schema cannot say. */
-function checkCouponBody(body: CreateCouponBody): void {
-  const startsAt = new Date(body.issueStartsAt)
-  const endsAt = new Date(body.issueEndsAt)
-  if (endsAt <= startsAt) throw new AppError('VALIDATION_ERROR', 'issueEndsAt must be after issueStartsAt')
-  if (body.validDays === undefined && body.validUntil === undefined) {
-    throw new AppError('VALIDATION_ERROR', 'give validDays, validUntil or both')
-  }
-  if (body.validUntil !== undefined && new Date(body.validUntil) <= startsAt) {
-    throw new AppError('VALIDATION_ERROR', 'validUntil must be after issueStartsAt')
-  }
-}
-
 export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.addHook('onRequest', app.authenticateAdmin)
   const security = [{ adminToken: [] }]
@@ -54,12 +41,12 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Create a coupon',
         security,
         body: CreateCouponBody,
-        response: { 201: AdminCoupon, ...errors(400, 401, 403, 422, 503) },
+        response: { 201: AdminCoupon, ...errors(400, 401, 403, 413, 415, 422, 503) },
       },
     },
     async (request, reply) => {
       const body = request.body
-      checkCouponBody(body)
+      // Every rule (cross-field ones too) is checked by the insert, in the transaction that creates the row.
       const coupon = await app.issuance.createCoupon({
         name: body.name,
         discount: body.discount,
@@ -84,9 +71,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
         querystring: Type.Object(
           {
             limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
-            before: Type.Optional(
-              Type.Integer({ minimum: 1, description: 'only coupons with a smaller id (paging)' }),
-            ),
+            before: Type.Optional({ ...Id, description: 'only coupons with a smaller id (paging)' }),
           },
           { additionalProperties: false },
         ),
@@ -133,13 +118,14 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/admin/coupons/:id/events',
     {
+      config: { eventStream: true },
       schema: {
         tags: ['admin'],
         summary: 'Server-Sent Events: a `stats` event every second',
         description: 'EventSource cannot send headers: pass the admin token as `access_token`.',
         security,
         params: IdParams,
-        querystring: Type.Object({ access_token: Type.Optional(Type.String()) }),
+        querystring: EventStreamQuery,
         response: {
           200: {
             description: 'text/event-stream of `stats` events',

@@ -3,7 +3,7 @@ import { Type } from 'typebox'
 import { userCouponStatus } from '../../domain/coupon.ts'
 import { redeemUserCoupon } from '../../redemption/redeem.ts'
 import { listUserCoupons } from '../../storage/user-coupons.ts'
-import { errors, Issuance, RedeemBody, Redemption, UserCoupon } from '../schemas.ts'
+import { EventStreamQuery, errors, Id, Issuance, RedeemBody, Redemption, UserCoupon } from '../schemas.ts'
 import { openEventStream } from '../sse.ts'
 
 export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -42,9 +42,9 @@ export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['me'],
         summary: 'Redeem one of the caller’s coupons against an order (once)',
         security,
-        params: Type.Object({ userCouponId: Type.Integer({ minimum: 1, maximum: 9_007_199_254_740_991 }) }),
+        params: Type.Object({ userCouponId: Id }, { additionalProperties: false }),
         body: RedeemBody,
-        response: { 200: Redemption, ...errors(400, 401, 404, 409, 410, 503) },
+        response: { 200: Redemption, ...errors(400, 401, 404, 409, 410, 413, 415, 503) },
       },
     },
     async (request) => {
@@ -61,12 +61,13 @@ export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/me/events',
     {
+      config: { eventStream: true },
       schema: {
         tags: ['me'],
         summary: 'Server-Sent Events: an `issuance` event when one of the caller’s requests is decided',
         description: 'EventSource cannot send headers: pass the JWT as `access_token`.',
         security,
-        querystring: Type.Object({ access_token: Type.Optional(Type.String()) }),
+        querystring: EventStreamQuery,
         response: {
           200: {
             description: 'text/event-stream of `issuance` events',
