@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Coupon, Issuance, IssuanceStatus } from '../domain/coupon.ts'
-import { unavailable } from '../domain/errors.ts'
+import { ReplicaAckError, unavailable } from '../domain/errors.ts'
 import { couponKeys } from '../redis/keys.ts'
 import { takeLease } from '../redis/leases.ts'
 import {
@@ -135,11 +135,25 @@ export const couponScripts = {
 
 type Admit = (ctx: IssuanceContext, couponId: number, userId: string) => Promise<AdmissionReply>
 
-/** An admission script on the coupon's state, users and `where` the admitted request goes. */
+/**
+ * An admission script on the coupon's state, users and `where` the admitted request goes. With a replica
+ * ack (REDIS_REPLICA_ACK), an admission the replicas did not confirm in time throws ReplicaAckError (503):
+ * it happened on the master, and may still end as a row, but a failover could lose it, so it is not told.
+ */
 function admission(script: Script<AdmissionReply>, where: 'stream' | 'queue'): Admit {
-  return (ctx, couponId, userId) => {
+  return async (ctx, couponId, userId) => {
     const keys = couponKeys(ctx.redisPrefix, couponId)
-    return script.runBatched(ctx.redis, [keys.state, keys.users, keys[where]], [userId])
+    const { reply, replicas } = await script.runReplicated(
+      ctx.redis,
+      [keys.state, keys.users, keys[where]],
+      [userId],
+      ctx.replicaAck,
+    )
+    const wanted = ctx.replicaAck?.replicas ?? 0
+    if (reply.kind === 'admitted' && replicas !== undefined && replicas < wanted) {
+      throw new ReplicaAckError(replicas, wanted)
+    }
+    return reply
   }
 }
 
@@ -148,6 +162,29 @@ export const admitToStream = admission(couponScripts.admitStream, 'stream')
 
 /** Puts a user on the coupon's waiting queue (queue mode); the scheduler decides later. */
 export const admitToQueue = admission(couponScripts.admitQueue, 'queue')
+
+/**
+ * With REDIS_REPLICA_ACK: returns once the replicas have every write made so far on the coupon's node, or
+ * throws ReplicaAckError (retried by the caller). Called before admitted requests are written on to Postgres
+ * or Kafka: an admission a failover would lose (it was answered 503) must not become a row the promoted
+ * replica knows nothing of, or its unit and position would be given a second time. WAIT covers the writes
+ * of its own connection, so a marker is written first on the same connection; it follows every admission
+ * the caller read.
+ */
+export async function awaitReplicas(ctx: IssuanceContext, couponId: number): Promise<void> {
+  const ack = ctx.replicaAck
+  if (ack === undefined) return
+  const results = await ctx.redis
+    .pipeline()
+    .set(couponKeys(ctx.redisPrefix, couponId).replicaProbe, '1', 'PX', 60_000)
+    .call('WAIT', ack.replicas, ack.timeoutMs)
+    .exec()
+  const [setError] = results?.[0] ?? [new Error('no reply in the pipeline')]
+  const [waitError, replicas] = results?.[1] ?? [new Error('no reply in the pipeline')]
+  if (setError) throw setError
+  if (waitError) throw waitError
+  if (Number(replicas) < ack.replicas) throw new ReplicaAckError(Number(replicas), ack.replicas)
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Loading and rebuilding.

@@ -5,6 +5,7 @@ import { type DbClient, inTransaction } from '../../storage/postgres.ts'
 import { holderRows, type IssueRequest, issueBatch } from '../../storage/user-coupons.ts'
 import type { IssuanceContext } from '../context.ts'
 import {
+  awaitReplicas,
   type Decision,
   type IssuanceRecord,
   lowerQueueStock,
@@ -91,6 +92,8 @@ async function issueHead(ctx: IssuanceContext, coupon: Coupon, batchSize: number
       position: user.position,
       requestedAt: new Date(requestedAtOf(records[i])),
     }))
+    // A failover must not bring back a queue without users who hold rows (their positions would repeat).
+    await awaitReplicas(ctx, coupon.id)
     const result = await issueBatch(client, coupon.id, requests)
     const byUser = new Map(requests.map((request) => [request.userId, request]))
     const decisions: Decision[] = result.issued.map((row) => [

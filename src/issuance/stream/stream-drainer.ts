@@ -6,7 +6,7 @@ import { connectRedis, duplicateRedis } from '../../redis/client.ts'
 import { channels, couponKeys } from '../../redis/keys.ts'
 import { listActiveCoupons } from '../../storage/coupons.ts'
 import type { IssuanceContext } from '../context.ts'
-import { ensureLoaded, type PendingSource } from '../coupon-store.ts'
+import { awaitReplicas, ensureLoaded, type PendingSource } from '../coupon-store.ts'
 import type { IssuanceWorker } from '../mode.ts'
 import { retry } from '../retry.ts'
 import {
@@ -237,6 +237,8 @@ export class StreamDrainer implements IssuanceWorker {
     try {
       await retry(
         async () => {
+          // REDIS_REPLICA_ACK: only entries the replicas have go on (a failover must not undo them).
+          await awaitReplicas(this.ctx, coupon.id)
           await this.sink(coupon, entries)
           await this.acknowledge(coupon.id, ids)
         },
