@@ -59,6 +59,11 @@ export function scriptFileNames(): string[] {
   return [...SCRIPTS.keys()]
 }
 
+/** The SHA1 of each script, in the order of scriptFileNames (what EVALSHA and SCRIPT EXISTS take). */
+export function scriptShas(): string[] {
+  return [...SCRIPTS.values()].map((script) => script.sha)
+}
+
 /** The scripts a typed wrapper was defined for so far (a test checks every file has one). */
 export function definedScriptNames(): string[] {
   return [...DEFINED]
