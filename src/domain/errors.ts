@@ -76,7 +76,8 @@ const NETWORK_CODES = new Set([
   'ENOTFOUND',
   'EHOSTUNREACH',
 ])
-const REDIS_BUSY = /^(LOADING|BUSY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|NOREPLICAS)/
+// MOVED/ASK: a cluster slot moved (a failover) and the command did not run; the next try follows it.
+const REDIS_BUSY = /^(LOADING|BUSY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|NOREPLICAS|MOVED|ASK) /
 
 /**
  * True for failures of Redis or Postgres being unreachable or overloaded (not bugs): these answer 503 with

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Coupon, Issuance, IssuanceStatus } from '../domain/coupon.ts'
 import { ReplicaAckError, unavailable } from '../domain/errors.ts'
+import { execOnSlot } from '../redis/client.ts'
 import { couponKeys } from '../redis/keys.ts'
 import { takeLease } from '../redis/leases.ts'
 import {
@@ -174,13 +175,15 @@ export const admitToQueue = admission(couponScripts.admitQueue, 'queue')
 export async function awaitReplicas(ctx: IssuanceContext, couponId: number): Promise<void> {
   const ack = ctx.replicaAck
   if (ack === undefined) return
-  const results = await ctx.redis
-    .pipeline()
-    .set(couponKeys(ctx.redisPrefix, couponId).replicaProbe, '1', 'PX', 60_000)
-    .call('WAIT', ack.replicas, ack.timeoutMs)
-    .exec()
-  const [setError] = results?.[0] ?? [new Error('no reply in the pipeline')]
-  const [waitError, replicas] = results?.[1] ?? [new Error('no reply in the pipeline')]
+  const results = await execOnSlot(
+    ctx.redis,
+    ctx.redis
+      .pipeline()
+      .set(couponKeys(ctx.redisPrefix, couponId).replicaProbe, '1', 'PX', 60_000)
+      .call('WAIT', ack.replicas, ack.timeoutMs),
+  )
+  const [setError] = results[0] ?? [new Error('no reply in the pipeline')]
+  const [waitError, replicas] = results[1] ?? [new Error('no reply in the pipeline')]
   if (setError) throw setError
   if (waitError) throw waitError
   if (Number(replicas) < ack.replicas) throw new ReplicaAckError(Number(replicas), ack.replicas)

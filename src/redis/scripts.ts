@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import { Cluster, type Redis } from 'ioredis'
-import type { RedisClient } from './client.ts'
+import { execOnSlot, type RedisClient } from './client.ts'
 
 const SCRIPTS_DIR = new URL('./scripts/', import.meta.url)
 const INCLUDES_DIR = new URL('./includes/', SCRIPTS_DIR)
@@ -239,7 +239,7 @@ class ScriptBatch {
     pipeline: ReturnType<RedisClient['pipeline']>,
   ): Promise<{ results: [Error | null, unknown][]; replicas: number | undefined }> {
     if (this.ack !== undefined) pipeline.call('WAIT', this.ack.replicas, this.ack.timeoutMs)
-    const results = (await pipeline.exec()) ?? []
+    const results = await execOnSlot(this.redis, pipeline)
     if (this.ack === undefined) return { results, replicas: undefined }
     const [waitError, replicas] = results.pop() ?? [new Error('no WAIT reply')]
     if (waitError) throw waitError
