@@ -30,7 +30,8 @@ describe('every mode on a Redis Cluster', () => {
 
   for (const issueMode of ['sync', 'queue', 'stream', 'kafka'] as const) {
     it(`${issueMode}: issues exactly the quantity, once per user, to the first requesters, and decides every request`, async () => {
-      await assertSaleInvariants(t, issueMode)
+      // sync takes a lock and a transaction per request: fewer users, the same invariants.
+      await assertSaleInvariants(t, issueMode, issueMode === 'sync' ? { users: 400 } : {})
     })
   }
 
