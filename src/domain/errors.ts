@@ -94,7 +94,7 @@ export function isInfrastructureError(error: unknown): boolean {
   if (error instanceof ReplicaAckError) return true
   if (name === 'ReplyError') return REDIS_BUSY.test(message)
   if (
-    /Connection is closed|Stream isn't writeable|Command timed out|Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended|the database system is/i.test(
+    /Connection is closed|Command aborted due to connection close|Stream isn't writeable|Command timed out|Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended|the database system is/i.test(
       message,
     )
   ) {

@@ -45,6 +45,12 @@ export interface OwnCluster {
    * node sees the cluster ok again; returns the new master's port.
    */
   killMasterAndAwaitFailover(masterPort: number, options?: { onKilled?: () => void }): Promise<number>
+  /**
+   * SIGSTOPs a node (SIGCONT resumes it): a replica paused this way falls behind its master, as a replica
+   * on a slow link would, without the cluster noticing if it is short (under the node timeout).
+   */
+  pauseNode(port: number): void
+  resumeNode(port: number): void
   /** Starts again every node that is down (a killed master rejoins as a replica) and waits until ok. */
   restartDownNodes(): Promise<void>
   /** Stops every node and removes the data folder. */
@@ -171,6 +177,16 @@ export async function startOwnCluster(options: OwnClusterOptions = {}): Promise<
         return true
       })
       return promoted
+    },
+    pauseNode(port) {
+      const pid = pids.get(port)
+      if (pid === undefined) throw new Error(`no process known for port ${port}`)
+      process.kill(pid, 'SIGSTOP')
+    },
+    resumeNode(port) {
+      const pid = pids.get(port)
+      if (pid === undefined) throw new Error(`no process known for port ${port}`)
+      process.kill(pid, 'SIGCONT')
     },
     async restartDownNodes() {
       await run('bash', [SCRIPT, 'start'], { env })
