@@ -1,8 +1,8 @@
 /**
  * A Redis Cluster master SIGKILLed in the middle of a sale, with REDIS_REPLICA_ACK=1: admissions are
  * answered 2xx only once a replica has them (WAIT), and written on to Postgres or Kafka only then. Once a
- * third of the stock was acknowledged, the coupon's replica is paused (SIGSTOP: it falls behind) for longer
- * than the WAIT timeout, then its master is SIGKILLed and the lagging replica takes over; the dead process
+ * third of the stock was acknowledged, the coupon's replica is paused (SIGSTOP) and cut off from its master
+ * (CLIENT KILL TYPE replica) for longer than the WAIT timeout, then its master is SIGKILLed and the lagging replica takes over; the dead process
  * is started again (it rejoins as the new master's replica, so acknowledgements can resume); the users retry
  * every 503 after its Retry-After. Then, counted against Postgres: nothing acknowledged lost, nothing twice,
  * nothing beyond the stock, positions 1..quantity as told, and no 2xx from the pause to the promotion.
@@ -10,6 +10,7 @@
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis } from 'ioredis'
 import type { IssueMode } from '../src/domain/coupon.ts'
 import { decodeRecord } from '../src/issuance/coupon-store.ts'
 import { couponKeys } from '../src/redis/keys.ts'
@@ -61,10 +62,15 @@ async function runSale(
     const [replica] = await cluster.replicasOf(master)
     const backlogAtKill =
       mode === 'queue' ? await t.app.redis.zcard(keys.queue) : await t.app.redis.xlen(keys.stream)
-    // The failover that beats replication: the replica stops receiving, the sale goes on against the master
-    // for longer than the WAIT timeout, then the master dies and the lagging replica takes over.
+    // The failover that beats replication: the replica stops and the master drops its link (what it sent
+    // before stays in the replica's socket buffer; nothing after reaches it), the sale goes on against the
+    // master for longer than the WAIT timeout, then the master dies and the lagging replica takes over.
     const pausedAt = Date.now()
     cluster.pauseNode(replica!)
+    const onMaster = new Redis({ port: master, lazyConnect: true, maxRetriesPerRequest: 0 })
+    await onMaster.connect()
+    await onMaster.client('KILL', 'TYPE', 'replica')
+    onMaster.disconnect()
     await sleep(PAUSE_MS)
     let killedAt = 0
     await cluster.killMasterAndAwaitFailover(master, {
