@@ -236,8 +236,11 @@ describe('a Redis Cluster master SIGKILLed mid-sale, admissions acknowledged by 
           )
         }
       } finally {
-        await t?.close()
-        await cluster.destroy()
+        try {
+          await t?.close()
+        } finally {
+          await cluster.destroy()
+        }
       }
     })
   }

@@ -24,8 +24,11 @@ describe('every mode on a Redis Cluster', () => {
   })
 
   after(async () => {
-    await t?.close()
-    await cluster?.destroy()
+    try {
+      await t?.close()
+    } finally {
+      await cluster?.destroy()
+    }
   })
 
   for (const issueMode of ['sync', 'queue', 'stream', 'kafka'] as const) {
