@@ -164,29 +164,37 @@ export const admitToStream = admission(couponScripts.admitStream, 'stream')
 /** Puts a user on the coupon's waiting queue (queue mode); the scheduler decides later. */
 export const admitToQueue = admission(couponScripts.admitQueue, 'queue')
 
+type Pipeline = ReturnType<IssuanceContext['redis']['pipeline']>
+
 /**
- * With REDIS_REPLICA_ACK: returns once the replicas have every write made so far on the coupon's node, or
- * throws ReplicaAckError (retried by the caller). Called before admitted requests are written on to Postgres
- * or Kafka: an admission a failover would lose (it was answered 503) must not become a row the promoted
- * replica knows nothing of, or its unit and position would be given a second time. WAIT covers the writes
- * of its own connection, so a marker is written first on the same connection; it follows every admission
- * the caller read.
+ * Runs one command on the coupon's keys (`command` adds it to a pipeline) and returns its reply; with
+ * REDIS_REPLICA_ACK, only once the replicas hold the state that reply saw, else ReplicaAckError (retried by
+ * the caller). Used to read admitted requests before writing them on to Postgres or Kafka: an admission a
+ * failover would lose (it was answered 503) must not become a row the promoted replica knows nothing of, or
+ * its unit and position would be given a second time. The command, a marker write and `WAIT` go in one
+ * pipeline to one node: WAIT covers its connection's last write, the marker, which that node ran after every
+ * admission the command saw. A failover in between fails the pipeline, or the command runs on the new
+ * master and sees only what it has.
  */
-export async function awaitReplicas(ctx: IssuanceContext, couponId: number): Promise<void> {
+export async function readReplicated(
+  ctx: IssuanceContext,
+  couponId: number,
+  command: (pipeline: Pipeline) => Pipeline,
+): Promise<unknown> {
   const ack = ctx.replicaAck
-  if (ack === undefined) return
-  const results = await execOnSlot(
-    ctx.redis,
-    ctx.redis
-      .pipeline()
+  const pipeline = command(ctx.redis.pipeline())
+  if (ack !== undefined) {
+    pipeline
       .set(couponKeys(ctx.redisPrefix, couponId).replicaProbe, '1', 'PX', 60_000)
-      .call('WAIT', ack.replicas, ack.timeoutMs),
-  )
-  const [setError] = results[0] ?? [new Error('no reply in the pipeline')]
-  const [waitError, replicas] = results[1] ?? [new Error('no reply in the pipeline')]
-  if (setError) throw setError
-  if (waitError) throw waitError
-  if (Number(replicas) < ack.replicas) throw new ReplicaAckError(Number(replicas), ack.replicas)
+      .call('WAIT', ack.replicas, ack.timeoutMs)
+  }
+  const results = await execOnSlot(ctx.redis, pipeline)
+  for (const [error] of results) if (error) throw error
+  if (ack !== undefined) {
+    const replicas = Number(results[2]?.[1])
+    if (replicas < ack.replicas) throw new ReplicaAckError(replicas, ack.replicas)
+  }
+  return results[0]?.[1]
 }
 
 // ---------------------------------------------------------------------------------------------------------
