@@ -4,6 +4,7 @@
  * `stream` on Redis with each persistence setting. A full run writes bench/results/latest.{json,svg} and
  * docs/benchmarks.md; other runs write to .cache/bench/. See `npm run bench -- --help`.
  */
+import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
@@ -93,8 +94,8 @@ options
   --modes LIST       comma list of bare,sync,queue,stream,kafka (default: all; kafka only with a broker)
   --repeat F         fraction of users pressing twice (default 0.05)
   --skip-goals       skip the stream goal phases (request-to-row at --rate, the writer alone)
-  --skip-durability  skip the stream sales on three Redis servers of the run's own (no persistence,
-                     appendfsync everysec, appendfsync always; each on a free port, temp data folder)
+  --skip-durability  skip the stream sales on Redis servers of the run's own (no persistence, appendfsync
+                     everysec, appendfsync always, a replica with REDIS_REPLICA_ACK=1; free ports, temp folders)
   --redis-url URL    the Redis of the mode phases (default REDIS_URL if set, else a redis-server of the
                      run's own on a free port, so the command counts are the benchmark's alone)
   --database-url URL the Postgres database (default DATABASE_URL if set, else
@@ -767,25 +768,32 @@ async function runWriterPhase(run: Run): Promise<WriterPhase> {
  */
 async function runDurability(run: Run): Promise<DurabilityRun[]> {
   const runs: DurabilityRun[] = []
-  for (const persistence of ['none', 'everysec', 'always'] as Persistence[]) {
+  for (const persistence of ['none', 'everysec', 'always', 'replica-ack'] as Persistence[]) {
     const label = `stream-redis-${persistence}`
     let own: { url: string; service: ChildService } | undefined
+    let replica: { url: string; service: ChildService } | undefined
     let redis: BenchRedis | undefined
     try {
-      own = await startPrivateRedis(join(run.logDir, `${label}-redis.log`), persistence)
+      own = await startPrivateRedis(
+        join(run.logDir, `${label}-redis.log`),
+        persistence === 'replica-ack' ? 'none' : persistence,
+      )
       run.children.add(own.service)
+      const extra: Partial<ServiceConfig> = { redisUrl: own.url }
+      if (persistence === 'replica-ack') {
+        replica = await startPrivateRedis(join(run.logDir, `${label}-replica.log`), 'none', [
+          '--replicaof',
+          '127.0.0.1',
+          new URL(own.url).port,
+        ])
+        run.children.add(replica.service)
+        await replicaOnline(own.url)
+        extra.extra = { REDIS_REPLICA_ACK: '1' }
+      }
       redis = new BenchRedis(own.url)
       // Stock for every user: every request is an admission, a write to Redis and its AOF.
       const { users } = run.options
-      const sale = await closedSale(
-        run,
-        'stream',
-        label,
-        { redisUrl: own.url },
-        redis,
-        own.service.pid,
-        users,
-      )
+      const sale = await closedSale(run, 'stream', label, extra, redis, own.service.pid, users)
       if (typeof sale === 'string') throw new Error(sale)
       runs.push({ persistence, status: 'ok', phase: sale.closed })
     } catch (error) {
@@ -794,13 +802,26 @@ async function runDurability(run: Run): Promise<DurabilityRun[]> {
       runs.push({ persistence, status: 'failed', reason })
     } finally {
       await redis?.close()
-      if (own) {
-        await own.service.stop()
-        run.children.delete(own.service)
+      for (const server of [replica, own]) {
+        if (server === undefined) continue
+        await server.service.stop()
+        run.children.delete(server.service)
       }
     }
   }
   return runs
+}
+
+/** Waits until the Redis at `url` has a replica online (INFO replication), so WAIT 1 can be answered. */
+async function replicaOnline(url: string): Promise<void> {
+  const port = new URL(url).port
+  const deadline = Date.now() + 15_000
+  while (Date.now() < deadline) {
+    const info = spawnSync('redis-cli', ['-p', port, 'info', 'replication'], { encoding: 'utf8' }).stdout
+    if (/slave0:.*state=online/.test(info)) return
+    await sleep(100)
+  }
+  throw new Error(`the replica of ${url} did not come online`)
 }
 
 /** --render: the figures come from the run's JSON as measured; only the report around them is rebuilt. */

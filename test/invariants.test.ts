@@ -1,11 +1,11 @@
-import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { runConcurrently, startTestApp, type TestApp } from './support/app.ts'
-import { eventually, issuedRows } from './support/infra.ts'
+import { startTestApp, type TestApp } from './support/app.ts'
+import { assertSaleInvariants } from './support/invariants.ts'
 
 /**
  * The SPEC invariants over real HTTP for every mode this server enables: thousands of concurrent requests
- * for a small stock from more users than stock, some users pressing twice.
+ * for a small stock from more users than stock, some users pressing twice. (test/cluster-modes.test.ts runs
+ * the same sale on a Redis Cluster, kafka included.)
  */
 describe('SPEC invariants in every mode, over HTTP', () => {
   let t: TestApp
@@ -16,69 +16,7 @@ describe('SPEC invariants in every mode, over HTTP', () => {
 
   for (const issueMode of ['sync', 'queue', 'stream'] as const) {
     it(`${issueMode}: issues exactly the quantity, once per user, to the first requesters, and decides every request`, async () => {
-      const quantity = 40
-      const coupon = await t.createCoupon({ quantity, issueMode })
-      const users = Array.from({ length: 1600 }, (_, i) => `${issueMode}-u${i}`)
-      const requests = [...users, ...users.slice(0, 400)]
-      const answers = await runConcurrently(requests.length, 100, async (i) => {
-        const userId = requests[i]!
-        return {
-          userId,
-          ...(await t.http('POST', `/coupons/${coupon.id}/issuance`, { token: t.tokenFor(userId) })),
-        }
-      })
-      const admitted = answers.filter((a) => a.status === 201 || a.status === 202)
-      for (const answer of answers) {
-        assert.ok(
-          [201, 202, 409, 410].includes(answer.status),
-          `unexpected ${answer.status} ${JSON.stringify(answer.body)}`,
-        )
-      }
-      assert.equal(new Set(admitted.map((a) => a.userId)).size, admitted.length, 'one admission per user')
-
-      // Every admitted request ends decided: ISSUED, or SOLD_OUT (queue only).
-      const decided = new Map<string, Record<string, unknown>>()
-      await eventually(async () => {
-        for (const { userId } of admitted) {
-          if (decided.has(userId)) continue
-          const status = await t.http('GET', `/coupons/${coupon.id}/issuance`, { token: t.tokenFor(userId) })
-          if (status.body.status === 'ISSUED' || status.body.status === 'SOLD_OUT')
-            decided.set(userId, status.body)
-        }
-        return decided.size === admitted.length
-      }, 'every admitted request decided')
-
-      const rows = await issuedRows(t.env.db, coupon.id)
-      assert.equal(rows.length, quantity, 'no over-issue, and the whole stock issued')
-      assert.equal(new Set(rows.map((r) => r.user_id)).size, rows.length, 'no duplicate')
-      assert.deepEqual(
-        rows.map((r) => r.position),
-        Array.from({ length: quantity }, (_, i) => i + 1),
-        'the issued rows hold positions 1..quantity: the first requesters',
-      )
-      const issuedUsers = new Set(rows.map((r) => r.user_id))
-      for (const [userId, status] of decided) {
-        assert.equal(issuedUsers.has(userId), status.status === 'ISSUED', `${userId} is ${status.status}`)
-      }
-      if (issueMode !== 'queue') assert.equal(admitted.length, quantity, 'only winners are admitted')
-      else {
-        // queue admits everyone while stock remains; the first by position win.
-        const byPosition = admitted
-          .map((a) => [Number(a.body.position), a.userId] as const)
-          .sort((x, y) => x[0] - y[0])
-        assert.deepEqual(
-          byPosition
-            .slice(0, quantity)
-            .map(([, userId]) => userId)
-            .sort(),
-          [...issuedUsers].sort(),
-          'the issued users are exactly the first by position',
-        )
-      }
-      const audit = await t.http('GET', `/admin/coupons/${coupon.id}/audit`, { token: t.adminToken })
-      assert.equal(audit.body.overIssued, 0)
-      assert.equal(audit.body.duplicateRows, 0)
-      assert.deepEqual(audit.body.inconsistencies, [])
+      await assertSaleInvariants(t, issueMode)
     })
   }
 })

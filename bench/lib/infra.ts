@@ -162,6 +162,7 @@ export async function startBareServer(port: number, logFile: string): Promise<Ch
 export async function startPrivateRedis(
   logFile: string,
   persistence: 'none' | 'everysec' | 'always' = 'none',
+  args: string[] = [],
 ): Promise<{ url: string; service: ChildService }> {
   const port = await freePort()
   const dir = mkdtempSync(join(tmpdir(), `coupon-rush-bench-redis-${persistence}-`))
@@ -170,7 +171,20 @@ export async function startPrivateRedis(
   const service = new ChildService(
     `redis-server (${persistence})`,
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', ...aof, '--daemonize', 'no'],
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--save',
+      '',
+      ...aof,
+      '--daemonize',
+      'no',
+      ...args,
+    ],
     process.env,
     logFile,
   )

@@ -79,7 +79,8 @@ export interface WriterPhase {
   cpu: CpuUse
 }
 
-export type Persistence = 'none' | 'everysec' | 'always'
+/** `replica-ack`: no persistence, one replica, and REDIS_REPLICA_ACK=1 (WAIT 1 after each admission batch). */
+export type Persistence = 'none' | 'everysec' | 'always' | 'replica-ack'
 
 /** The `stream` closed loop against a Redis of each persistence setting. */
 export interface DurabilityRun {
@@ -128,6 +129,15 @@ export const SURVIVES: Record<Persistence, string> = {
   everysec:
     'a Redis process crash (each write reaches the OS before the answer); a machine crash can lose about the last second',
   always: 'a process or machine crash: each write is fsynced to disk before the answer',
+  'replica-ack':
+    'the master lost with its machine, the replica promoted: each admission is on the replica before the answer (WAIT 1)',
+}
+
+/** How the durability table and the summary name a run. */
+export function persistenceLabel(persistence: Persistence): string {
+  if (persistence === 'none') return 'no persistence'
+  if (persistence === 'replica-ack') return 'a replica, `REDIS_REPLICA_ACK=1`'
+  return `appendfsync ${persistence}`
 }
 
 function table(header: string[], rows: string[][]): string {
@@ -279,7 +289,7 @@ function durabilityTable(report: BenchReport): string {
   return table(
     ['Redis', 'survives', 'req/s', 'vs none', 'p50 ms', 'p99 ms', 'rows', 'dup', 'over', 'FCFS'],
     runs.map((run) => {
-      const label = run.persistence === 'none' ? 'no persistence' : `appendfsync ${run.persistence}`
+      const label = persistenceLabel(run.persistence)
       const p = run.phase
       if (run.status !== 'ok' || !p)
         return [label, SURVIVES[run.persistence], `*failed*: ${run.reason ?? ''}`]
@@ -568,7 +578,7 @@ export function printSummary(report: BenchReport): void {
     else lines.push(`${mode.mode.padEnd(8)}  ${mode.status}: ${mode.reason ?? ''}`)
   }
   if (report.durability?.length)
-    lines.push('stream on a Redis of its own (no-aof, appendfsync everysec, always):')
+    lines.push('stream on a Redis of its own (no-aof, appendfsync everysec, always, replica-ack):')
   for (const run of report.durability ?? []) {
     const label = run.persistence === 'none' ? 'no-aof' : run.persistence
     if (run.phase) row(label, run.phase)

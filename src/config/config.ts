@@ -135,6 +135,23 @@ export const EnvironmentSchema = Type.Object({
     'warn',
     'a Redis without persistence or replica: warn, required (refuse to start) or ignore',
   ),
+  REDIS_REPLICA_ACK: Type.Decode(
+    Type.Refine(
+      Type.String({
+        default: 'none',
+        description: 'admissions wait for this many replicas (WAIT) before they are acknowledged',
+      }),
+      (value) => value === 'none' || /^[1-9]$/.test(value),
+      (value) => `must be none or a number of replicas from 1 to 9, got "${value}"`,
+    ),
+    (value) => (value === 'none' ? 0 : Number(value)),
+  ),
+  REDIS_REPLICA_ACK_TIMEOUT_MS: integer(
+    500,
+    1,
+    1_500,
+    'longest wait for the replicas; then 503 (below the 2 s Redis command timeout)',
+  ),
   DATABASE_URL: url(
     'postgres://127.0.0.1:5432/coupon_rush',
     ['postgres:', 'postgresql:'],
@@ -187,6 +204,11 @@ export interface Config {
   /** Set when Redis runs as a cluster: `host:port` seed nodes. */
   redisClusterNodes: { host: string; port: number }[]
   redisDurability: RedisDurabilityPolicy
+  /**
+   * REDIS_REPLICA_ACK: an admission is acknowledged only once this many replicas have it (`WAIT`), else the
+   * answer is 503; undefined when admissions do not wait (replication is asynchronous then).
+   */
+  redisReplicaAck: { replicas: number; timeoutMs: number } | undefined
   databaseUrl: string
   /** Postgres schema holding the tables (tests run one schema each). */
   databaseSchema: string
@@ -240,6 +262,10 @@ export function loadConfig(env: Env = process.env): Config {
     redisUrl: vars.REDIS_URL,
     redisClusterNodes: vars.REDIS_CLUSTER_NODES ?? [],
     redisDurability: vars.REDIS_DURABILITY,
+    redisReplicaAck:
+      vars.REDIS_REPLICA_ACK === 0
+        ? undefined
+        : { replicas: vars.REDIS_REPLICA_ACK, timeoutMs: vars.REDIS_REPLICA_ACK_TIMEOUT_MS },
     databaseUrl: vars.DATABASE_URL,
     databaseSchema: vars.DATABASE_SCHEMA,
     kafkaBrokers: (vars.KAFKA_BROKERS ?? []).map(({ host, port }) => `${host}:${port}`),

@@ -57,6 +57,17 @@ export function unavailable(what: string, cause?: unknown): AppError {
   })
 }
 
+/**
+ * Redis ran a write but fewer replicas than REDIS_REPLICA_ACK confirmed it in time: a failover could still
+ * lose it, so it is not acknowledged (503) and not written on yet.
+ */
+export class ReplicaAckError extends Error {
+  constructor(replicas: number, wanted: number) {
+    super(`only ${replicas} of ${wanted} Redis replicas confirmed the write in time`)
+    this.name = 'ReplicaAckError'
+  }
+}
+
 const NETWORK_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
@@ -65,7 +76,8 @@ const NETWORK_CODES = new Set([
   'ENOTFOUND',
   'EHOSTUNREACH',
 ])
-const REDIS_BUSY = /^(LOADING|BUSY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|NOREPLICAS)/
+// MOVED/ASK: a cluster slot moved (a failover) and the command did not run; the next try follows it.
+const REDIS_BUSY = /^(LOADING|BUSY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|NOREPLICAS|MOVED|ASK) /
 
 /**
  * True for failures of Redis or Postgres being unreachable or overloaded (not bugs): these answer 503 with
@@ -79,9 +91,10 @@ export function isInfrastructureError(error: unknown): boolean {
   if (typeof code === 'string' && (code.startsWith('08') || code.startsWith('57P') || code === '53300'))
     return true
   if (name === 'MaxRetriesPerRequestError' || name === 'ClusterAllFailedError') return true
+  if (error instanceof ReplicaAckError) return true
   if (name === 'ReplyError') return REDIS_BUSY.test(message)
   if (
-    /Connection is closed|Stream isn't writeable|Command timed out|Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended|the database system is/i.test(
+    /Connection is closed|Command aborted due to connection close|Stream isn't writeable|Command timed out|Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended|the database system is/i.test(
       message,
     )
   ) {

@@ -1,6 +1,7 @@
 import type { Logger as PinoLogger } from 'pino'
 import type { RedisClient } from '../redis/client.ts'
 import { channels } from '../redis/keys.ts'
+import type { ReplicaAck } from '../redis/scripts.ts'
 import type { Db } from '../storage/postgres.ts'
 
 /** The log calls the issuance code makes (satisfied by pino and by Fastify's logger). */
@@ -12,6 +13,11 @@ export interface IssuanceContext {
   db: Db
   redisPrefix: string
   logger: Logger
+  /**
+   * REDIS_REPLICA_ACK: admissions are acknowledged, and admitted requests written on, only once this many
+   * replicas have them, so a failover cannot lose what a user was told (undefined: no wait).
+   */
+  replicaAck?: ReplicaAck
 }
 
 /**

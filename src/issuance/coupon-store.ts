@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Coupon, Issuance, IssuanceStatus } from '../domain/coupon.ts'
-import { unavailable } from '../domain/errors.ts'
+import { ReplicaAckError, unavailable } from '../domain/errors.ts'
+import { execOnSlot } from '../redis/client.ts'
 import { couponKeys } from '../redis/keys.ts'
 import { takeLease } from '../redis/leases.ts'
 import {
@@ -135,11 +136,25 @@ export const couponScripts = {
 
 type Admit = (ctx: IssuanceContext, couponId: number, userId: string) => Promise<AdmissionReply>
 
-/** An admission script on the coupon's state, users and `where` the admitted request goes. */
+/**
+ * An admission script on the coupon's state, users and `where` the admitted request goes. With a replica
+ * ack (REDIS_REPLICA_ACK), an admission the replicas did not confirm in time throws ReplicaAckError (503):
+ * it happened on the master, and may still end as a row, but a failover could lose it, so it is not told.
+ */
 function admission(script: Script<AdmissionReply>, where: 'stream' | 'queue'): Admit {
-  return (ctx, couponId, userId) => {
+  return async (ctx, couponId, userId) => {
     const keys = couponKeys(ctx.redisPrefix, couponId)
-    return script.runBatched(ctx.redis, [keys.state, keys.users, keys[where]], [userId])
+    const { reply, replicas } = await script.runReplicated(
+      ctx.redis,
+      [keys.state, keys.users, keys[where]],
+      [userId],
+      ctx.replicaAck,
+    )
+    const wanted = ctx.replicaAck?.replicas ?? 0
+    if (reply.kind === 'admitted' && replicas !== undefined && replicas < wanted) {
+      throw new ReplicaAckError(replicas, wanted)
+    }
+    return reply
   }
 }
 
@@ -148,6 +163,39 @@ export const admitToStream = admission(couponScripts.admitStream, 'stream')
 
 /** Puts a user on the coupon's waiting queue (queue mode); the scheduler decides later. */
 export const admitToQueue = admission(couponScripts.admitQueue, 'queue')
+
+type Pipeline = ReturnType<IssuanceContext['redis']['pipeline']>
+
+/**
+ * Runs one command on the coupon's keys (`command` adds it to a pipeline) and returns its reply; with
+ * REDIS_REPLICA_ACK, only once the replicas hold the state that reply saw, else ReplicaAckError (retried by
+ * the caller). Used to read admitted requests before writing them on to Postgres or Kafka: an admission a
+ * failover would lose (it was answered 503) must not become a row the promoted replica knows nothing of, or
+ * its unit and position would be given a second time. The command, a marker write and `WAIT` go in one
+ * pipeline to one node: WAIT covers its connection's last write, the marker, which that node ran after every
+ * admission the command saw. A failover in between fails the pipeline, or the command runs on the new
+ * master and sees only what it has.
+ */
+export async function readReplicated(
+  ctx: IssuanceContext,
+  couponId: number,
+  command: (pipeline: Pipeline) => Pipeline,
+): Promise<unknown> {
+  const ack = ctx.replicaAck
+  const pipeline = command(ctx.redis.pipeline())
+  if (ack !== undefined) {
+    pipeline
+      .set(couponKeys(ctx.redisPrefix, couponId).replicaProbe, '1', 'PX', 60_000)
+      .call('WAIT', ack.replicas, ack.timeoutMs)
+  }
+  const results = await execOnSlot(ctx.redis, pipeline)
+  for (const [error] of results) if (error) throw error
+  if (ack !== undefined) {
+    const replicas = Number(results[2]?.[1])
+    if (replicas < ack.replicas) throw new ReplicaAckError(replicas, ack.replicas)
+  }
+  return results[0]?.[1]
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Loading and rebuilding.

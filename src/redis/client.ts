@@ -50,3 +50,25 @@ export function duplicateRedis(client: RedisClient, name: string): RedisClient {
   }
   return client.duplicate({ connectionName: name, commandTimeout: undefined, enableAutoPipelining: false })
 }
+
+type PipelineResults = [Error | null, unknown][]
+
+/**
+ * Runs a pipeline of one slot. A cluster client follows MOVED/ASK in a pipeline by itself only when every
+ * reply was that redirection; a pipeline ending in WAIT (which is not redirected) would keep a stale slot map
+ * after a failover, so the map is refreshed here. The redirected replies stay errors (nothing ran): callers
+ * answer 503 or retry, and the next try goes to the new master.
+ */
+export async function execOnSlot(
+  redis: RedisClient,
+  pipeline: ReturnType<RedisClient['pipeline']>,
+): Promise<PipelineResults> {
+  const results: PipelineResults = (await pipeline.exec()) ?? []
+  if (
+    redis instanceof Cluster &&
+    results.some(([error]) => error !== null && /^(MOVED|ASK) /.test(error.message))
+  ) {
+    redis.refreshSlotsCache()
+  }
+  return results
+}

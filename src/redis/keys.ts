@@ -21,6 +21,8 @@ export interface CouponKeys {
   /** Short leases so only one process drains or rebuilds a coupon at a time. */
   drainLease: string
   rebuildLease: string
+  /** A short-lived marker written right before a WAIT, so the WAIT covers every earlier write of the slot. */
+  replicaProbe: string
 }
 
 // Built once per coupon: the admission hot path asks for them on every request.
@@ -51,10 +53,14 @@ function buildKeys(tag: string): CouponKeys {
     lockArrivals: `${tag}lock:arrivals`,
     drainLease: `${tag}drain-lease`,
     rebuildLease: `${tag}rebuild-lease`,
+    replicaProbe: `${tag}replica-probe`,
   }
 }
 
-/** Process-wide channels (pub/sub is cluster-wide, so these need no hash tag). */
+/**
+ * Process-wide channels. Classic pub/sub (SUBSCRIBE/PUBLISH) is broadcast to every node of a Redis Cluster,
+ * so these need no hash tag, and one subscriber connection per process hears them whichever node it is on.
+ */
 export function channels(prefix: string) {
   return {
     /** A coupon was created or changed: drop it from every process's cache. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
-import { Redis } from 'ioredis'
-import type { RedisClient } from './client.ts'
+import { Cluster, type Redis } from 'ioredis'
+import { execOnSlot, type RedisClient } from './client.ts'
 
 const SCRIPTS_DIR = new URL('./scripts/', import.meta.url)
 const INCLUDES_DIR = new URL('./includes/', SCRIPTS_DIR)
@@ -59,9 +59,29 @@ export function scriptFileNames(): string[] {
   return [...SCRIPTS.keys()]
 }
 
+/** The SHA1 of each script, in the order of scriptFileNames (what EVALSHA and SCRIPT EXISTS take). */
+export function scriptShas(): string[] {
+  return [...SCRIPTS.values()].map((script) => script.sha)
+}
+
 /** The scripts a typed wrapper was defined for so far (a test checks every file has one). */
 export function definedScriptNames(): string[] {
   return [...DEFINED]
+}
+
+/**
+ * Wait for replicas before trusting a write (REDIS_REPLICA_ACK): `WAIT replicas timeoutMs` on the node that
+ * ran it, right after it, so a failover cannot lose what was acknowledged.
+ */
+export interface ReplicaAck {
+  replicas: number
+  timeoutMs: number
+}
+
+/** A reply, and how many replicas had it when WAIT returned (undefined: no WAIT was asked for). */
+export interface Replicated<Reply> {
+  reply: Reply
+  replicas: number | undefined
 }
 
 /** A script and the decoder of its reply: the only way the code runs a script. */
@@ -72,6 +92,13 @@ export interface Script<Reply> {
   run(redis: RedisClient, keys: string[], args: ScriptArg[]): Promise<Reply>
   /** `run` for the hot path: calls of one event-loop turn share one pipeline (see ScriptBatch). */
   runBatched(redis: RedisClient, keys: string[], args: ScriptArg[]): Promise<Reply>
+  /** `runBatched`, then (with `ack`) one WAIT for the whole batch on the same node and connection. */
+  runReplicated(
+    redis: RedisClient,
+    keys: string[],
+    args: ScriptArg[],
+    ack: ReplicaAck | undefined,
+  ): Promise<Replicated<Reply>>
 }
 
 /**
@@ -96,19 +123,17 @@ export function defineScript<Reply>(name: string, decode: (reply: unknown) => Re
       return decode(await evalScript(redis, script, keys, args))
     },
     runBatched(redis, keys, args) {
+      return this.runReplicated(redis, keys, args, undefined).then(({ reply }) => reply)
+    },
+    runReplicated(redis, keys, args, ack) {
       try {
         checked(keys)
       } catch (error) {
         return Promise.reject(error)
       }
-      // A cluster pipeline must stay on one slot; coupons live on many.
-      if (!(redis instanceof Redis)) return evalScript(redis, script, keys, args).then(decode)
-      let batch = BATCHES.get(redis)
-      if (batch === undefined) {
-        batch = new ScriptBatch(redis)
-        BATCHES.set(redis, batch)
-      }
-      return batch.add(script, keys, args).then(decode)
+      return batchFor(redis, keys[0] ?? '', ack)
+        .add(script, keys, args)
+        .then(({ reply, replicas }) => ({ reply: decode(reply), replicas }))
     },
   }
 }
@@ -131,24 +156,58 @@ interface BatchedCall {
   script: LoadedScript
   keys: string[]
   args: ScriptArg[]
-  resolve(value: unknown): void
+  resolve(value: Replicated<unknown>): void
   reject(error: unknown): void
+}
+
+/**
+ * The hash tag of a key (the part between the first `{` and the next `}`, as Redis Cluster hashes it), or
+ * the whole key: keys with the same tag are on one slot, so their calls may share a cluster pipeline.
+ */
+function slotTag(key: string): string {
+  const open = key.indexOf('{')
+  const close = open < 0 ? -1 : key.indexOf('}', open + 1)
+  return close > open + 1 ? key.slice(open + 1, close) : key
+}
+
+// One batch per client (per slot on a cluster: a cluster pipeline must stay on one slot) and per ack setting.
+const BATCHES = new WeakMap<RedisClient, Map<string, ScriptBatch>>()
+
+function batchFor(redis: RedisClient, firstKey: string, ack: ReplicaAck | undefined): ScriptBatch {
+  let batches = BATCHES.get(redis)
+  if (batches === undefined) {
+    batches = new Map()
+    BATCHES.set(redis, batches)
+  }
+  const ackKey = ack === undefined ? '-' : `${ack.replicas}/${ack.timeoutMs}`
+  const id = redis instanceof Cluster ? `${ackKey} ${slotTag(firstKey)}` : ackKey
+  let batch = batches.get(id)
+  if (batch === undefined) {
+    if (batches.size >= 10_000) batches.clear()
+    batch = new ScriptBatch(redis, ack)
+    batches.set(id, batch)
+  }
+  return batch
 }
 
 /**
  * Script calls of one event-loop turn, sent together. ioredis's auto-pipelining flushes on process.nextTick,
  * which runs after every socket callback, so requests that arrived in the same poll still went out one write
- * (and came back one wake-up) each; this flushes on setImmediate, after the whole poll.
+ * (and came back one wake-up) each; this flushes on setImmediate, after the whole poll. With a replica ack,
+ * one WAIT ends the pipeline: it runs on the same connection after every script of the batch, so it covers
+ * all of them (and a NOSCRIPT retry is followed by a WAIT of its own).
  */
 class ScriptBatch {
   private calls: BatchedCall[] = []
-  private readonly redis: Redis
+  private readonly redis: RedisClient
+  private readonly ack: ReplicaAck | undefined
 
-  constructor(redis: Redis) {
+  constructor(redis: RedisClient, ack: ReplicaAck | undefined) {
     this.redis = redis
+    this.ack = ack
   }
 
-  add(script: LoadedScript, keys: string[], args: ScriptArg[]): Promise<unknown> {
+  add(script: LoadedScript, keys: string[], args: ScriptArg[]): Promise<Replicated<unknown>> {
     return new Promise((resolve, reject) => {
       this.calls.push({ script, keys, args, resolve, reject })
       if (this.calls.length === 1) setImmediate(() => this.flush())
@@ -160,13 +219,12 @@ class ScriptBatch {
     this.calls = []
     const pipeline = this.redis.pipeline()
     for (const call of calls) pipeline.evalsha(call.script.sha, call.keys.length, ...call.keys, ...call.args)
-    pipeline.exec().then(
-      (results) => {
+    this.send(pipeline).then(
+      ({ results, replicas }) => {
         calls.forEach((call, i) => {
-          const [error, value] = results?.[i] ?? [new Error('no reply in the pipeline')]
-          if (!error) call.resolve(value)
-          else if (error.message.startsWith('NOSCRIPT'))
-            evalScript(this.redis, call.script, call.keys, call.args).then(call.resolve, call.reject)
+          const [error, reply] = results[i] ?? [new Error('no reply in the pipeline')]
+          if (!error) call.resolve({ reply, replicas })
+          else if (error.message.startsWith('NOSCRIPT')) this.evalOne(call).then(call.resolve, call.reject)
           else call.reject(error)
         })
       },
@@ -175,13 +233,39 @@ class ScriptBatch {
       },
     )
   }
+
+  /** Runs the pipeline, with the WAIT last when acknowledgement is asked for. */
+  private async send(
+    pipeline: ReturnType<RedisClient['pipeline']>,
+  ): Promise<{ results: [Error | null, unknown][]; replicas: number | undefined }> {
+    if (this.ack !== undefined) pipeline.call('WAIT', this.ack.replicas, this.ack.timeoutMs)
+    const results = await execOnSlot(this.redis, pipeline)
+    if (this.ack === undefined) return { results, replicas: undefined }
+    const [waitError, replicas] = results.pop() ?? [new Error('no WAIT reply')]
+    if (waitError) throw waitError
+    return { results, replicas: Number(replicas) }
+  }
+
+  /** The script's source (EVAL) after NOSCRIPT: a restarted node, or a replica promoted since the preload. */
+  private async evalOne(call: BatchedCall): Promise<Replicated<unknown>> {
+    const pipeline = this.redis.pipeline()
+    pipeline.eval(call.script.lua, call.keys.length, ...call.keys, ...call.args)
+    const { results, replicas } = await this.send(pipeline)
+    const [error, reply] = results[0] ?? [new Error('no reply in the pipeline')]
+    if (error) throw error
+    return { reply, replicas }
+  }
 }
 
-const BATCHES = new WeakMap<Redis, ScriptBatch>()
-
-/** Loads every script into Redis once at startup (cheaper first calls; NOSCRIPT is still handled). */
+/**
+ * Loads every script into Redis once at startup (cheaper first calls; NOSCRIPT is still handled), on every
+ * master of a cluster: SCRIPT LOAD is keyless, so the cluster client would send it to one node only.
+ */
 export async function preloadScripts(redis: RedisClient): Promise<void> {
-  await Promise.all([...SCRIPTS.values()].map((script) => redis.script('LOAD', script.lua)))
+  const nodes: Redis[] | RedisClient[] = redis instanceof Cluster ? redis.nodes('master') : [redis]
+  await Promise.all(
+    nodes.flatMap((node) => [...SCRIPTS.values()].map((script) => node.script('LOAD', script.lua))),
+  )
 }
 
 /** The negative return codes of the scripts (their headers list which each returns), in this one place. */

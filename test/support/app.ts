@@ -3,7 +3,7 @@ import { Agent, request } from 'undici'
 import { signUserToken } from '../../src/auth/tokens.ts'
 import { type Config, loadConfig } from '../../src/config/config.ts'
 import { buildApp } from '../../src/http/app.ts'
-import { createTestEnv, type TestEnv } from './infra.ts'
+import { createTestEnv, type TestEnv, type TestEnvOptions } from './infra.ts'
 
 export const TEST_JWT_SECRET = 'test-secret-test-secret-test-secret-0123'
 export const TEST_ADMIN_TOKEN = 'test-admin-token-0123456789'
@@ -37,9 +37,9 @@ export interface HttpResult {
 export async function startTestApp(
   label: string,
   overrides: Record<string, string> = {},
-  options: { runWorkers?: boolean } = {},
+  options: { runWorkers?: boolean; env?: TestEnvOptions } = {},
 ): Promise<TestApp> {
-  const env = await createTestEnv(label)
+  const env = await createTestEnv(label, options.env)
   const config = loadConfig({
     ...env.childEnv,
     PORT: '0',

@@ -3,6 +3,7 @@
  * and drops both when it ends.
  */
 import { randomBytes } from 'node:crypto'
+import { Cluster } from 'ioredis'
 import pino from 'pino'
 import type { Coupon, Discount, IssueMode } from '../../src/domain/coupon.ts'
 import type { IssuanceContext } from '../../src/issuance/context.ts'
@@ -26,8 +27,14 @@ export interface TestEnv extends IssuanceContext {
   close(): Promise<void>
 }
 
+export interface TestEnvOptions {
+  /** Seed nodes of a Redis Cluster (test/support/redis-cluster.ts) instead of TEST_REDIS_URL. */
+  redisClusterNodes?: { host: string; port: number }[]
+}
+
 /** A fresh schema (migrated) and Redis prefix; `close` removes every key and the schema. */
-export async function createTestEnv(label = 't'): Promise<TestEnv> {
+export async function createTestEnv(label = 't', options: TestEnvOptions = {}): Promise<TestEnv> {
+  const clusterNodes = options.redisClusterNodes ?? []
   const id = `${label
     .replace(/[^a-z0-9]/gi, '')
     .slice(0, 12)
@@ -37,7 +44,8 @@ export async function createTestEnv(label = 't'): Promise<TestEnv> {
   await ensureDatabase(TEST_DATABASE_URL)
   const db = createPool({ databaseUrl: TEST_DATABASE_URL, schema, max: 20 })
   await migrate(db, schema)
-  const redis = createRedis({ url: TEST_REDIS_URL, clusterNodes: [] })
+  const redis = createRedis({ url: TEST_REDIS_URL, clusterNodes })
+  redis.on('error', () => {})
   await connectRedis(redis)
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
   return {
@@ -50,6 +58,9 @@ export async function createTestEnv(label = 't'): Promise<TestEnv> {
       DATABASE_URL: TEST_DATABASE_URL,
       DATABASE_SCHEMA: schema,
       REDIS_URL: TEST_REDIS_URL,
+      ...(clusterNodes.length === 0
+        ? {}
+        : { REDIS_CLUSTER_NODES: clusterNodes.map(({ host, port }) => `${host}:${port}`).join(',') }),
       REDIS_PREFIX: redisPrefix,
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
     },
@@ -62,13 +73,22 @@ export async function createTestEnv(label = 't'): Promise<TestEnv> {
   }
 }
 
+/** Deletes the keys matching `pattern`; on a cluster, on every master (SCAN sees one node's keys). */
 export async function deleteKeys(redis: RedisClient, pattern: string): Promise<number> {
+  if (redis instanceof Cluster) {
+    const counts = await Promise.all(redis.nodes('master').map((node) => deleteKeys(node, pattern)))
+    return counts.reduce((sum, count) => sum + count, 0)
+  }
   let deleted = 0
   let cursor = '0'
   do {
     const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
     cursor = next
-    if (keys.length > 0) deleted += await redis.del(...keys)
+    if (keys.length === 0) continue
+    // One DEL per key (pipelined): on a cluster node, keys of different slots may not share a command.
+    const pipeline = redis.pipeline()
+    for (const key of keys) pipeline.del(key)
+    for (const [, count] of (await pipeline.exec()) ?? []) deleted += Number(count ?? 0)
   } while (cursor !== '0')
   return deleted
 }

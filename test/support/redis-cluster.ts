@@ -44,7 +44,13 @@ export interface OwnCluster {
    * SIGKILLs a master and waits until one of its replicas has taken over its slots and every surviving
    * node sees the cluster ok again; returns the new master's port.
    */
-  killMasterAndAwaitFailover(masterPort: number): Promise<number>
+  killMasterAndAwaitFailover(masterPort: number, options?: { onKilled?: () => void }): Promise<number>
+  /**
+   * SIGSTOPs a node (SIGCONT resumes it): a replica paused this way falls behind its master, as a replica
+   * on a slow link would, without the cluster noticing if it is short (under the node timeout).
+   */
+  pauseNode(port: number): void
+  resumeNode(port: number): void
   /** Starts again every node that is down (a killed master rejoins as a replica) and waits until ok. */
   restartDownNodes(): Promise<void>
   /** Stops every node and removes the data folder. */
@@ -143,12 +149,13 @@ export async function startOwnCluster(options: OwnClusterOptions = {}): Promise<
       return masterOfSlot(await slotOfKey(key))
     },
     replicasOf,
-    async killMasterAndAwaitFailover(masterPort) {
+    async killMasterAndAwaitFailover(masterPort, { onKilled } = {}) {
       const candidates = await replicasOf(masterPort)
       if (candidates.length === 0) throw new Error(`${masterPort} is not a master with replicas`)
       const pid = pids.get(masterPort)
       if (pid === undefined) throw new Error(`no process known for port ${masterPort}`)
       process.kill(pid, 'SIGKILL')
+      onKilled?.()
       pids.delete(masterPort)
       await until(`port ${masterPort} to close`, async () => (await onNode(masterPort, ping)) === undefined)
       const survivors = nodes.filter((node) => node.port !== masterPort && pids.has(node.port))
@@ -170,6 +177,16 @@ export async function startOwnCluster(options: OwnClusterOptions = {}): Promise<
         return true
       })
       return promoted
+    },
+    pauseNode(port) {
+      const pid = pids.get(port)
+      if (pid === undefined) throw new Error(`no process known for port ${port}`)
+      process.kill(pid, 'SIGSTOP')
+    },
+    resumeNode(port) {
+      const pid = pids.get(port)
+      if (pid === undefined) throw new Error(`no process known for port ${port}`)
+      process.kill(pid, 'SIGCONT')
     },
     async restartDownNodes() {
       await run('bash', [SCRIPT, 'start'], { env })

@@ -56,6 +56,7 @@ export default fp<{ config: Config }>(
       db: app.db,
       redisPrefix: config.redisPrefix,
       logger: app.log,
+      replicaAck: config.redisReplicaAck,
     }
     const modes = createModes(ctx, config)
     const service = new IssuanceService(ctx, modes)

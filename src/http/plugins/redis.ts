@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import fp from 'fastify-plugin'
+import { Redis } from 'ioredis'
 import { type Config, redactUrl, StartupError } from '../../config/config.ts'
 import { connectRedis, createRedis, duplicateRedis, type RedisClient } from '../../redis/client.ts'
 import { readRedisDurability } from '../../redis/durability.ts'
@@ -20,6 +21,54 @@ function redisTarget(config: Config): { variable: string; tried: string } {
     return { variable: 'REDIS_CLUSTER_NODES', tried: `REDIS_CLUSTER_NODES=${nodes}` }
   }
   return { variable: 'REDIS_URL', tried: `REDIS_URL=${redactUrl(config.redisUrl)}` }
+}
+
+/** What one seed node of REDIS_CLUSTER_NODES is: a cluster node serving all slots, or why not. */
+async function probeSeed(host: string, port: number): Promise<string | undefined> {
+  const node = new Redis({
+    host,
+    port,
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: 2_000,
+    commandTimeout: 2_000,
+  })
+  let lastError: Error | undefined
+  node.on('error', (error: Error) => {
+    lastError = error
+  })
+  try {
+    await node.connect()
+    const info = String(await node.call('CLUSTER', 'INFO'))
+    const state = /cluster_state:(\w+)/.exec(info)?.[1]
+    return state === 'ok' ? undefined : `${host}:${port} reports cluster_state:${state ?? 'unknown'}`
+  } catch (error) {
+    const message = lastError?.message ?? (error instanceof Error ? error.message : String(error))
+    if (/cluster support disabled/i.test(message)) return `${host}:${port} is not in cluster mode`
+    return `${host}:${port} does not answer (${message})`
+  } finally {
+    node.disconnect()
+  }
+}
+
+/**
+ * Checks every seed node before the cluster client starts (it would only say "Failed to refresh slots
+ * cache."): a seed that is a plain Redis, or a cluster not serving every slot, is a setting to fix; seeds
+ * that are down are tolerated while one answers, as after a failover.
+ */
+async function checkClusterSeeds(config: Config): Promise<void> {
+  const problems = await Promise.all(config.redisClusterNodes.map(({ host, port }) => probeSeed(host, port)))
+  const { tried } = redisTarget(config)
+  const fatal = problems.find((problem) => problem !== undefined && !problem.includes('does not answer'))
+  if (fatal !== undefined)
+    throw new StartupError('REDIS_CLUSTER_NODES', `Redis Cluster at ${tried}: ${fatal}`)
+  if (problems.every((problem) => problem !== undefined)) {
+    throw new StartupError(
+      'REDIS_CLUSTER_NODES',
+      `Redis Cluster at ${tried}: no node answers (${problems.join('; ')})`,
+    )
+  }
 }
 
 /** Connects, or fails with one line naming the setting and the reason (not ioredis' "Connection is closed."). */
@@ -65,6 +114,7 @@ async function checkDurability(log: FastifyBaseLogger, redis: RedisClient, confi
 /** The Redis command client (auto-pipelined) and a subscriber connection, both closed with the server. */
 export default fp<{ config: Config; name?: string }>(
   async (app, { config, name = 'coupon-rush-api' }) => {
+    if (config.redisClusterNodes.length > 0) await checkClusterSeeds(config)
     const redis = createRedis({ url: config.redisUrl, clusterNodes: config.redisClusterNodes, name })
     await connectOrExplain(redis, config)
     redis.on('error', (error) => app.log.debug({ err: error }, 'redis connection error'))

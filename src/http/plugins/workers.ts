@@ -9,7 +9,13 @@ import { createWorkers } from '../../issuance/modes.ts'
  */
 export default fp<{ config: Config }>(
   async (app, { config }) => {
-    const ctx = { redis: app.redis, db: app.db, redisPrefix: config.redisPrefix, logger: app.log }
+    const ctx = {
+      redis: app.redis,
+      db: app.db,
+      redisPrefix: config.redisPrefix,
+      logger: app.log,
+      replicaAck: config.redisReplicaAck,
+    }
     const workers = createWorkers(ctx, config)
     app.addHook('onReady', async () => {
       for (const worker of workers) await worker.start()

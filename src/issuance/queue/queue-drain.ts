@@ -11,6 +11,7 @@ import {
   type PendingRequests,
   type PendingSource,
   readRecords,
+  readReplicated,
   recordDecisions,
   resolveQueueSoldOut,
 } from '../coupon-store.ts'
@@ -165,9 +166,16 @@ async function remainingStock(client: DbClient, couponId: number): Promise<numbe
   return rows[0].remaining
 }
 
-/** The first `count` waiting users in score (= admission) order. */
+/**
+ * The first `count` waiting users in score (= admission) order; with REDIS_REPLICA_ACK, once the replicas
+ * have them (a failover must not bring back a queue without users who hold rows: positions would repeat).
+ */
 async function waitingHead(ctx: IssuanceContext, couponId: number, count: number) {
-  const flat = await ctx.redis.zrange(couponKeys(ctx.redisPrefix, couponId).queue, 0, count - 1, 'WITHSCORES')
+  const { queue } = couponKeys(ctx.redisPrefix, couponId)
+  const reply = await readReplicated(ctx, couponId, (pipeline) =>
+    pipeline.zrange(queue, 0, count - 1, 'WITHSCORES'),
+  )
+  const flat = Array.isArray(reply) ? reply.map(String) : []
   const head: { userId: string; position: number }[] = []
   for (let i = 0; i < flat.length; i += 2) head.push({ userId: flat[i]!, position: Number(flat[i + 1]) })
   return head

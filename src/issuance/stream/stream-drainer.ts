@@ -6,7 +6,7 @@ import { connectRedis, duplicateRedis } from '../../redis/client.ts'
 import { channels, couponKeys } from '../../redis/keys.ts'
 import { listActiveCoupons } from '../../storage/coupons.ts'
 import type { IssuanceContext } from '../context.ts'
-import { ensureLoaded, type PendingSource } from '../coupon-store.ts'
+import { ensureLoaded, type PendingSource, readReplicated } from '../coupon-store.ts'
 import type { IssuanceWorker } from '../mode.ts'
 import { retry } from '../retry.ts'
 import {
@@ -237,8 +237,14 @@ export class StreamDrainer implements IssuanceWorker {
     try {
       await retry(
         async () => {
-          await this.sink(coupon, entries)
-          await this.acknowledge(coupon.id, ids)
+          const held = await this.replicated(coupon.id, entries)
+          if (held.length === 0) return
+          await this.sink(coupon, held)
+          // Only those: an entry this node has but not as pending here is read again (never deleted unseen).
+          await this.acknowledge(
+            coupon.id,
+            held.map((entry) => entry.id),
+          )
         },
         {
           logger: this.ctx.logger,
@@ -261,6 +267,7 @@ export class StreamDrainer implements IssuanceWorker {
     }
     for (const entry of entries) {
       try {
+        if ((await this.replicated(coupon.id, [entry])).length === 0) continue
         await this.sink(coupon, [entry])
         await this.acknowledge(coupon.id, [entry.id])
       } catch (error) {
@@ -268,6 +275,23 @@ export class StreamDrainer implements IssuanceWorker {
         this.lastErrors.set(entry.id, errorText(error))
       }
     }
+  }
+
+  /**
+   * REDIS_REPLICA_ACK: the entries still pending here once the replicas have them (XCLAIM JUSTID answers
+   * the ids the node holds). An entry read from a master that died before replicating it is not on the
+   * promoted replica: its user was answered 503, and it must not become a row (its unit and position are
+   * free again there). Without the setting, every entry.
+   */
+  private async replicated(couponId: number, entries: StreamEntry[]): Promise<StreamEntry[]> {
+    if (this.ctx.replicaAck === undefined) return entries
+    const { stream } = couponKeys(this.ctx.redisPrefix, couponId)
+    const ids = entries.map((entry) => entry.id)
+    const reply = await readReplicated(this.ctx, couponId, (pipeline) =>
+      pipeline.xclaim(stream, this.group, this.consumer, 0, ...ids, 'JUSTID'),
+    )
+    const held = new Set(Array.isArray(reply) ? reply.map(String) : [])
+    return entries.filter((entry) => held.has(entry.id))
   }
 
   /** Resets the idle time of entries still being worked on (XCLAIM JUSTID counts no delivery). */
