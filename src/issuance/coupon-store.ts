@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Coupon, Issuance, IssuanceStatus } from '../domain/coupon.ts'
 import { unavailable } from '../domain/errors.ts'
-import { couponKeys } from '../redis/keys.ts'
+import { channels, couponKeys } from '../redis/keys.ts'
 import { takeLease } from '../redis/leases.ts'
 import {
   defineScript,
@@ -139,15 +139,27 @@ type Admit = (ctx: IssuanceContext, couponId: number, userId: string) => Promise
 function admission(script: Script<AdmissionReply>, where: 'stream' | 'queue'): Admit {
   return (ctx, couponId, userId) => {
     const keys = couponKeys(ctx.redisPrefix, couponId)
-    return script.runBatched(ctx.redis, [keys.state, keys.users, keys[where]], [userId])
+    const args = where === 'stream' ? [userId, channels(ctx.redisPrefix).streamWake] : [userId]
+    return script.runBatched(ctx.redis, [keys.state, keys.users, keys[where]], args)
   }
 }
 
-/** Admits a user to the coupon's stream (stream, kafka): reserves a unit, appends to the outbox. */
+/**
+ * Admits a user to the coupon's stream (stream, kafka): reserves a unit, appends to the outbox, and wakes
+ * the drainers when the stream had nothing they were told about.
+ */
 export const admitToStream = admission(couponScripts.admitStream, 'stream')
 
 /** Puts a user on the coupon's waiting queue (queue mode); the scheduler decides later. */
 export const admitToQueue = admission(couponScripts.admitQueue, 'queue')
+
+/**
+ * A drainer is about to read the coupon's stream: the next admission wakes the drainers again. Cleared
+ * before the read, so an entry appended after this call always publishes a wake-up of its own.
+ */
+export async function clearStreamWake(ctx: IssuanceContext, couponId: number): Promise<void> {
+  await ctx.redis.hdel(couponKeys(ctx.redisPrefix, couponId).state, 'wake')
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Loading and rebuilding.

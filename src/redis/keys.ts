@@ -61,6 +61,8 @@ export function channels(prefix: string) {
     couponChanged: `${prefix}coupon-changed`,
     /** A user's request was decided: JSON Issuance, for SSE. */
     decisions: `${prefix}decisions`,
+    /** A coupon stream got its first entry since its drainers last looked (admitStream): its key. */
+    streamWake: `${prefix}stream-wake`,
     /** The sync fair lock was released: waiters retry at once. */
     lockReleased: `${prefix}lock-released`,
   }
