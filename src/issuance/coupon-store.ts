@@ -139,7 +139,7 @@ type Admit = (ctx: IssuanceContext, couponId: number, userId: string) => Promise
 function admission(script: Script<AdmissionReply>, where: 'stream' | 'queue'): Admit {
   return (ctx, couponId, userId) => {
     const keys = couponKeys(ctx.redisPrefix, couponId)
-    const args = where === 'stream' ? [userId, channels(ctx.redisPrefix).streamWake] : [userId]
+    const args = [userId, channels(ctx.redisPrefix).wakeUp]
     return script.runBatched(ctx.redis, [keys.state, keys.users, keys[where]], args)
   }
 }
@@ -150,14 +150,14 @@ function admission(script: Script<AdmissionReply>, where: 'stream' | 'queue'): A
  */
 export const admitToStream = admission(couponScripts.admitStream, 'stream')
 
-/** Puts a user on the coupon's waiting queue (queue mode); the scheduler decides later. */
+/** Puts a user on the coupon's waiting queue (queue mode) and wakes the scheduler; it decides later. */
 export const admitToQueue = admission(couponScripts.admitQueue, 'queue')
 
 /**
- * A drainer is about to read the coupon's stream: the next admission wakes the drainers again. Cleared
- * before the read, so an entry appended after this call always publishes a wake-up of its own.
+ * A drainer is about to read the coupon's stream or queue: the next admission wakes the drainers again.
+ * Cleared before the read, so an entry appended after this call always publishes a wake-up of its own.
  */
-export async function clearStreamWake(ctx: IssuanceContext, couponId: number): Promise<void> {
+export async function clearWake(ctx: IssuanceContext, couponId: number): Promise<void> {
   await ctx.redis.hdel(couponKeys(ctx.redisPrefix, couponId).state, 'wake')
 }
 

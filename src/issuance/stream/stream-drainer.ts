@@ -2,13 +2,13 @@ import { hostname } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Coupon, IssueMode } from '../../domain/coupon.ts'
 import { isInfrastructureError } from '../../domain/errors.ts'
-import { connectRedis, duplicateRedis } from '../../redis/client.ts'
-import { channels, couponKeys } from '../../redis/keys.ts'
+import { couponKeys } from '../../redis/keys.ts'
 import { listActiveCoupons } from '../../storage/coupons.ts'
 import type { IssuanceContext } from '../context.ts'
-import { clearStreamWake, ensureLoaded, type PendingSource } from '../coupon-store.ts'
+import { clearWake, ensureLoaded, type PendingSource } from '../coupon-store.ts'
 import type { IssuanceWorker } from '../mode.ts'
 import { retry } from '../retry.ts'
+import { subscribeWakeUps } from '../wake-ups.ts'
 import {
   autoclaimEntries,
   deliveryCounts,
@@ -150,31 +150,15 @@ export class StreamDrainer implements IssuanceWorker {
   private sweepNow: () => void = () => {}
 
   private async refreshLoop(): Promise<void> {
-    const names = channels(this.ctx.redisPrefix)
-    const subscriber = duplicateRedis(this.ctx.redis, `${this.consumer}-sub`)
-    // A lost subscriber only delays drains to the next sweep; it resubscribes by itself, and every
-    // stream is drained once when it is back, for the wake-ups it missed.
-    subscriber.on('error', () => {})
-    let subscribed = false
-    subscriber.on('ready', () => {
-      if (subscribed) this.wakeAll()
+    const unsubscribe = await subscribeWakeUps(this.ctx, `${this.consumer}-sub`, {
+      wake: (stream) => this.wakeStream(stream),
+      couponChanged: () => this.refreshNow(),
+      reconnected: () => this.wakeAll(),
     })
-    subscriber.on('message', (channel: string, message: string) => {
-      if (channel === names.streamWake) this.wakeStream(message)
-      else this.refreshNow()
-    })
-    await connectRedis(subscriber)
-      .then(() => subscriber.subscribe(names.couponChanged, names.streamWake))
-      .then(() => {
-        subscribed = true
-      })
-      .catch((error: unknown) =>
-        this.ctx.logger.warn({ err: error }, `${this.name}: no coupon notifications or wake-ups`),
-      )
     try {
       await this.refreshUntilStopped()
     } finally {
-      subscriber.disconnect()
+      unsubscribe()
     }
   }
 
@@ -251,7 +235,7 @@ export class StreamDrainer implements IssuanceWorker {
   private wake(drain: CouponDrain): void {
     if (!this.running) return
     this.track(
-      clearStreamWake(this.ctx, drain.coupon.id)
+      clearWake(this.ctx, drain.coupon.id)
         .catch((error: unknown) => {
           this.ctx.logger.warn({ err: error, couponId: drain.coupon.id }, `${this.name}: wake-up failed`)
         })
