@@ -11,8 +11,8 @@ const HOT_COUPONS = 5
 const HOT_QUANTITY = 200
 const HOT_USERS = 250
 /** The target of issue #11: 0.2 commands per open coupon per second, plus a small constant. */
-const IDLE_BOUND_PER_SECOND = 0.2 * OPEN_COUPONS + 50
-/** Longer than the drainers' sweep period (10 s by default), so the window holds a sweep or two. */
+const idleBound = (openCoupons: number) => 0.2 * openCoupons + 50
+/** Longer than the drainers' and the scheduler's sweep period (10 s), so the window holds a sweep or two. */
 const IDLE_WINDOW_MS = 12_000
 
 /** Commands the server ran (INFO commandstats, without the probe's own INFO calls). */
@@ -25,7 +25,16 @@ async function commandsRun(probe: Redis): Promise<number> {
   return total
 }
 
-describe('many sales at once: 1,000 open stream coupons in one process', () => {
+/** Redis commands per second over IDLE_WINDOW_MS while nobody requests anything. */
+async function idleRate(probe: Redis): Promise<number> {
+  const before = await commandsRun(probe)
+  const started = Date.now()
+  await sleep(IDLE_WINDOW_MS)
+  const run = (await commandsRun(probe)) - before
+  return run / ((Date.now() - started) / 1_000)
+}
+
+describe('many sales at once: 1,000 open coupons in one process', () => {
   let redis: OwnRedis
   let probe: Redis
   let t: TestApp
@@ -33,7 +42,7 @@ describe('many sales at once: 1,000 open stream coupons in one process', () => {
     // A Redis of the test's own: its command counters see only this process.
     redis = await startOwnRedis({ persistence: 'none' })
     probe = new Redis(redis.url)
-    t = await startTestApp('manysales', { REDIS_URL: redis.url })
+    t = await startTestApp('manysales', { REDIS_URL: redis.url, QUEUE_DRAIN_CRON: '* * * * * *' })
   })
   after(async () => {
     await t?.close()
@@ -41,7 +50,7 @@ describe('many sales at once: 1,000 open stream coupons in one process', () => {
     await redis?.destroy()
   })
 
-  it('issues the hot sales exactly, first come first served, and the idle ones cost Redis almost nothing', async () => {
+  it('issues the hot stream sales exactly, first come first served, and the idle ones cost Redis almost nothing', async (ctx) => {
     const ids = await runConcurrently(OPEN_COUPONS, 8, async (i) => {
       const coupon = await t.createCoupon({ quantity: i < HOT_COUPONS ? HOT_QUANTITY : 100 })
       return coupon.id
@@ -87,18 +96,54 @@ describe('many sales at once: 1,000 open stream coupons in one process', () => {
 
     // Quiet now: what do the 1,000 open coupons cost while nobody asks for anything?
     await sleep(1_000)
-    const before = await commandsRun(probe)
-    const started = Date.now()
-    await sleep(IDLE_WINDOW_MS)
-    const run = (await commandsRun(probe)) - before
-    const perSecond = run / ((Date.now() - started) / 1_000)
+    const perSecond = await idleRate(probe)
+    ctx.diagnostic(`idle: ${perSecond.toFixed(1)} Redis commands/s with ${OPEN_COUPONS} open stream coupons`)
     assert.ok(
-      perSecond < IDLE_BOUND_PER_SECOND,
-      `idle: ${perSecond.toFixed(1)} Redis commands/s with ${OPEN_COUPONS} open coupons (bound ${IDLE_BOUND_PER_SECOND})`,
+      perSecond < idleBound(OPEN_COUPONS),
+      `idle: ${perSecond.toFixed(1)} Redis commands/s with ${OPEN_COUPONS} open coupons (bound ${idleBound(OPEN_COUPONS)})`,
     )
     const clients = String(await probe.call('CLIENT', 'LIST'))
       .trim()
       .split('\n')
     assert.ok(clients.length < 20, `${clients.length} Redis connections: none per coupon`)
+  })
+
+  it('drains a hot queue sale on the every-second cron while 1,000 idle queue coupons cost each tick almost nothing', async (ctx) => {
+    const ids = await runConcurrently(OPEN_COUPONS, 8, async (i) => {
+      const coupon = await t.createCoupon({ issueMode: 'queue', quantity: i === 0 ? HOT_QUANTITY : 100 })
+      return coupon.id
+    })
+    const hot = ids[0]!
+    const answers = await runConcurrently(HOT_USERS, 32, async (i) => {
+      const userId = `queue-${i}`
+      const result = await t.http('POST', `/coupons/${hot}/issuance`, { token: t.tokenFor(userId) })
+      return { userId, status: result.status, position: result.body.position }
+    })
+    assert.ok(answers.every((answer) => answer.status === 202 || answer.status === 410))
+    await eventually(
+      async () => (await issuedRows(t.env.db, hot)).length >= HOT_QUANTITY,
+      'the cron issued the whole stock',
+    )
+    const rows = await issuedRows(t.env.db, hot)
+    assert.equal(rows.length, HOT_QUANTITY, 'no more rows than the stock')
+    const byPosition = answers
+      .filter((answer) => answer.status === 202)
+      .sort((a, b) => Number(a.position) - Number(b.position))
+      .slice(0, HOT_QUANTITY)
+      .map((answer) => answer.userId)
+    assert.deepEqual(
+      rows.map((row) => row.user_id),
+      byPosition,
+      'the first queued are the ones issued, in queue order',
+    )
+
+    await sleep(1_000)
+    const open = 2 * OPEN_COUPONS
+    const perSecond = await idleRate(probe)
+    ctx.diagnostic(`idle: ${perSecond.toFixed(1)} Redis commands/s with ${open} open coupons (half queue)`)
+    assert.ok(
+      perSecond < idleBound(open),
+      `idle: ${perSecond.toFixed(1)} Redis commands/s with ${open} open coupons (bound ${idleBound(open)})`,
+    )
   })
 })
