@@ -37,6 +37,7 @@ const OPTIONS = {
   hot: { type: 'string' },
   requests: { type: 'string' },
   'idle-seconds': { type: 'string' },
+  concurrency: { type: 'string' },
   topology: { type: 'string' },
   help: { type: 'boolean' },
 } as const
@@ -45,7 +46,8 @@ const USAGE = `usage: node bench/many-sales.ts [options]
   --coupons N        open stream coupons (default 1000)
   --hot N            of which hot: requested over HTTP (default 5)
   --requests N       requests per hot coupon, one per user (default 300)
-  --idle-seconds N   length of each idle measurement window (default 5)
+  --idle-seconds N   length of each idle measurement window (default 20: two sweeps)
+  --concurrency N    requests in flight during the hot sales (default 16)
   --topology T       one | split | both (default both): one serve process, or 2 API + 1 worker`
 
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/coupon_rush_bench'
@@ -100,7 +102,7 @@ async function connections(redis: BenchRedis): Promise<Record<string, number>> {
 
 async function runTopology(
   topology: 'one' | 'split',
-  settings: { coupons: number; hot: number; requests: number; idleSeconds: number },
+  settings: { coupons: number; hot: number; requests: number; idleSeconds: number; concurrency: number },
   logDir: string,
 ): Promise<TopologyResult> {
   const { url: redisUrl, service: redisService } = await startPrivateRedis(
@@ -157,7 +159,7 @@ async function runTopology(
     let next = 0
     const total = settings.hot * settings.requests
     await Promise.all(
-      Array.from({ length: 16 }, async () => {
+      Array.from({ length: settings.concurrency }, async () => {
         while (next < total) {
           const index = next++
           const couponId = hotIds[index % settings.hot]!
@@ -227,7 +229,8 @@ async function main(): Promise<void> {
     coupons: integerOption(values, 'coupons', 1_000, 1, 100_000),
     hot: integerOption(values, 'hot', 5, 0, 100),
     requests: integerOption(values, 'requests', 300, 1, 100_000),
-    idleSeconds: integerOption(values, 'idle-seconds', 5, 1, 120),
+    idleSeconds: integerOption(values, 'idle-seconds', 20, 1, 120),
+    concurrency: integerOption(values, 'concurrency', 16, 1, 1_000),
   }
   if (settings.hot > settings.coupons) throw new UsageError('--hot cannot exceed --coupons')
   const topology = stringOption(values, 'topology') ?? 'both'

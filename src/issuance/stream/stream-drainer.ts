@@ -231,19 +231,20 @@ export class StreamDrainer implements IssuanceWorker {
     for (const drain of this.drains.values()) this.wake(drain)
   }
 
-  /** Clears the coupon's wake flag, then makes sure a drain reads the stream after that. */
+  /**
+   * Clears the coupon's wake flag, then makes sure a drain reads the stream after that (one more if allowed:
+   * while a drain writes, the new entries are read now and their transaction queues behind its one on the
+   * coupon's row). The clear is not awaited: it goes first on the connection the reads use (one coupon's
+   * keys live on one node), so every read sent from here on runs after it.
+   */
   private wake(drain: CouponDrain): void {
     if (!this.running) return
-    this.track(
-      clearWake(this.ctx, drain.coupon.id)
-        .catch((error: unknown) => {
-          this.ctx.logger.warn({ err: error, couponId: drain.coupon.id }, `${this.name}: wake-up failed`)
-        })
-        .then(() => {
-          drain.dirty = true
-          if (drain.running === 0) this.startDrain(drain)
-        }),
-    )
+    clearWake(this.ctx, drain.coupon.id).catch((error: unknown) => {
+      // The flag stays set, so admissions stop waking the drainers of this coupon until the sweep drains it.
+      this.ctx.logger.warn({ err: error, couponId: drain.coupon.id }, `${this.name}: wake-up failed`)
+    })
+    drain.dirty = true
+    this.startDrain(drain)
   }
 
   private track(task: Promise<void>): void {
