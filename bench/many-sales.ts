@@ -1,5 +1,5 @@
 /**
- * `npm run bench:many-sales`: many sales at once. Opens `--coupons` `stream` coupons on a Redis of the run's
+ * `npm run bench:many-sales` (node bench/many-sales.ts): many sales at once. Opens `--coupons` `stream` coupons on a Redis of the run's
  * own, then measures what they cost while nobody requests anything (Redis commands per second from INFO
  * deltas, connections), runs a few hot sales among them (request -> row latency, correctness), and measures
  * the idle cost again after they drained. Runs in one process (`serve` with its workers) and in two API
