@@ -332,8 +332,11 @@ export class StreamDrainer implements IssuanceWorker {
         return
       }
       if (group.lag !== 0 && drain.running === 0) this.wake(drain)
-      if (group.pending > 0 && !drain.reclaiming) {
+      // A reclaim takes one of the coupon's drain slots, so the relay (one per coupon) keeps publishing a
+      // coupon's entries one batch at a time.
+      if (group.pending > 0 && !drain.reclaiming && drain.running < this.options.loopsPerCoupon) {
         drain.reclaiming = true
+        drain.running++
         this.track(
           this.reclaim(coupon)
             .catch((error: unknown) => {
@@ -341,6 +344,9 @@ export class StreamDrainer implements IssuanceWorker {
             })
             .finally(() => {
               drain.reclaiming = false
+              drain.running--
+              // A wake-up that found every slot taken: drain now.
+              if (drain.dirty) this.startDrain(drain)
             }),
         )
       }
