@@ -12,8 +12,8 @@ const HOT_QUANTITY = 200
 const HOT_USERS = 250
 /** The target of issue #11: 0.2 commands per open coupon per second, plus a small constant. */
 const idleBound = (openCoupons: number) => 0.2 * openCoupons + 50
-/** Longer than the drainers' and the scheduler's sweep period (10 s), so the window holds a sweep or two. */
-const IDLE_WINDOW_MS = 12_000
+/** Longer than the drainers' sweep period (20 s) and the scheduler's (10 s), so the window holds a sweep of each. */
+const IDLE_WINDOW_MS = 21_000
 
 /** Commands the server ran (INFO commandstats, without the probe's own INFO calls). */
 async function commandsRun(probe: Redis): Promise<number> {

@@ -5,7 +5,7 @@ import { isInfrastructureError } from '../../domain/errors.ts'
 import { couponKeys } from '../../redis/keys.ts'
 import { listActiveCoupons } from '../../storage/coupons.ts'
 import type { IssuanceContext } from '../context.ts'
-import { clearWake, ensureLoaded, type PendingSource } from '../coupon-store.ts'
+import { clearWake, ensureLoaded, type PendingSource, wakeIsSet } from '../coupon-store.ts'
 import type { IssuanceWorker } from '../mode.ts'
 import { retry } from '../retry.ts'
 import { subscribeWakeUps } from '../wake-ups.ts'
@@ -13,7 +13,7 @@ import {
   autoclaimEntries,
   deliveryCounts,
   ensureGroup,
-  groupInfo,
+  pendingCount,
   readGroupEntries,
   type StreamEntry,
   streamPending,
@@ -29,9 +29,9 @@ export interface DrainOptions {
   /** How often the list of coupons to drain is refreshed from Postgres. */
   refreshMs: number
   /**
-   * How often every active coupon's stream is looked at once (one XINFO GROUPS each), the safety net under
-   * the wake-ups: pending entries of a dead consumer are taken over, a missed wake-up is made up for.
-   * Default: reclaimIdleMs, at most 10 s (0.1 commands per idle coupon per second).
+   * How often every active coupon is looked at once (XPENDING on its stream, HGET of its wake flag), the
+   * safety net under the wake-ups: pending entries of a dead consumer are taken over, a missed wake-up is
+   * made up for. Default: reclaimIdleMs, at most 20 s (0.1 commands per idle coupon per second).
    */
   sweepMs?: number
   /**
@@ -60,7 +60,7 @@ export const DEFAULT_DRAIN_OPTIONS: DrainOptions = {
 // and keep draining for an hour after it closes (a backlog left by an outage).
 const ACTIVE_LOOKAHEAD_MS = 60_000
 const ACTIVE_GRACE_MS = 3_600_000
-const MAX_SWEEP_MS = 10_000
+const MAX_SWEEP_MS = 20_000
 /** Streams looked at concurrently by a sweep (one pipelined command each). */
 const SWEEP_CONCURRENCY = 64
 
@@ -307,9 +307,9 @@ export class StreamDrainer implements IssuanceWorker {
   }
 
   /**
-   * Once per sweepMs, one XINFO GROUPS per active coupon: a stream with entries nobody read (a missed
-   * wake-up) is drained, one with pending entries has those idle past reclaimIdleMs taken over, a lost
-   * stream or group is recreated.
+   * Once per sweepMs, two commands per active coupon (each on one key, so routed to its node on a cluster):
+   * a coupon whose wake flag is still set (a wake-up nobody heard) is drained, a stream with pending
+   * entries has those idle past reclaimIdleMs taken over, a lost stream or group is recreated.
    */
   private async sweepLoop(): Promise<void> {
     while (this.running) {
@@ -325,16 +325,14 @@ export class StreamDrainer implements IssuanceWorker {
     if (!this.running) return
     const { coupon, stream } = drain
     try {
-      const group = groupInfo(await this.ctx.redis.xinfo('GROUPS', stream), this.group)
-      if (group === undefined) {
-        await ensureGroup(this.ctx, stream, this.group)
-        this.wake(drain)
-        return
-      }
-      if (group.lag !== 0 && drain.running === 0) this.wake(drain)
+      const [pending, unheard] = await Promise.all([
+        pendingCount(this.ctx, stream, this.group),
+        wakeIsSet(this.ctx, coupon.id),
+      ])
+      if (unheard && drain.running === 0) this.wake(drain)
       // A reclaim takes one of the coupon's drain slots, so the relay (one per coupon) keeps publishing a
       // coupon's entries one batch at a time.
-      if (group.pending > 0 && !drain.reclaiming && drain.running < this.options.loopsPerCoupon) {
+      if (pending > 0 && !drain.reclaiming && drain.running < this.options.loopsPerCoupon) {
         drain.reclaiming = true
         drain.running++
         this.track(
@@ -351,9 +349,13 @@ export class StreamDrainer implements IssuanceWorker {
         )
       }
     } catch (error) {
-      if (error instanceof Error && /no such key/i.test(error.message)) {
-        // Redis lost the coupon (state and stream): rebuild it, which recreates the stream and group.
-        await ensureLoaded(this.ctx, coupon, this.pending).catch(() => {})
+      if (error instanceof Error && error.message.startsWith('NOGROUP')) {
+        // Redis lost the stream or its group: rebuild a lost state (which recreates both), recreate a lost
+        // group, and drain what is there.
+        await ensureLoaded(this.ctx, coupon, this.pending)
+          .then(() => ensureGroup(this.ctx, stream, this.group))
+          .then(() => this.wake(drain))
+          .catch(() => {})
         return
       }
       this.ctx.logger.warn({ err: error, couponId: coupon.id }, `${this.name}: sweep failed`)

@@ -72,24 +72,11 @@ export function deliveryCounts(reply: unknown): Map<string, number> {
   return counts
 }
 
-/**
- * The group's entry in an XINFO GROUPS reply: entries pending on its consumers, and its lag (entries
- * nobody in the group read yet; null when Redis cannot tell, e.g. after deletions past the group).
- */
-export function groupInfo(
-  reply: unknown,
-  group: string,
-): { pending: number; lag: number | null } | undefined {
-  for (const item of listOf('XINFO GROUPS', reply)) {
-    const fields = listOf('XINFO GROUPS', item)
-    const field = (name: string) => fields[fields.indexOf(name) + 1]
-    if (field('name') !== group) continue
-    const pending = field('pending')
-    const lag = field('lag')
-    if (typeof pending !== 'number') throw new Error('XINFO GROUPS: no pending count')
-    return { pending, lag: typeof lag === 'number' ? lag : null }
-  }
-  return undefined
+/** Entries pending on the group's consumers (read, not acknowledged); throws NOGROUP if the group is gone. */
+export async function pendingCount(ctx: IssuanceContext, stream: string, group: string): Promise<number> {
+  const [count] = listOf('XPENDING', await ctx.redis.xpending(stream, group))
+  if (typeof count !== 'number') throw new Error('XPENDING: no count')
+  return count
 }
 
 export async function ensureGroup(ctx: IssuanceContext, stream: string, group: string): Promise<void> {
