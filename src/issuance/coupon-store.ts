@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Coupon, Issuance, IssuanceStatus } from '../domain/coupon.ts'
 import { ReplicaAckError, unavailable } from '../domain/errors.ts'
 import { execOnSlot } from '../redis/client.ts'
-import { couponKeys } from '../redis/keys.ts'
+import { channels, couponKeys } from '../redis/keys.ts'
 import { takeLease } from '../redis/leases.ts'
 import {
   defineScript,
@@ -147,7 +147,7 @@ function admission(script: Script<AdmissionReply>, where: 'stream' | 'queue'): A
     const { reply, replicas } = await script.runReplicated(
       ctx.redis,
       [keys.state, keys.users, keys[where]],
-      [userId],
+      [userId, channels(ctx.redisPrefix).wakeUp],
       ctx.replicaAck,
     )
     const wanted = ctx.replicaAck?.replicas ?? 0
@@ -158,10 +158,13 @@ function admission(script: Script<AdmissionReply>, where: 'stream' | 'queue'): A
   }
 }
 
-/** Admits a user to the coupon's stream (stream, kafka): reserves a unit, appends to the outbox. */
+/**
+ * Admits a user to the coupon's stream (stream, kafka): reserves a unit, appends to the outbox, and wakes
+ * the drainers when the stream had nothing they were told about.
+ */
 export const admitToStream = admission(couponScripts.admitStream, 'stream')
 
-/** Puts a user on the coupon's waiting queue (queue mode); the scheduler decides later. */
+/** Puts a user on the coupon's waiting queue (queue mode) and wakes the scheduler; it decides later. */
 export const admitToQueue = admission(couponScripts.admitQueue, 'queue')
 
 type Pipeline = ReturnType<IssuanceContext['redis']['pipeline']>
@@ -195,6 +198,19 @@ export async function readReplicated(
     if (replicas < ack.replicas) throw new ReplicaAckError(replicas, ack.replicas)
   }
   return results[0]?.[1]
+}
+
+/** An admission set the coupon's wake flag and no drainer cleared it since (a wake-up nobody heard). */
+export async function wakeIsSet(ctx: IssuanceContext, couponId: number): Promise<boolean> {
+  return (await ctx.redis.hget(couponKeys(ctx.redisPrefix, couponId).state, 'wake')) !== null
+}
+
+/**
+ * A drainer is about to read the coupon's stream or queue: the next admission wakes the drainers again.
+ * Cleared before the read, so an entry appended after this call always publishes a wake-up of its own.
+ */
+export async function clearWake(ctx: IssuanceContext, couponId: number): Promise<void> {
+  await ctx.redis.hdel(couponKeys(ctx.redisPrefix, couponId).state, 'wake')
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -251,10 +267,17 @@ export async function rebuildCouponState(
     // committed, so an entry missing here has a row the read below sees (read the other way round, a batch
     // committed and deleted in between would be in neither, and its units would be given again).
     const held = await pending(coupon)
-    // FOR SHARE waits for any writer transaction of this coupon in flight, so its rows are counted.
-    const rows = await inTransaction(ctx.db, async (client) => {
-      await client.query('SELECT 1 FROM coupons WHERE id = $1 FOR SHARE', [coupon.id])
-      return holderRows(client, coupon.id)
+    // FOR SHARE waits for any writer transaction of this coupon in flight, so its rows are counted. The
+    // quantity is read there too: the caller's copy of the coupon may be a cached one an operator changed.
+    const { quantity, rows } = await inTransaction(ctx.db, async (client) => {
+      const locked = await client.query<{ quantity: number }>(
+        'SELECT quantity FROM coupons WHERE id = $1 FOR SHARE',
+        [coupon.id],
+      )
+      return {
+        quantity: locked.rows[0]?.quantity ?? coupon.quantity,
+        rows: await holderRows(client, coupon.id),
+      }
     })
     const records = new Map<string, IssuanceRecord>()
     let seq = 0
@@ -280,7 +303,7 @@ export async function rebuildCouponState(
     for (let i = 0; i < pairs.length; i += CHUNK * 2) {
       await couponScripts.mergeRecords.run(ctx.redis, [keys.users], pairs.slice(i, i + CHUNK * 2))
     }
-    const stock = coupon.quantity - promised
+    const stock = quantity - promised
     await couponScripts.restoreState.run(ctx.redis, [keys.state], [Math.max(stock, 0), seq, rows.length])
     ctx.logger.info(
       { couponId: coupon.id, issued: rows.length, promised, stock },

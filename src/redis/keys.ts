@@ -67,6 +67,11 @@ export function channels(prefix: string) {
     couponChanged: `${prefix}coupon-changed`,
     /** A user's request was decided: JSON Issuance, for SSE. */
     decisions: `${prefix}decisions`,
+    /**
+     * A coupon's stream (stream, kafka) or waiting queue (queue) got its first entry since its drainers last
+     * cleared the wake flag: the stream's or queue's key (published by the admission scripts).
+     */
+    wakeUp: `${prefix}wake-up`,
     /** The sync fair lock was released: waiters retry at once. */
     lockReleased: `${prefix}lock-released`,
   }

@@ -7,7 +7,7 @@ const SCRIPTS_DIR = new URL('./scripts/', import.meta.url)
 const INCLUDES_DIR = new URL('./includes/', SCRIPTS_DIR)
 
 /** Bumped whenever a script's contract (keys, args, returns) changes, so mixed-version processes never share one. */
-export const SCRIPTS_VERSION = 2
+export const SCRIPTS_VERSION = 3
 
 export type ScriptArg = string | number
 

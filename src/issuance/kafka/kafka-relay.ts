@@ -17,8 +17,9 @@ import {
 /**
  * The relay's drain defaults. An entry only goes back to the group when a relay died or stopped mid-batch
  * (a live relay retries its batch in place and keeps it claimed), so it is taken over sooner than in the
- * stream mode, and the dead-letter bound is far away: a relay entry is never poison, only early. One loop
- * per coupon keeps a coupon's requests in admission order on its partition.
+ * stream mode, and the dead-letter bound is far away: a relay entry is never poison, only early. One drain
+ * at a time per coupon and process (reads and take-overs alike) keeps a coupon's requests in admission
+ * order on its partition.
  */
 const RELAY_DRAIN_DEFAULTS: Partial<DrainOptions> = {
   reclaimIdleMs: 10_000,

@@ -2,17 +2,18 @@ import { hostname } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Coupon, IssueMode } from '../../domain/coupon.ts'
 import { isInfrastructureError } from '../../domain/errors.ts'
-import { connectRedis, duplicateRedis } from '../../redis/client.ts'
-import { channels, couponKeys } from '../../redis/keys.ts'
+import { couponKeys } from '../../redis/keys.ts'
 import { listActiveCoupons } from '../../storage/coupons.ts'
 import type { IssuanceContext } from '../context.ts'
-import { ensureLoaded, type PendingSource, readReplicated } from '../coupon-store.ts'
+import { clearWake, ensureLoaded, type PendingSource, readReplicated, wakeIsSet } from '../coupon-store.ts'
 import type { IssuanceWorker } from '../mode.ts'
 import { retry } from '../retry.ts'
+import { subscribeWakeUps } from '../wake-ups.ts'
 import {
   autoclaimEntries,
   deliveryCounts,
   ensureGroup,
+  pendingCount,
   readGroupEntries,
   type StreamEntry,
   streamPending,
@@ -21,8 +22,6 @@ import {
 export interface DrainOptions {
   /** Entries read per batch (the batch is whatever arrived, up to this many). */
   batchSize: number
-  /** How long one read waits for the first entry. */
-  blockMs: number
   /** An entry pending this long on a consumer is taken over (longer than the slowest batch). */
   reclaimIdleMs: number
   /** An entry delivered this many times without success goes to the dead-letter stream. */
@@ -30,8 +29,15 @@ export interface DrainOptions {
   /** How often the list of coupons to drain is refreshed from Postgres. */
   refreshMs: number
   /**
-   * Drain loops per coupon in this process. Their transactions queue on the coupon's row lock, but while
-   * one writes Postgres another reads the stream and acknowledges, so the stages overlap.
+   * How often every active coupon is looked at once (XPENDING on its stream, HGET of its wake flag), the
+   * safety net under the wake-ups: pending entries of a dead consumer are taken over, a missed wake-up is
+   * made up for. Default: reclaimIdleMs, at most 20 s (0.1 commands per idle coupon per second).
+   */
+  sweepMs?: number
+  /**
+   * Concurrent drains of one coupon in this process while it has entries. Their transactions queue on the
+   * coupon's row lock, but while one writes Postgres another reads the stream and acknowledges, so the
+   * stages overlap. An idle coupon has none.
    */
   loopsPerCoupon: number
   /**
@@ -43,7 +49,6 @@ export interface DrainOptions {
 
 export const DEFAULT_DRAIN_OPTIONS: DrainOptions = {
   batchSize: 2_000,
-  blockMs: 20,
   reclaimIdleMs: 30_000,
   maxDeliveries: 5,
   refreshMs: 1_000,
@@ -55,33 +60,56 @@ export const DEFAULT_DRAIN_OPTIONS: DrainOptions = {
 // and keep draining for an hour after it closes (a backlog left by an outage).
 const ACTIVE_LOOKAHEAD_MS = 60_000
 const ACTIVE_GRACE_MS = 3_600_000
+const MAX_SWEEP_MS = 20_000
+/** Streams looked at concurrently by a sweep (one pipelined command each). */
+const SWEEP_CONCURRENCY = 64
 
 /** Hands a batch of one coupon's entries to its sink (Postgres, or Kafka). Resolves once they are durable. */
 export type BatchSink = (coupon: Coupon, entries: StreamEntry[]) => Promise<void>
+
+/** One active coupon as this drainer sees it. */
+interface CouponDrain {
+  coupon: Coupon
+  stream: string
+  /** Drains running now (at most loopsPerCoupon). */
+  running: number
+  /** Set by a wake-up after the wake flag was cleared: a drain whose read came back empty reads again. */
+  dirty: boolean
+  reclaiming: boolean
+}
 
 /**
  * Drains the streams of every active coupon of one mode through a consumer group: reads in batches, hands
  * each batch to the sink, and only after the sink made it durable acknowledges and deletes the entries
  * (unacknowledged entries are never trimmed). Pending entries of a dead or stalled consumer are reclaimed
  * with XAUTOCLAIM; an entry that keeps failing goes to the coupon's dead-letter stream with its error.
+ *
+ * Nothing runs per coupon while it is idle: no loop, no blocking read, no connection. The admission script
+ * publishes the stream's key on one wake-up channel when the stream gets its first entry since a drainer
+ * last cleared the coupon's wake flag; the drainer (one subscriber per process) clears the flag, then reads
+ * until a read comes back empty. A sweep looks at every stream once per sweepMs (reclaim, missed wake-ups).
+ * Every command names one key (or one coupon's keys), so it runs unchanged on Redis Cluster.
  */
 export class StreamDrainer implements IssuanceWorker {
   readonly name: string
   readonly consumer = `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
-  private readonly loops = new Map<number, Promise<void>>()
-  /** Coupons listed active at the last refresh: a loop whose coupon left the list ends. */
-  private active = new Set<number>()
+  /** Coupons listed active at the last refresh, by id and by stream key. */
+  private readonly drains = new Map<number, CouponDrain>()
+  private readonly byStream = new Map<string, CouponDrain>()
+  private readonly tasks = new Set<Promise<void>>()
   private readonly lastErrors = new Map<string, string>()
   private running = false
   /** Aborted by stop(): a batch retried in place is left pending for the next drainer. */
   private stopping = new AbortController()
   private refresher: Promise<void> | undefined
+  private sweeper: Promise<void> | undefined
 
   private readonly ctx: IssuanceContext
   private readonly mode: Extract<IssueMode, 'stream' | 'kafka'>
   private readonly group: string
   private readonly sink: BatchSink
   private readonly options: DrainOptions
+  private readonly sweepMs: number
   private readonly pending: PendingSource
 
   constructor(
@@ -96,6 +124,7 @@ export class StreamDrainer implements IssuanceWorker {
     this.group = group
     this.sink = sink
     this.options = { ...DEFAULT_DRAIN_OPTIONS, ...options }
+    this.sweepMs = this.options.sweepMs ?? Math.min(this.options.reclaimIdleMs, MAX_SWEEP_MS)
     this.name = `${mode}-drainer`
     this.pending = streamPending(ctx, group)
   }
@@ -104,37 +133,36 @@ export class StreamDrainer implements IssuanceWorker {
     this.running = true
     this.stopping = new AbortController()
     this.refresher = this.refreshLoop()
+    this.sweeper = this.sweepLoop()
   }
 
   async stop(): Promise<void> {
     this.running = false
     this.stopping.abort()
-    this.wake()
-    await this.refresher
-    await Promise.allSettled(this.loops.values())
+    this.refreshNow()
+    this.sweepNow()
+    await Promise.allSettled([this.refresher, this.sweeper])
+    while (this.tasks.size > 0) await Promise.allSettled([...this.tasks])
   }
 
   /** Refreshes now instead of at the next tick (a coupon was just created). */
-  private wake: () => void = () => {}
+  private refreshNow: () => void = () => {}
+  private sweepNow: () => void = () => {}
 
   private async refreshLoop(): Promise<void> {
-    const subscriber = duplicateRedis(this.ctx.redis, `${this.consumer}-sub`)
-    // A lost subscriber only delays a new coupon's drain to the next refresh (refreshMs).
-    subscriber.on('error', () => {})
-    subscriber.on('message', () => this.wake())
-    await connectRedis(subscriber)
-      .then(() => subscriber.subscribe(channels(this.ctx.redisPrefix).couponChanged))
-      .catch((error: unknown) =>
-        this.ctx.logger.warn({ err: error }, `${this.name}: no coupon notifications`),
-      )
+    const unsubscribe = await subscribeWakeUps(this.ctx, `${this.consumer}-sub`, {
+      wake: (stream) => this.wakeStream(stream),
+      couponChanged: () => this.refreshNow(),
+      reconnected: () => this.wakeAll(),
+    })
     try {
       await this.refreshUntilStopped()
     } finally {
-      subscriber.disconnect()
+      unsubscribe()
     }
   }
 
-  /** Starts the drain loops of each active coupon; also notices coupons whose Redis state was lost. */
+  /** Keeps the list of active coupons; a coupon seen for the first time is loaded and drained once. */
   private async refreshUntilStopped(): Promise<void> {
     while (this.running) {
       try {
@@ -144,81 +172,193 @@ export class StreamDrainer implements IssuanceWorker {
           ACTIVE_GRACE_MS,
           ACTIVE_LOOKAHEAD_MS,
         )
-        this.active = new Set(coupons.map((coupon) => coupon.id))
-        for (const coupon of coupons) {
-          await ensureLoaded(this.ctx, coupon, this.pending)
-          if (!this.loops.has(coupon.id)) {
-            const loops = Array.from({ length: this.options.loopsPerCoupon }, (_, i) =>
-              this.drainLoop(coupon, i),
-            )
-            this.loops.set(
-              coupon.id,
-              Promise.allSettled(loops).then(() => {
-                this.loops.delete(coupon.id)
-              }),
-            )
-          }
+        const ids = new Set(coupons.map((coupon) => coupon.id))
+        for (const [id, drain] of this.drains) {
+          if (ids.has(id)) continue
+          this.drains.delete(id)
+          this.byStream.delete(drain.stream)
         }
+        const added: CouponDrain[] = []
+        for (const coupon of coupons) {
+          const known = this.drains.get(coupon.id)
+          if (known !== undefined) {
+            known.coupon = coupon
+            continue
+          }
+          const drain: CouponDrain = {
+            coupon,
+            stream: couponKeys(this.ctx.redisPrefix, coupon.id).stream,
+            running: 0,
+            dirty: false,
+            reclaiming: false,
+          }
+          this.drains.set(coupon.id, drain)
+          this.byStream.set(drain.stream, drain)
+          added.push(drain)
+        }
+        // Entries may have arrived before this process listened (a restart): drain each new coupon once.
+        await forEachLimited(added, SWEEP_CONCURRENCY, async (drain) => {
+          await ensureLoaded(this.ctx, drain.coupon, this.pending)
+          this.wake(drain)
+        })
       } catch (error) {
         this.ctx.logger.warn({ err: error }, `${this.name}: refreshing active coupons failed`)
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.options.refreshMs)
-        this.wake = () => {
-          clearTimeout(timer)
-          resolve()
-        }
+      await this.pause(this.options.refreshMs, (wake) => {
+        this.refreshNow = wake
       })
     }
   }
 
-  private async drainLoop(coupon: Coupon, index: number): Promise<void> {
-    const keys = couponKeys(this.ctx.redisPrefix, coupon.id)
-    const reader = duplicateRedis(this.ctx.redis, `${this.consumer}-c${coupon.id}-${index}`)
-    // Connection errors surface as failed reads below (and are logged there); unhandled, the event would
-    // only be printed.
-    reader.on('error', () => {})
-    let lastReclaim = Date.now()
-    try {
-      await connectRedis(reader)
-      while (this.running && this.active.has(coupon.id)) {
-        try {
-          // One loop per coupon and process reclaims; the others only read new entries.
-          if (index === 0 && Date.now() - lastReclaim >= Math.min(this.options.reclaimIdleMs, 1_000)) {
-            lastReclaim = Date.now()
-            await this.reclaim(coupon)
-          }
-          const reply = await reader.xreadgroup(
-            'GROUP',
-            this.group,
-            this.consumer,
-            'COUNT',
-            this.options.batchSize,
-            'BLOCK',
-            this.options.blockMs,
-            'STREAMS',
-            keys.stream,
-            '>',
-          )
-          const entries = readGroupEntries(reply)
-          if (entries.length > 0) await this.process(coupon, entries)
-        } catch (error) {
-          if (error instanceof Error && error.message.startsWith('NOGROUP')) {
-            // The stream was lost with Redis: recreate the group (the state is rebuilt by refreshLoop).
-            await ensureGroup(this.ctx, keys.stream, this.group).catch((groupError: unknown) => {
-              this.ctx.logger.warn(
-                { err: groupError, couponId: coupon.id },
-                `${this.name}: recreating the consumer group failed`,
-              )
-            })
-            continue
-          }
-          this.ctx.logger.warn({ err: error, couponId: coupon.id }, `${this.name}: drain failed, retrying`)
-          await sleep(200)
+  private pause(ms: number, setWake: (wake: () => void) => void): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms)
+      setWake(() => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
+  }
+
+  /** A wake-up published by the admission script (the stream's key). */
+  private wakeStream(stream: string): void {
+    const drain = this.byStream.get(stream)
+    // Not (yet) an active coupon of this mode: the refresh drains it once when it shows up.
+    if (drain !== undefined) this.wake(drain)
+  }
+
+  private wakeAll(): void {
+    for (const drain of this.drains.values()) this.wake(drain)
+  }
+
+  /**
+   * Clears the coupon's wake flag, then makes sure a drain reads the stream after that (one more if allowed:
+   * while a drain writes, the new entries are read now and their transaction queues behind its one on the
+   * coupon's row). The clear is not awaited: it goes first on the connection the reads use (one coupon's
+   * keys live on one node), so every read sent from here on runs after it.
+   */
+  private wake(drain: CouponDrain): void {
+    if (!this.running) return
+    clearWake(this.ctx, drain.coupon.id).catch((error: unknown) => {
+      // The flag stays set, so admissions stop waking the drainers of this coupon until the sweep drains it.
+      this.ctx.logger.warn({ err: error, couponId: drain.coupon.id }, `${this.name}: wake-up failed`)
+    })
+    drain.dirty = true
+    this.startDrain(drain)
+  }
+
+  private track(task: Promise<void>): void {
+    this.tasks.add(task)
+    void task.finally(() => this.tasks.delete(task))
+  }
+
+  private startDrain(drain: CouponDrain): void {
+    if (!this.running || drain.running >= this.options.loopsPerCoupon) return
+    drain.running++
+    this.track(
+      this.drain(drain).finally(() => {
+        drain.running--
+      }),
+    )
+  }
+
+  /**
+   * Reads the coupon's stream until a read comes back empty with no wake-up since it was sent. A batch
+   * that arrived starts one more drain (up to loopsPerCoupon), which reads while this one writes.
+   */
+  private async drain(drain: CouponDrain): Promise<void> {
+    const { coupon, stream } = drain
+    while (this.running && this.drains.get(coupon.id) === drain) {
+      try {
+        drain.dirty = false
+        const reply = await this.ctx.redis.xreadgroup(
+          'GROUP',
+          this.group,
+          this.consumer,
+          'COUNT',
+          this.options.batchSize,
+          'STREAMS',
+          stream,
+          '>',
+        )
+        const entries = readGroupEntries(reply)
+        if (entries.length === 0) {
+          if (drain.dirty) continue
+          return
         }
+        this.startDrain(drain)
+        await this.process(coupon, entries)
+      } catch (error) {
+        drain.dirty = true
+        if (error instanceof Error && error.message.startsWith('NOGROUP')) {
+          // The stream was lost with Redis: recreate the group (the state is rebuilt on the next admission).
+          await ensureGroup(this.ctx, stream, this.group).catch((groupError: unknown) => {
+            this.ctx.logger.warn(
+              { err: groupError, couponId: coupon.id },
+              `${this.name}: recreating the consumer group failed`,
+            )
+          })
+          continue
+        }
+        this.ctx.logger.warn({ err: error, couponId: coupon.id }, `${this.name}: drain failed, retrying`)
+        await sleep(200)
       }
-    } finally {
-      reader.disconnect()
+    }
+  }
+
+  /**
+   * Once per sweepMs, two commands per active coupon (each on one key, so routed to its node on a cluster):
+   * a coupon whose wake flag is still set (a wake-up nobody heard) is drained, a stream with pending
+   * entries has those idle past reclaimIdleMs taken over, a lost stream or group is recreated.
+   */
+  private async sweepLoop(): Promise<void> {
+    while (this.running) {
+      await this.pause(this.sweepMs, (wake) => {
+        this.sweepNow = wake
+      })
+      if (!this.running) return
+      await forEachLimited([...this.drains.values()], SWEEP_CONCURRENCY, (drain) => this.inspect(drain))
+    }
+  }
+
+  private async inspect(drain: CouponDrain): Promise<void> {
+    if (!this.running) return
+    const { coupon, stream } = drain
+    try {
+      const [pending, unheard] = await Promise.all([
+        pendingCount(this.ctx, stream, this.group),
+        wakeIsSet(this.ctx, coupon.id),
+      ])
+      if (unheard && drain.running === 0) this.wake(drain)
+      // A reclaim takes one of the coupon's drain slots, so the relay (one per coupon) keeps publishing a
+      // coupon's entries one batch at a time.
+      if (pending > 0 && !drain.reclaiming && drain.running < this.options.loopsPerCoupon) {
+        drain.reclaiming = true
+        drain.running++
+        this.track(
+          this.reclaim(coupon)
+            .catch((error: unknown) => {
+              this.ctx.logger.warn({ err: error, couponId: coupon.id }, `${this.name}: reclaim failed`)
+            })
+            .finally(() => {
+              drain.reclaiming = false
+              drain.running--
+              // A wake-up that found every slot taken: drain now.
+              if (drain.dirty) this.startDrain(drain)
+            }),
+        )
+      }
+    } catch (error) {
+      if (error instanceof Error && error.message.startsWith('NOGROUP')) {
+        // Redis lost the stream or its group: rebuild a lost state (which recreates both), recreate a lost
+        // group, and drain what is there.
+        await ensureLoaded(this.ctx, coupon, this.pending)
+          .then(() => ensureGroup(this.ctx, stream, this.group))
+          .then(() => this.wake(drain))
+          .catch(() => {})
+        return
+      }
+      this.ctx.logger.warn({ err: error, couponId: coupon.id }, `${this.name}: sweep failed`)
     }
   }
 
@@ -388,4 +528,14 @@ export class StreamDrainer implements IssuanceWorker {
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
+}
+
+/** Runs `task` over `items` with at most `limit` in flight. */
+async function forEachLimited<T>(items: T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) await task(items[next++]!)
+    }),
+  )
 }

@@ -72,6 +72,13 @@ export function deliveryCounts(reply: unknown): Map<string, number> {
   return counts
 }
 
+/** Entries pending on the group's consumers (read, not acknowledged); throws NOGROUP if the group is gone. */
+export async function pendingCount(ctx: IssuanceContext, stream: string, group: string): Promise<number> {
+  const [count] = listOf('XPENDING', await ctx.redis.xpending(stream, group))
+  if (typeof count !== 'number') throw new Error('XPENDING: no count')
+  return count
+}
+
 export async function ensureGroup(ctx: IssuanceContext, stream: string, group: string): Promise<void> {
   try {
     await ctx.redis.xgroup('CREATE', stream, group, '0', 'MKSTREAM')

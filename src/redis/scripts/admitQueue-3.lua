@@ -4,11 +4,14 @@
   has stock, and lowers the state's stock as it goes, so only once it reaches 0 are requests refused.
   The score is the Redis-side sequence (never an app clock), so queue order is admission order.
 
-  KEYS[1] state hash: stock (Postgres remaining, kept by the scheduler), seq (last position), soldOut
+  KEYS[1] state hash: stock (Postgres remaining, kept by the scheduler), seq (last position), soldOut,
+          wake (set while the queue has users the scheduler was told about)
   KEYS[2] users hash: userId -> record "P|position|requestedAtMs||"
   KEYS[3] queue sorted set: userId scored by position
 
   ARGV[1] userId
+  ARGV[2] wake-up channel: the queue's key is published on it when `wake` was not set (the first user
+          since the scheduler last cleared it), so idle coupons cost the scheduler nothing
 
   Returns
     { position, requestedAtMs }  queued
@@ -43,4 +46,5 @@ end
 local position = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('ZADD', KEYS[3], 'NX', position, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], encodeRecord('P', position, requestedAtMs))
+if redis.call('HSETNX', KEYS[1], 'wake', 1) == 1 then redis.call('PUBLISH', ARGV[2], KEYS[3]) end
 return { position, requestedAtMs }

@@ -3,11 +3,14 @@
   a new user reserves one unit of stock, gets the next position and is appended to the coupon's
   stream (the outbox the writers or the Kafka relay drain). Every check comes before the first write.
 
-  KEYS[1] state hash: stock, seq (last position given), soldOut (requests refused as sold out)
+  KEYS[1] state hash: stock, seq (last position given), soldOut (requests refused as sold out), wake (set
+          while the stream has entries its drainers were told about)
   KEYS[2] users hash: userId -> record "A|position|requestedAtMs||"
   KEYS[3] stream of accepted requests
 
   ARGV[1] userId
+  ARGV[2] wake-up channel: the stream's key is published on it when `wake` was not set (the first entry
+          since a drainer last cleared it), so idle coupons cost their drainers nothing
 
   Returns
     { position, requestedAtMs }  accepted
@@ -34,4 +37,5 @@ redis.call('HINCRBY', KEYS[1], 'stock', -1)
 local position = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('HSET', KEYS[2], ARGV[1], encodeRecord('A', position, requestedAtMs))
 redis.call('XADD', KEYS[3], '*', 'u', ARGV[1], 'p', position, 't', requestedAtMs)
+if redis.call('HSETNX', KEYS[1], 'wake', 1) == 1 then redis.call('PUBLISH', ARGV[2], KEYS[3]) end
 return { position, requestedAtMs }
