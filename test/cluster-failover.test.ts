@@ -12,11 +12,11 @@ import { after, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import type { IssueMode } from '../src/domain/coupon.ts'
-import { decodeRecord } from '../src/issuance/coupon-store.ts'
 import { couponKeys } from '../src/redis/keys.ts'
 import { runConcurrently, type TestApp } from './support/app.ts'
 import { startClusterApp } from './support/cluster-app.ts'
 import { eventually } from './support/infra.ts'
+import { undecidedPending } from './support/invariants.ts'
 import { type OwnCluster, startOwnCluster } from './support/redis-cluster.ts'
 
 const MAX_TRIES = 90
@@ -216,16 +216,7 @@ describe('a Redis Cluster master SIGKILLed mid-sale, admissions acknowledged by 
           'every row has the position its user was told',
         )
         if (mode === 'queue') {
-          const undecided = acked.filter((a) => {
-            const raw = records[a.userId]
-            const status = raw === undefined ? undefined : decodeRecord(raw).status
-            return status !== 'ISSUED' && status !== 'SOLD_OUT'
-          })
-          assert.deepEqual(
-            undecided.map((a) => a.userId),
-            [],
-            'every PENDING answer was decided',
-          )
+          assert.deepEqual(undecidedPending(acked, records), [], 'every PENDING answer was decided')
         }
         // A row without a 2xx: the admission reached Redis but was answered 503; allowed (one row at most).
         const answersOf = Map.groupBy(answers, (a) => a.userId)

@@ -22,6 +22,7 @@ import { connectRedis, createRedis, type RedisClient } from '../src/redis/client
 import { couponKeys } from '../src/redis/keys.ts'
 import { runConcurrently, TEST_ADMIN_TOKEN, TEST_JWT_SECRET } from './support/app.ts'
 import { createTestEnv, eventually, insertTestCoupon, type TestEnv } from './support/infra.ts'
+import { undecidedPending } from './support/invariants.ts'
 import { type Child, spawnNode } from './support/processes.ts'
 import { freePort, type OwnRedis, startOwnRedis } from './support/redis-server.ts'
 
@@ -369,16 +370,7 @@ async function verify(
   if (sale.mode === 'queue') {
     // A PENDING answer ends ISSUED or SOLD_OUT; the first `quantity` positions are the issued ones.
     const records = await sale.redis.hgetall(keys.users)
-    const undecided = acked.filter((a) => {
-      const raw = records[a.userId]
-      const status = raw === undefined ? undefined : decodeRecord(raw).status
-      return status !== 'ISSUED' && status !== 'SOLD_OUT'
-    })
-    assert.deepEqual(
-      undecided.map((a) => a.userId),
-      [],
-      'every PENDING answer was decided',
-    )
+    assert.deepEqual(undecidedPending(acked, records), [], 'every PENDING answer was decided')
     lost = acked.filter((a) => (a.position ?? 0) <= quantity && !rowOf.has(a.userId)).map((a) => a.userId)
     const soldOutWithRow = acked.filter(
       (a) =>

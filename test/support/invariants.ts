@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import type { IssueMode } from '../../src/domain/coupon.ts'
+import { decodeRecord } from '../../src/issuance/coupon-store.ts'
 import { runConcurrently, type TestApp } from './app.ts'
 import { eventually, issuedRows } from './infra.ts'
 
@@ -76,4 +77,18 @@ export async function assertSaleInvariants(
   assert.equal(audit.body.overIssued, 0)
   assert.equal(audit.body.duplicateRows, 0)
   assert.deepEqual(audit.body.inconsistencies, [])
+}
+
+/**
+ * The users told `202 PENDING` (queue mode) whose record is not decided yet: every one of them must end
+ * `ISSUED` or `SOLD_OUT`. `records` is the coupon's users hash (HGETALL) after the drain.
+ */
+export function undecidedPending(acked: { userId: string }[], records: Record<string, string>): string[] {
+  return acked
+    .filter((a) => {
+      const raw = records[a.userId]
+      const status = raw === undefined ? undefined : decodeRecord(raw).status
+      return status !== 'ISSUED' && status !== 'SOLD_OUT'
+    })
+    .map((a) => a.userId)
 }

@@ -4,10 +4,13 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
+import { freePort } from '../../bench/lib/infra.ts'
+
+// One free-port finder for the bench, the demo and the tests.
+export { freePort }
 
 export interface OwnRedisOptions {
   /** `appendonly yes` with this fsync policy; `none` keeps nothing on disk (as the machine's Redis). */
@@ -26,19 +29,6 @@ export interface OwnRedis {
   start(): Promise<void>
   /** Kills the server and removes its data folder. */
   destroy(): Promise<void>
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.unref()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 export async function startOwnRedis(options: OwnRedisOptions = {}): Promise<OwnRedis> {
