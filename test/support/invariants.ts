@@ -92,3 +92,31 @@ export function undecidedPending(acked: { userId: string }[], records: Record<st
     })
     .map((a) => a.userId)
 }
+
+/**
+ * The rows of a sale that sold out after a crash or failover, against what its users were told: no user
+ * twice, no more than the stock, the whole stock issued, positions exactly 1..quantity, and each row at the
+ * position its user was answered (FCFS).
+ */
+export function assertRowsAsTold(
+  rows: { user_id: string; position: number | string | null }[],
+  acked: { userId: string; position?: number }[],
+  quantity: number,
+): void {
+  const rowOf = new Map(rows.map((row) => [row.user_id, row]))
+  assert.equal(rows.length - rowOf.size, 0, 'no user holds two rows')
+  assert.equal(Math.max(rows.length - quantity, 0), 0, 'no more rows than the quantity')
+  assert.equal(rows.length, quantity, 'the whole stock was issued')
+  assert.deepEqual(
+    rows.map((row) => Number(row.position)),
+    Array.from({ length: quantity }, (_, i) => i + 1),
+    'rows hold positions 1..quantity',
+  )
+  assert.deepEqual(
+    acked
+      .filter((a) => rowOf.has(a.userId) && Number(rowOf.get(a.userId)!.position) !== a.position)
+      .map((a) => a.userId),
+    [],
+    'every row has the position its user was told',
+  )
+}
