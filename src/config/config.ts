@@ -184,6 +184,29 @@ export const EnvironmentSchema = Type.Object({
   STREAM_RECLAIM_IDLE_MS: integer(30_000, 100, 3_600_000, 'idle time before a pending entry is taken over'),
   STREAM_MAX_DELIVERIES: integer(5, 1, 1_000, 'tries before an entry is dead-lettered'),
   SYNC_LOCK_LEASE_MS: integer(5_000, 100, 600_000, 'lease of the sync fair lock'),
+  HTTP_MAX_CONNECTIONS: integer(
+    10_000,
+    1,
+    1_000_000,
+    'open connections per process; beyond it a new one is answered 503 and closed',
+  ),
+  HTTP_REQUEST_TIMEOUT_MS: integer(10_000, 100, 600_000, 'a request body must arrive within this, else 408'),
+  HTTP_HEADERS_TIMEOUT_MS: integer(5_000, 100, 600_000, 'request headers must arrive within this, else 408'),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: integer(
+    72_000,
+    100,
+    600_000,
+    'an idle keep-alive connection is closed after this',
+  ),
+  SSE_MAX_PER_USER: integer(4, 1, 1_000, "event streams per user; a new one closes the user's oldest"),
+  SSE_MAX_STREAMS: integer(2_000, 1, 1_000_000, 'event streams per process; beyond it 503'),
+  SSE_HEARTBEAT_MS: integer(15_000, 100, 600_000, 'comment written on each event stream this often'),
+  SSE_MAX_AGE_MS: integer(
+    600_000,
+    1_000,
+    86_400_000,
+    'an event stream is closed after this (the client reconnects)',
+  ),
   RUN_WORKERS: Type.Decode(
     Type.Refine(
       Type.String({ default: 'true', description: '`serve` also runs the workers' }),
@@ -231,6 +254,24 @@ export interface Config {
   syncLockLeaseMs: number
   /** `serve` runs the background workers too (RUN_WORKERS). */
   runWorkers: boolean
+  /** The connection budget and timeouts of the HTTP server (HTTP_*). */
+  http: HttpLimits
+  /** Caps and timing of Server-Sent Events streams (SSE_*). */
+  eventStreams: EventStreamLimits
+}
+
+export interface HttpLimits {
+  maxConnections: number
+  requestTimeoutMs: number
+  headersTimeoutMs: number
+  keepAliveTimeoutMs: number
+}
+
+export interface EventStreamLimits {
+  maxPerUser: number
+  maxTotal: number
+  heartbeatMs: number
+  maxAgeMs: number
 }
 
 /** A configuration error names the variable, so startup can stop with one clear line. */
@@ -284,6 +325,18 @@ export function loadConfig(env: Env = process.env): Config {
     },
     syncLockLeaseMs: vars.SYNC_LOCK_LEASE_MS,
     runWorkers: vars.RUN_WORKERS,
+    http: {
+      maxConnections: vars.HTTP_MAX_CONNECTIONS,
+      requestTimeoutMs: vars.HTTP_REQUEST_TIMEOUT_MS,
+      headersTimeoutMs: vars.HTTP_HEADERS_TIMEOUT_MS,
+      keepAliveTimeoutMs: vars.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    },
+    eventStreams: {
+      maxPerUser: vars.SSE_MAX_PER_USER,
+      maxTotal: vars.SSE_MAX_STREAMS,
+      heartbeatMs: vars.SSE_HEARTBEAT_MS,
+      maxAgeMs: vars.SSE_MAX_AGE_MS,
+    },
   }
 }
 

@@ -15,6 +15,7 @@ export const ERROR_CODES = {
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
   URI_TOO_LONG: { status: 414, title: 'A path parameter is too long' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The body must be application/json' },
+  EXPECTATION_FAILED: { status: 417, title: 'The Expect header cannot be met' },
   ISSUE_NOT_STARTED: { status: 422, title: 'Issuance has not started yet' },
   ISSUE_ENDED: { status: 422, title: 'Issuance has ended' },
   MODE_UNAVAILABLE: { status: 422, title: 'This issuance mode is not available here' },

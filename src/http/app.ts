@@ -6,6 +6,7 @@ import Fastify, { type FastifyInstance, LogController } from 'fastify'
 import type { Config } from '../config/config.ts'
 import { AppError } from '../domain/errors.ts'
 import auth from './plugins/auth.ts'
+import connections from './plugins/connections.ts'
 import errors, { clientErrorHandler, frameworkErrors } from './plugins/errors.ts'
 import issuance from './plugins/issuance.ts'
 import metrics from './plugins/metrics.ts'
@@ -40,6 +41,18 @@ export async function buildApp({
     clientErrorHandler,
     frameworkErrors,
     forceCloseConnections: true,
+    // A body that stops arriving is answered 408 by plugins/connections.ts after HTTP_REQUEST_TIMEOUT_MS;
+    // Node's own request timeout (headers and body) is the backstop for a request Fastify never sees.
+    // Event streams are exempt: their request is complete once the headers are in.
+    requestTimeout: config.http.headersTimeoutMs + config.http.requestTimeoutMs,
+    keepAliveTimeout: config.http.keepAliveTimeoutMs,
+    http: {
+      headersTimeout: config.http.headersTimeoutMs,
+      // Node checks both timeouts this often (30 s by default, which would let a slow request live that long).
+      connectionsCheckingInterval: 1_000,
+      // Answered as problem+json by plugins/errors.ts instead of Node's bare 400.
+      requireHostHeader: false,
+    },
     // Per-request logs would cost more than the admission itself; /metrics has the request figures.
     logController: new LogController({ disableRequestLogging: true }),
     // No child logger per request (its creation showed in profiles of the admission): the few request logs
@@ -80,6 +93,7 @@ export async function buildApp({
   })
   await app.register(swaggerUi, { routePrefix: '/docs' })
   await app.register(metrics)
+  await app.register(connections, { config })
   await app.register(postgres, { config })
   await app.register(redis, { config })
   await app.register(auth, { config })

@@ -11,9 +11,21 @@ export interface Child {
   kill(signal?: NodeJS.Signals): Promise<void>
 }
 
-/** Runs a TypeScript entry point (relative to the repo root) on this Node, capturing its output. */
-export function spawnNode(entry: string, env: Record<string, string>, args: string[] = []): Child {
-  const child = spawn(process.execPath, [entry, ...args], {
+/**
+ * Runs a TypeScript entry point (relative to the repo root) on this Node, capturing its output; with
+ * `openFiles`, under that `ulimit -n` (soft and hard, so Node cannot raise it).
+ */
+export function spawnNode(
+  entry: string,
+  env: Record<string, string>,
+  args: string[] = [],
+  options: { openFiles?: number } = {},
+): Child {
+  const [command, commandArgs] =
+    options.openFiles === undefined
+      ? [process.execPath, [entry, ...args]]
+      : ['bash', ['-c', `ulimit -n ${options.openFiles} && exec "$0" "$@"`, process.execPath, entry, ...args]]
+  const child = spawn(command, commandArgs, {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -73,12 +73,12 @@ export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
             description: 'text/event-stream of `issuance` events',
             content: { 'text/event-stream': { schema: Issuance } },
           },
-          ...errors(401),
+          ...errors(401, 503),
         },
       },
     },
     async (request, reply) => {
-      const stream = openEventStream(request, reply)
+      const stream = openEventStream(request, reply, { owner: request.userId })
       const unsubscribe = app.decisions.subscribe(request.userId, (issuance) =>
         stream.send('issuance', issuance),
       )

@@ -5,6 +5,9 @@ import { Type } from 'typebox'
 import { AppError } from '../../domain/errors.ts'
 import { DURABILITY_VERDICTS, RedisDurabilitySchema, readRedisDurability } from '../../redis/durability.ts'
 
+/** Open against the cap: HTTP_MAX_CONNECTIONS, SSE_MAX_STREAMS. */
+const Budget = Type.Object({ open: Type.Integer(), limit: Type.Integer() })
+
 const DASHBOARD = new URL('../dashboard.html', import.meta.url)
 
 export const opsRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -50,6 +53,8 @@ export const opsRoutes: FastifyPluginAsyncTypebox = async (app) => {
             redis: Type.String(),
             postgres: Type.String(),
             redisDurability: RedisDurabilitySchema,
+            connections: Budget,
+            eventStreams: Budget,
           }),
         },
       },
@@ -63,7 +68,14 @@ export const opsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (down.length > 0)
         throw new AppError('UNAVAILABLE', `${down.join(' and ')} unreachable`, { retryAfterSeconds: 1 })
       const redisDurability = await readRedisDurability(app.redis)
-      return { status: 'ready' as const, redis: 'ok', postgres: 'ok', redisDurability }
+      return {
+        status: 'ready' as const,
+        redis: 'ok',
+        postgres: 'ok',
+        redisDurability,
+        connections: { open: app.connections.open, limit: app.connections.limit },
+        eventStreams: { open: app.eventStreams.open, limit: app.eventStreams.limits.maxTotal },
+      }
     },
   )
 

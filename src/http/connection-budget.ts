@@ -1,0 +1,110 @@
+import { readFileSync } from 'node:fs'
+import type { Config, EventStreamLimits } from '../config/config.ts'
+import { StartupError } from '../config/config.ts'
+import { AppError } from '../domain/errors.ts'
+
+/**
+ * A refusal because this process is at its connection or stream budget (503 with Retry-After): load shed on
+ * purpose, so it is not logged as a failure.
+ */
+export class CapacityRefusal extends AppError {
+  constructor(detail: string, retryAfterSeconds: number) {
+    super('UNAVAILABLE', detail, { retryAfterSeconds })
+  }
+}
+
+/** Why the server ended an event stream, sent to the client in a last `closed` event. */
+export type StreamCloseReason = 'superseded' | 'max-age'
+
+export interface ClosableStream {
+  close(reason: StreamCloseReason): void
+}
+
+/**
+ * Counts the open event streams of one process: at most `maxPerUser` per user (a new one closes that user's
+ * oldest, so a new tab works) and `maxTotal` in all (beyond it, a refusal).
+ */
+export class EventStreamBudget {
+  readonly limits: EventStreamLimits
+  #open = 0
+  readonly #byOwner = new Map<string, Set<ClosableStream>>()
+
+  constructor(limits: EventStreamLimits) {
+    this.limits = limits
+  }
+
+  get open(): number {
+    return this.#open
+  }
+
+  /** Counts `stream` in, or throws `CapacityRefusal`; the returned function counts it out (once). */
+  admit(stream: ClosableStream, owner?: string): () => void {
+    const mine = owner === undefined ? undefined : this.#byOwner.get(owner)
+    const oldest =
+      mine !== undefined && mine.size >= this.limits.maxPerUser ? mine.values().next().value : undefined
+    // Superseding keeps the total as it is, so only a stream that adds one can be refused.
+    if (oldest !== undefined) oldest.close('superseded')
+    else if (this.#open >= this.limits.maxTotal)
+      throw new CapacityRefusal('too many event streams are open on this server, try again shortly', 5)
+    this.#open += 1
+    if (owner !== undefined) {
+      const set = this.#byOwner.get(owner) ?? new Set()
+      set.add(stream)
+      this.#byOwner.set(owner, set)
+    }
+    let counted = true
+    return () => {
+      if (!counted) return
+      counted = false
+      this.#open -= 1
+      const set = owner === undefined ? undefined : this.#byOwner.get(owner)
+      set?.delete(stream)
+      if (owner !== undefined && set?.size === 0) this.#byOwner.delete(owner)
+    }
+  }
+}
+
+/** Descriptors kept for what is not a client connection: the runtime and files. */
+const RESERVED_FOR_FILES = 64
+/** The API's Postgres pool (plugins/postgres.ts). */
+const POSTGRES_POOL = 20
+/** Commands, subscriber and workers' blocking connections, per Redis node. */
+const REDIS_CONNECTIONS_PER_NODE = 8
+const KAFKA_CONNECTIONS_PER_BROKER = 4
+
+/** Descriptors the process needs besides client connections. */
+export function descriptorReserve(config: Config): number {
+  const redisNodes = Math.max(1, config.redisClusterNodes.length)
+  return (
+    RESERVED_FOR_FILES +
+    POSTGRES_POOL +
+    REDIS_CONNECTIONS_PER_NODE * redisNodes +
+    KAFKA_CONNECTIONS_PER_BROKER * config.kafkaBrokers.length
+  )
+}
+
+/** The soft limit on open files (`ulimit -n`) from /proc/self/limits; undefined where there is none. */
+export function openFileLimit(): number | undefined {
+  try {
+    const limits = readFileSync('/proc/self/limits', 'utf8')
+    const soft = /^Max open files\s+(\d+|unlimited)/m.exec(limits)?.[1]
+    return soft === undefined || soft === 'unlimited' ? undefined : Number(soft)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Refuses to start when HTTP_MAX_CONNECTIONS and the reserve do not fit in the descriptor limit: past it,
+ * accept() fails and every client (and Redis, and Postgres) is cut off without an answer.
+ */
+export function checkDescriptorBudget(config: Config, limit = openFileLimit()): void {
+  if (limit === undefined) return
+  const reserve = descriptorReserve(config)
+  const needed = config.http.maxConnections + reserve
+  if (needed <= limit) return
+  throw new StartupError(
+    'HTTP_MAX_CONNECTIONS',
+    `HTTP_MAX_CONNECTIONS=${config.http.maxConnections} plus ${reserve} descriptors for Redis, Postgres and files needs ${needed} open files, but ulimit -n is ${limit}: lower HTTP_MAX_CONNECTIONS (at most ${Math.max(0, limit - reserve)}) or raise ulimit -n`,
+  )
+}
