@@ -298,13 +298,39 @@ describe('a server process under ulimit -n 1024', () => {
     await env.close()
   })
 
-  it('refuses to start, in one line, when the caps do not fit in the descriptor limit', async () => {
-    const starting = spawnNode('bin/coupon-rush.mjs', { ...common, PORT: '0' }, ['serve'], { openFiles: 512 })
+  it('refuses to start, in one line, when a cap set explicitly does not fit in the descriptor limit', async () => {
+    const starting = spawnNode(
+      'bin/coupon-rush.mjs',
+      { ...common, PORT: '0', HTTP_MAX_CONNECTIONS: '10000' },
+      ['serve'],
+      { openFiles: 512 },
+    )
     await new Promise((resolve) => starting.process.once('exit', resolve))
     assert.equal(starting.process.exitCode, 1)
     assert.deepEqual(starting.output().trim().split('\n'), [
       'cannot start: HTTP_MAX_CONNECTIONS=10000 plus 92 descriptors for Redis, Postgres and files needs 10092 open files, but ulimit -n is 512: lower HTTP_MAX_CONNECTIONS (at most 420) or raise ulimit -n',
     ])
+  })
+
+  it('lowers the default connection cap to what the descriptor limit holds, and says so', async () => {
+    const port = await freePort()
+    const small = spawnNode(
+      'bin/coupon-rush.mjs',
+      { ...common, PORT: String(port), LOG_LEVEL: 'info' },
+      ['serve'],
+      {
+        openFiles: 512,
+      },
+    )
+    try {
+      await small.waitFor(/Server listening/)
+      assert.match(small.output(), /capped at 420/)
+      const ready = await request(`http://127.0.0.1:${port}/readyz`)
+      const body = (await ready.body.json()) as { connections: { limit: number } }
+      assert.equal(body.connections.limit, 420)
+    } finally {
+      await small.kill('SIGTERM')
+    }
   })
 
   it('still serves another user and /readyz while one user tries 2,000 streams', async () => {
@@ -336,12 +362,12 @@ describe('a server process under ulimit -n 1024', () => {
     )
     const answers = await Promise.all(flood.map((stream) => stream.opened.then(statusOf)))
     const tally = Object.groupBy(answers, (status) => (Number.isNaN(status) ? 'dropped' : String(status)))
-    // The caps refused the excess: a 503 while descriptors allow, past that dropped unanswered.
+    // Each new stream supersedes the user's oldest; what arrives while the connection cap is full is refused
+    // (503 while descriptors allow, past that dropped unanswered). How many of each depends on timing.
     assert.deepEqual(
       Object.keys(tally).sort(),
       ['200', '503', 'dropped'].filter((key) => key in tally),
     )
-    assert.ok((tally['503']?.length ?? 0) > 0, `some refused with 503: ${JSON.stringify(Object.keys(tally))}`)
     await eventually(
       () => flood.filter((stream) => !stream.socket.destroyed).length <= 4,
       'at most 4 held',

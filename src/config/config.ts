@@ -262,6 +262,8 @@ export interface Config {
 
 export interface HttpLimits {
   maxConnections: number
+  /** HTTP_MAX_CONNECTIONS was set: a limit that does not fit the descriptors refuses to start, not lowers. */
+  maxConnectionsSet: boolean
   requestTimeoutMs: number
   headersTimeoutMs: number
   keepAliveTimeoutMs: number
@@ -327,6 +329,7 @@ export function loadConfig(env: Env = process.env): Config {
     runWorkers: vars.RUN_WORKERS,
     http: {
       maxConnections: vars.HTTP_MAX_CONNECTIONS,
+      maxConnectionsSet: env.HTTP_MAX_CONNECTIONS !== undefined,
       requestTimeoutMs: vars.HTTP_REQUEST_TIMEOUT_MS,
       headersTimeoutMs: vars.HTTP_HEADERS_TIMEOUT_MS,
       keepAliveTimeoutMs: vars.HTTP_KEEP_ALIVE_TIMEOUT_MS,

@@ -95,16 +95,23 @@ export function openFileLimit(): number | undefined {
 }
 
 /**
- * Refuses to start when HTTP_MAX_CONNECTIONS and the reserve do not fit in the descriptor limit: past it,
- * accept() fails and every client (and Redis, and Postgres) is cut off without an answer.
+ * The connection cap this process can hold: HTTP_MAX_CONNECTIONS when it fits in the descriptor limit with the
+ * reserve (past the limit accept() fails and every client, Redis and Postgres are cut off without an answer).
+ * A default that does not fit is lowered to what fits, so `npm start` works under a small `ulimit -n`; a value
+ * set explicitly that does not fit refuses to start with one line.
  */
-export function checkDescriptorBudget(config: Config, limit = openFileLimit()): void {
-  if (limit === undefined) return
+export function connectionCap(config: Config, limit = openFileLimit()): number {
+  const wanted = config.http.maxConnections
+  if (limit === undefined) return wanted
   const reserve = descriptorReserve(config)
-  const needed = config.http.maxConnections + reserve
-  if (needed <= limit) return
+  const fits = Math.max(0, limit - reserve)
+  if (wanted <= fits) return wanted
+  if (!config.http.maxConnectionsSet && fits >= MIN_CONNECTIONS) return fits
   throw new StartupError(
     'HTTP_MAX_CONNECTIONS',
-    `HTTP_MAX_CONNECTIONS=${config.http.maxConnections} plus ${reserve} descriptors for Redis, Postgres and files needs ${needed} open files, but ulimit -n is ${limit}: lower HTTP_MAX_CONNECTIONS (at most ${Math.max(0, limit - reserve)}) or raise ulimit -n`,
+    `HTTP_MAX_CONNECTIONS=${wanted} plus ${reserve} descriptors for Redis, Postgres and files needs ${wanted + reserve} open files, but ulimit -n is ${limit}: lower HTTP_MAX_CONNECTIONS (at most ${fits}) or raise ulimit -n`,
   )
 }
+
+/** Below this many client connections a process is not worth starting. */
+const MIN_CONNECTIONS = 64

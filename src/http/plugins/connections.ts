@@ -4,7 +4,7 @@ import fp from 'fastify-plugin'
 import { Gauge } from 'prom-client'
 import type { Config } from '../../config/config.ts'
 import { AppError } from '../../domain/errors.ts'
-import { checkDescriptorBudget, EventStreamBudget } from '../connection-budget.ts'
+import { connectionCap, EventStreamBudget } from '../connection-budget.ts'
 import { rawProblemResponse } from './errors.ts'
 
 declare module 'fastify' {
@@ -69,13 +69,18 @@ function countConnections(server: Server, limit: number) {
 /**
  * The connection budget and the body timeout: caps on connections and event streams, their gauges, and a
  * 408 for a request body that stops arriving, answered through Fastify so onResponse hooks (metrics, a rate
- * limiter) see it. At registration it refuses a HTTP_MAX_CONNECTIONS that the descriptor limit cannot hold.
+ * limiter) see it. At registration it fits the connection cap to the descriptor limit (connectionCap).
  */
 export default fp<{ config: Config }>(
   async (app, { config }) => {
-    checkDescriptorBudget(config)
+    const cap = connectionCap(config)
+    if (cap < config.http.maxConnections)
+      app.log.warn(
+        { maxConnections: cap },
+        `ulimit -n cannot hold the default HTTP_MAX_CONNECTIONS=${config.http.maxConnections}: capped at ${cap}`,
+      )
     const streams = new EventStreamBudget(config.eventStreams)
-    const connections = countConnections(app.server, config.http.maxConnections)
+    const connections = countConnections(app.server, cap)
     app.decorate('eventStreams', streams)
     app.decorate('connections', connections)
 
