@@ -100,11 +100,104 @@ async function connections(redis: BenchRedis): Promise<Record<string, number>> {
   return byName
 }
 
-async function runTopology(
-  topology: 'one' | 'split',
-  settings: { coupons: number; hot: number; requests: number; idleSeconds: number; concurrency: number },
+type Topology = 'one' | 'split'
+type Settings = { coupons: number; hot: number; requests: number; idleSeconds: number; concurrency: number }
+
+/** One `serve` with its workers, or two API processes (RUN_WORKERS=false) and one `worker`. */
+async function startTopology(
+  topology: Topology,
+  base: (port: number) => ServiceConfig,
+  services: ChildService[],
   logDir: string,
-): Promise<TopologyResult> {
+): Promise<number[]> {
+  const apiPorts: number[] = []
+  if (topology === 'one') {
+    const port = await freePort()
+    services.push(await startServer(base(port), join(logDir, 'serve-one.log')))
+    apiPorts.push(port)
+    return apiPorts
+  }
+  for (const name of ['api-1', 'api-2']) {
+    const port = await freePort()
+    services.push(await startServer({ ...base(port), runWorkers: false }, join(logDir, `${name}.log`)))
+    apiPorts.push(port)
+  }
+  const worker = startWorker(base(await freePort()), join(logDir, 'worker.log'))
+  services.push(worker)
+  await worker.waitUntil(async () => true, 'started')
+  return apiPorts
+}
+
+/** Opens the coupons: the first `hot` with stock for most of their requests, the rest with 100 each. */
+async function openCoupons(admin: AdminClient, settings: Settings, topology: Topology): Promise<number[]> {
+  const ids: number[] = []
+  for (let i = 0; i < settings.coupons; i++) {
+    const quantity = i < settings.hot ? Math.floor((settings.requests * 5) / 6) : 100
+    ids.push(await admin.createCoupon('stream', quantity, `Sale ${i}`))
+    if ((i + 1) % 100 === 0) console.error(`many-sales: ${topology}: ${i + 1} coupons open`)
+  }
+  return ids
+}
+
+/**
+ * The hot sales: one request per user, sent from a few concurrent clients, alternating API processes; then
+ * request -> row latency as seen by polling Postgres.
+ */
+async function runHotSales(
+  hotIds: number[],
+  apiPorts: number[],
+  settings: Settings,
+  db: BenchDb,
+  dispatcher: Agent,
+): Promise<TopologyResult['hot']> {
+  const followers = new Map(hotIds.map((id) => [id, new RowFollower(db, id, 5)]))
+  const sentAt = new Map<string, number>()
+  const accepted = new Map<number, number>()
+  let next = 0
+  const total = settings.hot * settings.requests
+  await Promise.all(
+    Array.from({ length: settings.concurrency }, async () => {
+      while (next < total) {
+        const index = next++
+        const couponId = hotIds[index % settings.hot]!
+        const userId = `user-${Math.floor(index / settings.hot)}`
+        const port = apiPorts[index % apiPorts.length]!
+        const started = nowMs()
+        const response = await request(`http://127.0.0.1:${port}/coupons/${couponId}/issuance`, {
+          method: 'POST',
+          dispatcher,
+          headers: { authorization: `Bearer ${signUserToken(JWT_SECRET, userId)}` },
+        })
+        await response.body.text()
+        if (response.statusCode === 202) {
+          sentAt.set(`${couponId}/${userId}`, started)
+          accepted.set(couponId, (accepted.get(couponId) ?? 0) + 1)
+        }
+      }
+    }),
+  )
+  const latencies: number[] = []
+  let rows = 0
+  for (const id of hotIds) {
+    const seen = await followers.get(id)!.finish(accepted.get(id) ?? 0, 60_000)
+    rows += seen.size
+    for (const [userId, at] of seen) {
+      const sent = sentAt.get(`${id}/${userId}`)
+      if (sent !== undefined) latencies.push(at - sent)
+    }
+  }
+  const latency = summarize(latencies)
+  return {
+    coupons: settings.hot,
+    accepted: [...accepted.values()].reduce((sum, n) => sum + n, 0),
+    rows,
+    p50: Math.round(latency.p50),
+    p99: Math.round(latency.p99),
+    max: Math.round(latency.max),
+  }
+}
+
+async function runTopology(topology: Topology, settings: Settings, logDir: string): Promise<TopologyResult> {
   const { url: redisUrl, service: redisService } = await startPrivateRedis(
     join(logDir, `redis-${topology}.log`),
   )
@@ -123,73 +216,15 @@ async function runTopology(
     extra: { RATE_LIMIT_PER_USER: '100000' },
   })
   try {
-    const apiPorts: number[] = []
-    if (topology === 'one') {
-      const port = await freePort()
-      services.push(await startServer(base(port), join(logDir, 'serve-one.log')))
-      apiPorts.push(port)
-    } else {
-      for (const name of ['api-1', 'api-2']) {
-        const port = await freePort()
-        services.push(await startServer({ ...base(port), runWorkers: false }, join(logDir, `${name}.log`)))
-        apiPorts.push(port)
-      }
-      const worker = startWorker(base(await freePort()), join(logDir, 'worker.log'))
-      services.push(worker)
-      await worker.waitUntil(async () => true, 'started')
-    }
+    const apiPorts = await startTopology(topology, base, services, logDir)
     const dispatcher = new Agent({ connections: 32, keepAliveTimeout: 10_000 })
     const admin = new AdminClient(`http://127.0.0.1:${apiPorts[0]}`, ADMIN_TOKEN, dispatcher)
-    const ids: number[] = []
-    for (let i = 0; i < settings.coupons; i++) {
-      const quantity = i < settings.hot ? Math.floor((settings.requests * 5) / 6) : 100
-      ids.push(await admin.createCoupon('stream', quantity, `Sale ${i}`))
-      if ((i + 1) % 100 === 0) console.error(`many-sales: ${topology}: ${i + 1} coupons open`)
-    }
+    const ids = await openCoupons(admin, settings, topology)
     // Let every process notice the new coupons before the quiet is measured.
     await sleep(3_000)
     const idleBefore = await idleWindow(bench, settings.idleSeconds)
     const connectionsByName = await connections(bench)
-
-    // The hot sales: one request per user, sent from a few concurrent clients, alternating API processes.
-    const hotIds = ids.slice(0, settings.hot)
-    const followers = new Map(hotIds.map((id) => [id, new RowFollower(db, id, 5)]))
-    const sentAt = new Map<string, number>()
-    const accepted = new Map<number, number>()
-    let next = 0
-    const total = settings.hot * settings.requests
-    await Promise.all(
-      Array.from({ length: settings.concurrency }, async () => {
-        while (next < total) {
-          const index = next++
-          const couponId = hotIds[index % settings.hot]!
-          const userId = `user-${Math.floor(index / settings.hot)}`
-          const port = apiPorts[index % apiPorts.length]!
-          const started = nowMs()
-          const response = await request(`http://127.0.0.1:${port}/coupons/${couponId}/issuance`, {
-            method: 'POST',
-            dispatcher,
-            headers: { authorization: `Bearer ${signUserToken(JWT_SECRET, userId)}` },
-          })
-          await response.body.text()
-          if (response.statusCode === 202) {
-            sentAt.set(`${couponId}/${userId}`, started)
-            accepted.set(couponId, (accepted.get(couponId) ?? 0) + 1)
-          }
-        }
-      }),
-    )
-    const latencies: number[] = []
-    let rows = 0
-    for (const id of hotIds) {
-      const seen = await followers.get(id)!.finish(accepted.get(id) ?? 0, 60_000)
-      rows += seen.size
-      for (const [userId, at] of seen) {
-        const sent = sentAt.get(`${id}/${userId}`)
-        if (sent !== undefined) latencies.push(at - sent)
-      }
-    }
-    const latency = summarize(latencies)
+    const hot = await runHotSales(ids.slice(0, settings.hot), apiPorts, settings, db, dispatcher)
     await sleep(2_000)
     const idleAfter = await idleWindow(bench, settings.idleSeconds)
     await dispatcher.close()
@@ -201,14 +236,7 @@ async function runTopology(
       idleAfter,
       connections: totalConnections,
       connectionsByName,
-      hot: {
-        coupons: settings.hot,
-        accepted: [...accepted.values()].reduce((sum, n) => sum + n, 0),
-        rows,
-        p50: Math.round(latency.p50),
-        p99: Math.round(latency.p99),
-        max: Math.round(latency.max),
-      },
+      hot,
     }
   } finally {
     await Promise.allSettled(services.map((service) => service.stop()))
@@ -238,7 +266,7 @@ async function main(): Promise<void> {
   await createDatabaseIfMissing(DATABASE_URL)
   const logDir = mkdtempSync(join(tmpdir(), 'coupon-rush-many-sales-'))
   const results: TopologyResult[] = []
-  for (const which of topology === 'both' ? (['one', 'split'] as const) : [topology as 'one' | 'split']) {
+  for (const which of topology === 'both' ? (['one', 'split'] as const) : [topology as Topology]) {
     console.error(
       `many-sales: ${which}: ${settings.coupons} coupons, ${settings.hot} hot (logs in ${logDir})`,
     )

@@ -11,7 +11,6 @@ import { readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { couponKeys } from '../src/redis/keys.ts'
 import { AdminClient, type IssueMode, ModeUnavailableError } from './lib/admin.ts'
 import {
   integerOption,
@@ -247,6 +246,8 @@ interface Run {
   logDir: string
   redisUrl: string
   privateRedis?: ChildService
+  /** The run created the database (and drops it at the end), rather than a schema in an existing one. */
+  createdDatabase: boolean
   redis: BenchRedis
   schema: string
   redisPrefix: string
@@ -469,7 +470,7 @@ function openLoop(run: Run, closedRps: number): { rate: number; users: number } 
   return { rate, users: Math.max(10, Math.round((rate * options.openDuration) / (1 + options.repeat))) }
 }
 
-type ClosedSale = Pick<ModeReport, 'closed' | 'redis' | 'postgres' | 'deadLettered'>
+type ClosedSale = Pick<ModeReport, 'closed' | 'redis' | 'postgres'>
 
 /**
  * A closed-loop sale on a fresh server, with the Redis command and Postgres transaction accounting;
@@ -518,7 +519,6 @@ async function closedSale(
     const { result, watch, cpuUse } = await finishSale(run, mode, go, watcher, cpu)
     const redisAfter = await redis.commandStats()
     const audit = await auditCoupon(db, couponId, quantity, mode, result)
-    const deadLettered = await redis.redis.xlen(couponKeys(run.redisPrefix, couponId).deadLetters)
     await db.close()
     await server.stop()
     const pgAfter = await databaseTransactions(options.databaseUrl)
@@ -548,7 +548,6 @@ async function closedSale(
         perIssued: issued > 0 ? transactions / issued : 0,
         perRequest: result.completed > 0 ? transactions / result.completed : 0,
       },
-      deadLettered,
     }
   })
 }
@@ -597,6 +596,9 @@ async function runMode(run: Run, mode: IssueMode): Promise<ModeReport> {
       await db.close()
       report.open = salePhase(couponId, options.quantity, result, watch, audit, cpuUse)
       say(phaseLine(`${mode} open loop`, report.open))
+      // The closed-loop coupon's dead letters, from the server's audit: asked here, on the server of the
+      // same schema and keys whose Postgres transactions are not counted, rather than on the closed loop's.
+      report.deadLettered = (await admin.audit(closed.closed!.couponId!)).deadLettered
     })
   }
   return report
@@ -844,20 +846,8 @@ function stampOf(date: Date): string {
   return date.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')
 }
 
-async function main(): Promise<void> {
-  const options = parseOptions(process.argv.slice(2))
-  if (options === undefined) return
-  if (options.render !== undefined) return render(options.render)
-  const startedAt = Date.now()
-  const stamp = stampOf(new Date(startedAt))
-  const hex = randomBytes(3).toString('hex')
-  const logDir = mkdtempSync(join(tmpdir(), `coupon-rush-bench-${stamp}-`))
-  const machine = machineInfo()
-  say(
-    `coupon-rush bench ${options.quick ? '(quick) ' : ''}— ${machine.cpus} CPUs (${machine.cpuModel}), ` +
-      `${machine.memoryGiB} GiB, Node ${machine.node}; logs in ${logDir}`,
-  )
-
+/** The run's services and names: a Redis of its own (unless --redis-url), the database, schema and keys. */
+async function openRun(options: Options, stamp: string, hex: string, logDir: string): Promise<Run> {
   const needsRedisServer = options.redisUrl === undefined || !options.skipDurability
   if (needsRedisServer && !hasCommand('redis-server'))
     throw new Error(
@@ -876,6 +866,7 @@ async function main(): Promise<void> {
     logDir,
     redisUrl,
     privateRedis: privateRedis?.service,
+    createdDatabase,
     redis: new BenchRedis(redisUrl),
     schema: `bench_${stamp.replace('-', '_')}_${hex}`,
     redisPrefix: `bench:${hex}:`,
@@ -885,32 +876,27 @@ async function main(): Promise<void> {
     loads: new Set(),
   }
   if (privateRedis) run.children.add(privateRedis.service)
+  return run
+}
 
-  let interrupted = false
-  // Leaves things as they were: no server, Redis, schema, keys (or database the run created) behind.
-  const cleanup = async () => {
-    for (const load of run.loads) load.kill()
-    for (const child of [...run.children].reverse()) await child.stop(5_000).catch(() => {})
-    await run.redis.close()
-    if (options.keep) return
-    if (createdDatabase) await dropDatabase(options.databaseUrl).catch(() => {})
-    else await dropSchema(options.databaseUrl, run.schema).catch(() => {})
-    if (!privateRedis) {
-      const redis = new BenchRedis(redisUrl)
-      await redis.deleteByPrefix(run.redisPrefix).catch(() => 0)
-      await redis.close()
-    }
+/** Leaves things as they were: no server, Redis, schema, keys (or database the run created) behind. */
+async function cleanUp(run: Run): Promise<void> {
+  const { options } = run
+  for (const load of run.loads) load.kill()
+  for (const child of [...run.children].reverse()) await child.stop(5_000).catch(() => {})
+  await run.redis.close()
+  if (options.keep) return
+  if (run.createdDatabase) await dropDatabase(options.databaseUrl).catch(() => {})
+  else await dropSchema(options.databaseUrl, run.schema).catch(() => {})
+  if (!run.privateRedis) {
+    const redis = new BenchRedis(run.redisUrl)
+    await redis.deleteByPrefix(run.redisPrefix).catch(() => 0)
+    await redis.close()
   }
-  const onSignal = () => {
-    if (interrupted) process.exit(130)
-    interrupted = true
-    say('bench: interrupted, cleaning up')
-    cleanup().finally(() => process.exit(130))
-  }
-  process.on('SIGINT', onSignal)
-  process.on('SIGTERM', onSignal)
+}
 
-  // How busy the machine is before the benchmark adds anything (other test suites, brokers...).
+/** Cores other processes keep busy before the benchmark adds anything (other test suites, brokers...). */
+async function busyBeforeRun(): Promise<number> {
   const quiet = new CpuMeter(() => ({}))
   await sleep(1_000)
   const before = quiet.stop()
@@ -918,39 +904,107 @@ async function main(): Promise<void> {
     say(
       `  note: the machine is already busy (${before.busy} of ${before.machineCores} cores in use by other processes): figures will be lower and noisier`,
     )
+  return before.busy
+}
+
+/** Every subject of --modes in turn; a mode that fails is reported as failed and the run goes on. */
+async function runModes(run: Run): Promise<ModeReport[]> {
+  if (run.options.subjects.includes('kafka')) {
+    run.kafka = kafkaBroker()
+    say(run.kafka ? `  Kafka broker up at ${run.kafka}` : '  no Kafka broker running: kafka is skipped')
+  }
+  const modes: ModeReport[] = []
+  for (const subject of run.options.subjects) {
+    try {
+      modes.push(subject === 'bare' ? await runBare(run) : await runMode(run, subject))
+    } catch (error) {
+      const message = error instanceof Error ? error.message.split('\n')[0]! : String(error)
+      say(`  ${subject}: FAILED: ${message}`)
+      modes.push({ mode: subject, status: 'failed', reason: message })
+    }
+  }
+  return modes
+}
+
+/** The `stream` goal phases (request-to-row at --rate, the writer alone), when stream ran and goals are on. */
+async function runGoals(
+  run: Run,
+  modes: ModeReport[],
+): Promise<Pick<BenchReport, 'goal' | 'writer' | 'goalErrors'>> {
+  let goal: GoalPhase | undefined
+  let writer: WriterPhase | undefined
+  const goalErrors: string[] = []
+  const streamOk = modes.some((mode) => mode.mode === 'stream' && mode.status === 'ok')
+  if (run.options.skipGoals || !streamOk) return { goal, writer, goalErrors }
   try {
-    if (options.subjects.includes('kafka')) {
-      run.kafka = kafkaBroker()
-      say(run.kafka ? `  Kafka broker up at ${run.kafka}` : '  no Kafka broker running: kafka is skipped')
-    }
-    const modes: ModeReport[] = []
-    for (const subject of options.subjects) {
-      try {
-        modes.push(subject === 'bare' ? await runBare(run) : await runMode(run, subject))
-      } catch (error) {
-        const message = error instanceof Error ? error.message.split('\n')[0]! : String(error)
-        say(`  ${subject}: FAILED: ${message}`)
-        modes.push({ mode: subject, status: 'failed', reason: message })
-      }
-    }
-    let goal: GoalPhase | undefined
-    let writer: WriterPhase | undefined
-    const goalErrors: string[] = []
-    const streamOk = modes.some((mode) => mode.mode === 'stream' && mode.status === 'ok')
-    if (!options.skipGoals && streamOk) {
-      try {
-        goal = await runGoalPhase(run)
-      } catch (error) {
-        goalErrors.push(`request-to-row phase failed: ${(error as Error).message.split('\n')[0]}`)
-        say(`  ${goalErrors.at(-1)}`)
-      }
-      try {
-        writer = await runWriterPhase(run)
-      } catch (error) {
-        goalErrors.push(`writer phase failed: ${(error as Error).message.split('\n')[0]}`)
-        say(`  ${goalErrors.at(-1)}`)
-      }
-    }
+    goal = await runGoalPhase(run)
+  } catch (error) {
+    goalErrors.push(`request-to-row phase failed: ${(error as Error).message.split('\n')[0]}`)
+    say(`  ${goalErrors.at(-1)}`)
+  }
+  try {
+    writer = await runWriterPhase(run)
+  } catch (error) {
+    goalErrors.push(`writer phase failed: ${(error as Error).message.split('\n')[0]}`)
+    say(`  ${goalErrors.at(-1)}`)
+  }
+  return { goal, writer, goalErrors }
+}
+
+/** The settings the report states next to its figures. */
+function settingsOf(run: Run, busyCoresBeforeRun: number): BenchReport['settings'] {
+  const { options } = run
+  return {
+    users: options.users,
+    quantity: options.quantity,
+    connections: options.connections,
+    durationSec: options.duration,
+    rate: options.rate,
+    openDurationSec: options.openDuration,
+    writerRows: options.writerRows,
+    repeatRatio: options.repeat,
+    quick: options.quick,
+    redis: run.privateRedis
+      ? 'a redis-server of the run (no persistence) on a free port, started by the benchmark'
+      : `${run.redisUrl} (command counts include any other client of it)`,
+    database: run.createdDatabase
+      ? `${options.databaseUrl} (created by the run, so \`pg_stat_database\` sees the benchmark alone; dropped at the end)`
+      : `${options.databaseUrl} (transaction counts include any other client of that database)`,
+    kafka: run.kafka ?? null,
+    queueDrainCron: '* * * * * * (the default: every second)',
+    busyCoresBeforeRun,
+  }
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2))
+  if (options === undefined) return
+  if (options.render !== undefined) return render(options.render)
+  const startedAt = Date.now()
+  const stamp = stampOf(new Date(startedAt))
+  const hex = randomBytes(3).toString('hex')
+  const logDir = mkdtempSync(join(tmpdir(), `coupon-rush-bench-${stamp}-`))
+  const machine = machineInfo()
+  say(
+    `coupon-rush bench ${options.quick ? '(quick) ' : ''}— ${machine.cpus} CPUs (${machine.cpuModel}), ` +
+      `${machine.memoryGiB} GiB, Node ${machine.node}; logs in ${logDir}`,
+  )
+  const run = await openRun(options, stamp, hex, logDir)
+
+  let interrupted = false
+  const onSignal = () => {
+    if (interrupted) process.exit(130)
+    interrupted = true
+    say('bench: interrupted, cleaning up')
+    cleanUp(run).finally(() => process.exit(130))
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+
+  const busyBefore = await busyBeforeRun()
+  try {
+    const modes = await runModes(run)
+    const { goal, writer, goalErrors } = await runGoals(run, modes)
     const durability = options.skipDurability ? undefined : await runDurability(run)
     const report: BenchReport = {
       version: 1,
@@ -958,26 +1012,7 @@ async function main(): Promise<void> {
       seconds: (Date.now() - startedAt) / 1000,
       command: `npm run bench${options.argv.length > 0 ? ` -- ${options.argv.join(' ')}` : ''}`,
       machine,
-      settings: {
-        users: options.users,
-        quantity: options.quantity,
-        connections: options.connections,
-        durationSec: options.duration,
-        rate: options.rate,
-        openDurationSec: options.openDuration,
-        writerRows: options.writerRows,
-        repeatRatio: options.repeat,
-        quick: options.quick,
-        redis: privateRedis
-          ? 'a redis-server of the run (no persistence) on a free port, started by the benchmark'
-          : `${redisUrl} (command counts include any other client of it)`,
-        database: createdDatabase
-          ? `${options.databaseUrl} (created by the run, so \`pg_stat_database\` sees the benchmark alone; dropped at the end)`
-          : `${options.databaseUrl} (transaction counts include any other client of that database)`,
-        kafka: run.kafka ?? null,
-        queueDrainCron: '* * * * * * (the default: every second)',
-        busyCoresBeforeRun: before.busy,
-      },
+      settings: settingsOf(run, busyBefore),
       modes,
       goal,
       writer,
@@ -992,7 +1027,7 @@ async function main(): Promise<void> {
   } finally {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
-    if (!interrupted) await cleanup()
+    if (!interrupted) await cleanUp(run)
   }
 }
 

@@ -21,7 +21,7 @@ import {
 } from '../bench/lib/cli.ts'
 import { type ChildService, freePort, kafkaBroker, startServer } from '../bench/lib/infra.ts'
 import { LoadRun, type Progress, warmUp } from '../bench/lib/load.ts'
-import { nowMs } from '../bench/lib/load-protocol.ts'
+import { type LoadResult, nowMs } from '../bench/lib/load-protocol.ts'
 import { type Audit, auditCoupon, BenchDb, BenchRedis, dropSchema } from '../bench/lib/probes.ts'
 import { loadConfig } from '../src/config/config.ts'
 
@@ -222,247 +222,326 @@ function frame(live: Live, title: string, mode: IssueMode): string[] {
   ]
 }
 
+/** The server the crowd hits: ours (started here, removed at the end) or one already running (--url). */
+interface Target {
+  own: boolean
+  server?: ChildService
+  baseUrl: string
+  adminToken: string
+  jwtSecret: string
+  databaseUrl: string
+  schema: string
+  redisUrl: string
+  redisPrefix: string
+}
+
+/** Starts our own server on a free port, with a fresh schema, key prefix, admin token and JWT secret. */
+async function startOwnServer(target: Target, mode: IssueMode, hex: string): Promise<void> {
+  const port = await freePort()
+  target.adminToken = randomBytes(18).toString('base64url')
+  target.jwtSecret = randomBytes(32).toString('base64url')
+  target.schema = `demo_${hex}`
+  let kafkaBrokers: string | undefined
+  if (mode === 'kafka') {
+    kafkaBrokers = process.env.KAFKA_BROKERS ?? kafkaBroker()
+    if (kafkaBrokers === undefined)
+      throw new Error('the kafka mode needs a Kafka broker: start one with `npm run kafka:start`')
+  }
+  const logDir = mkdtempSync(join(tmpdir(), 'coupon-rush-demo-'))
+  process.stdout.write(
+    `starting the server on port ${port} (schema ${target.schema}, log ${logDir}/server.log)… `,
+  )
+  target.server = await startServer(
+    {
+      port,
+      redisUrl: target.redisUrl,
+      databaseUrl: target.databaseUrl,
+      schema: target.schema,
+      redisPrefix: target.redisPrefix,
+      jwtSecret: target.jwtSecret,
+      adminToken: target.adminToken,
+      kafkaBrokers,
+      extra: { RATE_LIMIT_PER_USER: '20' },
+    },
+    join(logDir, 'server.log'),
+  )
+  target.baseUrl = `http://127.0.0.1:${port}`
+  console.log('up')
+}
+
+/** Stops our server and removes its schema and keys, or with --keep leaves them and says where they are. */
+async function cleanUp(target: Target, keep: boolean): Promise<void> {
+  if (!target.own) return
+  const { server } = target
+  if (keep && server?.running) {
+    server.process.unref()
+    console.log(
+      `\nkept: the server runs on ${target.baseUrl} (pid ${server.pid}; stop it with \`kill ${server.pid}\`), ` +
+        `ADMIN_TOKEN=${target.adminToken} JWT_SECRET=${target.jwtSecret}; schema ${target.schema} in ${target.databaseUrl}, Redis keys ${target.redisPrefix}*; log ${server.logFile}`,
+    )
+    return
+  }
+  await server?.stop()
+  if (keep) return
+  await dropSchema(target.databaseUrl, target.schema).catch(() => {})
+  const redis = new BenchRedis(target.redisUrl)
+  await redis.deleteByPrefix(target.redisPrefix).catch(() => 0)
+  await redis.close()
+}
+
+async function createSaleCoupon(admin: AdminClient, options: Options): Promise<number> {
+  try {
+    return await admin.createCoupon(options.mode, options.quantity, `Flash sale demo (${options.mode})`)
+  } catch (error) {
+    if (error instanceof ModeUnavailableError)
+      throw new Error(
+        `the server does not offer the ${options.mode} mode (422 MODE_UNAVAILABLE: ${error.message})`,
+      )
+    throw error
+  }
+}
+
+/** The sale as it ended: the crowd's answers, and when the last coupon was seen in Postgres. */
+interface SaleOutcome {
+  result: LoadResult
+  live: Live
+  allIssued: boolean
+  /** When the stats poll last saw the issued count change, if every coupon made it to Postgres. */
+  lastRowAt: number | undefined
+}
+
+/** Signs the crowd's tokens, then runs the sale with the live screen until every admitted user has a row. */
+async function runSale(
+  target: Target,
+  admin: AdminClient,
+  couponId: number,
+  options: Options,
+  hex: string,
+): Promise<SaleOutcome> {
+  process.stdout.write(`signing ${n0(options.users)} user tokens… `)
+  const live: Live = {
+    planned: 0,
+    progress: { sent: 0, completed: 0, errors: 0, statusCounts: {} },
+    issued: 0,
+    expectedIssued: Math.min(options.quantity, options.users),
+    startedAt: nowMs(),
+    rateWindow: [],
+  }
+  const open = options.rate > 0
+  const crowd = await LoadRun.prepare(
+    {
+      kind: open ? 'open' : 'closed',
+      baseUrl: target.baseUrl,
+      path: `/coupons/${couponId}/issuance`,
+      jwtSecret: target.jwtSecret,
+      userPrefix: `demo-${hex}-`,
+      users: options.users,
+      repeatRatio: options.repeat,
+      seed: Date.now() & 0x7fffffff,
+      connections: options.connections,
+      durationSec: 3_600,
+      rate: options.rate,
+      collectAccepted: true,
+      progressMs: 100,
+    },
+    (progress) => {
+      live.progress = progress
+    },
+  )
+  live.planned = crowd.planned
+  console.log('done\n')
+  const title =
+    `Flash sale: coupon #${couponId} (${options.mode}), ${n0(options.quantity)} coupons, ${n0(options.users)} users ` +
+    `(${n0(crowd.planned - options.users)} press twice) ${open ? `arriving at ${n0(options.rate)}/s` : `as fast as ${options.connections} connections go`}`
+  const screen = new Screen()
+  const poll = pollIssued(admin, couponId, live)
+  const painter = setInterval(() => {
+    live.rateWindow.push([nowMs(), answered(live.progress)])
+    screen.draw(frame(live, title, options.mode))
+  }, 100)
+
+  live.startedAt = nowMs()
+  const result = await crowd.go()
+  live.progress = result
+  // Every admitted user must end with a row (queue: the first `quantity` of them).
+  const admitted = new Set(result.accepted.users).size
+  live.expectedIssued = options.mode === 'queue' ? Math.min(options.quantity, admitted) : admitted
+  const deadline = Date.now() + 60_000
+  while (live.issued < live.expectedIssued && Date.now() < deadline) await sleep(50)
+  const lastIssuedChangeAt = await poll.stop()
+  clearInterval(painter)
+  screen.done(frame(live, title, options.mode))
+  const allIssued = live.issued >= live.expectedIssued
+  return { result, live, allIssued, lastRowAt: allIssued ? lastIssuedChangeAt : undefined }
+}
+
+/** Polls the coupon's issued count every 100 ms into `live`; `stop` returns when it last changed. */
+function pollIssued(
+  admin: AdminClient,
+  couponId: number,
+  live: Live,
+): { stop: () => Promise<number | undefined> } {
+  let polling = true
+  let lastIssuedChangeAt: number | undefined
+  const poller = (async () => {
+    while (polling) {
+      try {
+        const stats = await admin.stats(couponId)
+        if (stats.issued !== live.issued) lastIssuedChangeAt = nowMs()
+        live.issued = stats.issued
+      } catch {}
+      await sleep(100)
+    }
+  })()
+  return {
+    stop: async () => {
+      polling = false
+      await poller
+      return lastIssuedChangeAt
+    },
+  }
+}
+
+const ok = (value: boolean) => (value ? '✔' : '✘')
+
+/** The requests and the answers they got. */
+function answerLines(result: LoadResult, mode: IssueMode): string[] {
+  const counts = answerCounts(result)
+  return [
+    `  requests   ${n0(result.sent)} sent, ${n0(answered(result))} answered in ${n2((result.lastResponseAtMs - result.firstSendAtMs) / 1000)} s ` +
+      `(${n0(result.rps)} req/s)${result.errors > 0 ? `, ${n0(result.errors)} failed` : ''}`,
+    `  answers    ${acceptedLabel(mode)} ${n0(counts.accepted)}   sold out ${n0(counts.soldOut)}   duplicates refused (409) ${n0(counts.duplicates)}` +
+      (counts.other > 0
+        ? `   other ${Object.entries(result.statusCounts)
+            .filter(([code]) => !['201', '202', '409', '410'].includes(code))
+            .map(([code, count]) => `${code}×${count}`)
+            .join(' ')}`
+        : ''),
+  ]
+}
+
+/** The correctness checks read from Postgres: over-issue, duplicates, FCFS, arrival order. */
+function auditLines(audit: Audit, mode: IssueMode): string[] {
+  const lines = [
+    `  issued     ${n0(audit.rows)} coupons in Postgres   ${ok(audit.overIssued === 0)} over-issue ${audit.overIssued}   ` +
+      `${ok(audit.duplicateRows + audit.doubleAccepted === 0)} duplicates ${audit.duplicateRows + audit.doubleAccepted}`,
+  ]
+  const who = mode === 'queue' ? 'the first by position among the queued' : 'the accepted users'
+  lines.push(
+    `  FCFS       ${ok(audit.fcfs)} issued users == ${who} (${n0(audit.rows)})` +
+      (audit.positionsExact === undefined
+        ? ''
+        : `   ${ok(audit.positionsExact)} positions exactly 1..${n0(audit.rows)} as answered`) +
+      (audit.soldOutWithRow > 0 ? `   ✘ ${audit.soldOutWithRow} sold-out users hold a row` : ''),
+  )
+  const order = audit.arrivalOrder
+  if (order && order.checked > 0)
+    lines.push(
+      `  order      ${ok(order.violations === 0)} every request answered before another was sent holds the smaller position ` +
+        `(${n0(order.checked)} requests checked; ${n0(order.violations)} out of order)`,
+    )
+  for (const problem of audit.problems) lines.push(`             ✘ ${problem}`)
+  return lines
+}
+
+/** Answer latency, when the last coupon reached Postgres, and request-to-row latency. */
+function timingLines(sale: SaleOutcome, audit: Audit | undefined, open: boolean): string[] {
+  const { result, live, lastRowAt } = sale
+  const lines = [
+    `  latency    p50 ${n1(result.latency.p50)} ms   p99 ${n1(result.latency.p99)} ms   p99.9 ${n1(result.latency.p999)} ms   max ${n1(result.latency.max)} ms` +
+      ` (${open ? 'from the scheduled arrival to the answer' : 'from send to answer'})`,
+  ]
+  if (lastRowAt !== undefined) {
+    const afterAnswers = lastRowAt - result.lastResponseAtMs
+    const byIssuedAt =
+      audit?.lastIssuedAtMs === undefined
+        ? ''
+        : `; its issued_at says ${n2((audit.lastIssuedAtMs - result.firstSendAtMs) / 1000)} s`
+    lines.push(
+      `  Postgres   the last coupon was in Postgres ${n2((lastRowAt - result.firstSendAtMs) / 1000)} s after the first request ` +
+        `(${afterAnswers > 0 ? `${n2(afterAnswers / 1000)} s after the last answer` : 'before the last answer'}; seen by 100 ms polls${byIssuedAt})`,
+    )
+  } else {
+    lines.push(
+      `  Postgres   ✘ only ${n0(live.issued)} of ${n0(live.expectedIssued)} coupons in Postgres after waiting 60 s`,
+    )
+  }
+  if (audit?.requestToRow.count)
+    lines.push(
+      `  to row     request → row p50 ${n1(audit.requestToRow.p50)} ms   p99 ${n1(audit.requestToRow.p99)} ms (issued_at − the moment the request was sent)`,
+    )
+  return lines
+}
+
+/** Audits the coupon in Postgres and prints the summary; a failed check sets exit status 1. */
+async function report(
+  target: Target,
+  admin: AdminClient,
+  couponId: number,
+  options: Options,
+  sale: SaleOutcome,
+): Promise<void> {
+  let audit: Audit | undefined
+  let auditError: string | undefined
+  const db = new BenchDb(target.databaseUrl, target.schema)
+  try {
+    audit = await auditCoupon(db, couponId, options.quantity, options.mode, sale.result)
+  } catch (error) {
+    auditError = (error as Error).message
+  } finally {
+    await db.close()
+  }
+  const lines: string[] = ['', 'Summary', ...answerLines(sale.result, options.mode)]
+  if (audit) lines.push(...auditLines(audit, options.mode))
+  else
+    lines.push(
+      `  checks     could not read Postgres (${auditError}); server audit: ${JSON.stringify(await admin.audit(couponId).catch(() => 'unavailable'))}`,
+    )
+  lines.push(...timingLines(sale, audit, options.rate > 0))
+  console.log(lines.join('\n'))
+  const failed = !audit || audit.problems.length > 0 || !sale.allIssued
+  if (failed) process.exitCode = 1
+}
+
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2))
   if (options === undefined) return
   const hex = randomBytes(3).toString('hex')
-  let server: ChildService | undefined
-  let baseUrl = options.url ?? ''
-  let adminToken = options.adminToken ?? ''
-  let jwtSecret = options.jwtSecret ?? ''
-  const databaseUrl = options.databaseUrl
-  let schema = options.schema
-  const redisUrl = options.redisUrl
-  const redisPrefix = `demo:${hex}:`
-  const ownServer = options.url === undefined
-
-  const cleanUp = async () => {
-    if (!ownServer) return
-    if (options.keep && server?.running) {
-      server.process.unref()
-      console.log(
-        `\nkept: the server runs on ${baseUrl} (pid ${server.pid}; stop it with \`kill ${server.pid}\`), ` +
-          `ADMIN_TOKEN=${adminToken} JWT_SECRET=${jwtSecret}; schema ${schema} in ${databaseUrl}, Redis keys ${redisPrefix}*; log ${server.logFile}`,
-      )
-      return
-    }
-    await server?.stop()
-    if (options.keep) return
-    await dropSchema(databaseUrl, schema).catch(() => {})
-    const redis = new BenchRedis(redisUrl)
-    await redis.deleteByPrefix(redisPrefix).catch(() => 0)
-    await redis.close()
+  const target: Target = {
+    own: options.url === undefined,
+    baseUrl: options.url ?? '',
+    adminToken: options.adminToken ?? '',
+    jwtSecret: options.jwtSecret ?? '',
+    databaseUrl: options.databaseUrl,
+    schema: options.schema,
+    redisUrl: options.redisUrl,
+    redisPrefix: `demo:${hex}:`,
   }
   let cleaning: Promise<void> | undefined
   const onSignal = () => {
-    cleaning ??= cleanUp().finally(() => process.exit(130))
+    cleaning ??= cleanUp(target, options.keep).finally(() => process.exit(130))
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
 
   try {
-    if (ownServer) {
-      const port = await freePort()
-      adminToken = randomBytes(18).toString('base64url')
-      jwtSecret = randomBytes(32).toString('base64url')
-      schema = `demo_${hex}`
-      let kafkaBrokers: string | undefined
-      if (options.mode === 'kafka') {
-        kafkaBrokers = process.env.KAFKA_BROKERS ?? kafkaBroker()
-        if (kafkaBrokers === undefined)
-          throw new Error('the kafka mode needs a Kafka broker: start one with `npm run kafka:start`')
-      }
-      const logDir = mkdtempSync(join(tmpdir(), 'coupon-rush-demo-'))
-      process.stdout.write(
-        `starting the server on port ${port} (schema ${schema}, log ${logDir}/server.log)… `,
-      )
-      server = await startServer(
-        {
-          port,
-          redisUrl,
-          databaseUrl,
-          schema,
-          redisPrefix,
-          jwtSecret,
-          adminToken,
-          kafkaBrokers,
-          extra: { RATE_LIMIT_PER_USER: '20' },
-        },
-        join(logDir, 'server.log'),
-      )
-      baseUrl = `http://127.0.0.1:${port}`
-      console.log('up')
-    }
-    const admin = new AdminClient(baseUrl, adminToken)
-    let couponId: number
-    try {
-      couponId = await admin.createCoupon(options.mode, options.quantity, `Flash sale demo (${options.mode})`)
-    } catch (error) {
-      if (error instanceof ModeUnavailableError)
-        throw new Error(
-          `the server does not offer the ${options.mode} mode (422 MODE_UNAVAILABLE: ${error.message})`,
-        )
-      throw error
-    }
-
-    if (ownServer) {
+    if (target.own) await startOwnServer(target, options.mode, hex)
+    const admin = new AdminClient(target.baseUrl, target.adminToken)
+    const couponId = await createSaleCoupon(admin, options)
+    if (target.own) {
       // A flash sale hits a server that has been running: give the fresh one a second of traffic first.
       process.stdout.write('warming the server up… ')
       const warmId = await admin.createCoupon(options.mode, 1, 'warm-up')
+      const { baseUrl, jwtSecret } = target
       await warmUp({ baseUrl, jwtSecret, userPrefix: `warm-${hex}-`, connections: 32 }, warmId, 1)
       console.log('done')
     }
-
-    process.stdout.write(`signing ${n0(options.users)} user tokens… `)
-    const live: Live = {
-      planned: 0,
-      progress: { sent: 0, completed: 0, errors: 0, statusCounts: {} },
-      issued: 0,
-      expectedIssued: Math.min(options.quantity, options.users),
-      startedAt: nowMs(),
-      rateWindow: [],
-    }
-    const open = options.rate > 0
-    const crowd = await LoadRun.prepare(
-      {
-        kind: open ? 'open' : 'closed',
-        baseUrl,
-        path: `/coupons/${couponId}/issuance`,
-        jwtSecret,
-        userPrefix: `demo-${hex}-`,
-        users: options.users,
-        repeatRatio: options.repeat,
-        seed: Date.now() & 0x7fffffff,
-        connections: options.connections,
-        durationSec: 3_600,
-        rate: options.rate,
-        collectAccepted: true,
-        progressMs: 100,
-      },
-      (progress) => {
-        live.progress = progress
-      },
-    )
-    live.planned = crowd.planned
-    console.log('done\n')
-    const title =
-      `Flash sale: coupon #${couponId} (${options.mode}), ${n0(options.quantity)} coupons, ${n0(options.users)} users ` +
-      `(${n0(crowd.planned - options.users)} press twice) ${open ? `arriving at ${n0(options.rate)}/s` : `as fast as ${options.connections} connections go`}`
-    const screen = new Screen()
-    let polling = true
-    let lastIssuedChangeAt: number | undefined
-    const poller = (async () => {
-      while (polling) {
-        try {
-          const stats = await admin.stats(couponId)
-          if (stats.issued !== live.issued) lastIssuedChangeAt = nowMs()
-          live.issued = stats.issued
-        } catch {}
-        await sleep(100)
-      }
-    })()
-    const painter = setInterval(() => {
-      live.rateWindow.push([nowMs(), answered(live.progress)])
-      screen.draw(frame(live, title, options.mode))
-    }, 100)
-
-    live.startedAt = nowMs()
-    const result = await crowd.go()
-    live.progress = result
-    // Every admitted user must end with a row (queue: the first `quantity` of them).
-    const admitted = new Set(result.accepted.users).size
-    live.expectedIssued = options.mode === 'queue' ? Math.min(options.quantity, admitted) : admitted
-    const deadline = Date.now() + 60_000
-    while (live.issued < live.expectedIssued && Date.now() < deadline) await sleep(50)
-    polling = false
-    await poller
-    clearInterval(painter)
-    screen.done(frame(live, title, options.mode))
-    const allIssued = live.issued >= live.expectedIssued
-    const lastRowAt = allIssued ? lastIssuedChangeAt : undefined
-
-    // The checks, read from Postgres directly.
-    let audit: Audit | undefined
-    let auditError: string | undefined
-    const db = new BenchDb(databaseUrl, schema)
-    try {
-      audit = await auditCoupon(db, couponId, options.quantity, options.mode, result)
-    } catch (error) {
-      auditError = (error as Error).message
-    } finally {
-      await db.close()
-    }
-    const ok = (value: boolean) => (value ? '✔' : '✘')
-    const lines: string[] = ['', 'Summary']
-    const counts = answerCounts(result)
-    lines.push(
-      `  requests   ${n0(result.sent)} sent, ${n0(answered(result))} answered in ${n2((result.lastResponseAtMs - result.firstSendAtMs) / 1000)} s ` +
-        `(${n0(result.rps)} req/s)${result.errors > 0 ? `, ${n0(result.errors)} failed` : ''}`,
-    )
-    lines.push(
-      `  answers    ${acceptedLabel(options.mode)} ${n0(counts.accepted)}   sold out ${n0(counts.soldOut)}   duplicates refused (409) ${n0(counts.duplicates)}` +
-        (counts.other > 0
-          ? `   other ${Object.entries(result.statusCounts)
-              .filter(([code]) => !['201', '202', '409', '410'].includes(code))
-              .map(([code, count]) => `${code}×${count}`)
-              .join(' ')}`
-          : ''),
-    )
-    if (audit) {
-      lines.push(
-        `  issued     ${n0(audit.rows)} coupons in Postgres   ${ok(audit.overIssued === 0)} over-issue ${audit.overIssued}   ` +
-          `${ok(audit.duplicateRows + audit.doubleAccepted === 0)} duplicates ${audit.duplicateRows + audit.doubleAccepted}`,
-      )
-      const who = options.mode === 'queue' ? 'the first by position among the queued' : 'the accepted users'
-      lines.push(
-        `  FCFS       ${ok(audit.fcfs)} issued users == ${who} (${n0(audit.rows)})` +
-          (audit.positionsExact === undefined
-            ? ''
-            : `   ${ok(audit.positionsExact)} positions exactly 1..${n0(audit.rows)} as answered`) +
-          (audit.soldOutWithRow > 0 ? `   ✘ ${audit.soldOutWithRow} sold-out users hold a row` : ''),
-      )
-      const order = audit.arrivalOrder
-      if (order && order.checked > 0)
-        lines.push(
-          `  order      ${ok(order.violations === 0)} every request answered before another was sent holds the smaller position ` +
-            `(${n0(order.checked)} requests checked; ${n0(order.violations)} out of order)`,
-        )
-      for (const problem of audit.problems) lines.push(`             ✘ ${problem}`)
-    } else {
-      lines.push(
-        `  checks     could not read Postgres (${auditError}); server audit: ${JSON.stringify(await admin.audit(couponId).catch(() => 'unavailable'))}`,
-      )
-    }
-    lines.push(
-      `  latency    p50 ${n1(result.latency.p50)} ms   p99 ${n1(result.latency.p99)} ms   p99.9 ${n1(result.latency.p999)} ms   max ${n1(result.latency.max)} ms` +
-        ` (${open ? 'from the scheduled arrival to the answer' : 'from send to answer'})`,
-    )
-    if (lastRowAt !== undefined) {
-      const afterAnswers = lastRowAt - result.lastResponseAtMs
-      const byIssuedAt =
-        audit?.lastIssuedAtMs === undefined
-          ? ''
-          : `; its issued_at says ${n2((audit.lastIssuedAtMs - result.firstSendAtMs) / 1000)} s`
-      lines.push(
-        `  Postgres   the last coupon was in Postgres ${n2((lastRowAt - result.firstSendAtMs) / 1000)} s after the first request ` +
-          `(${afterAnswers > 0 ? `${n2(afterAnswers / 1000)} s after the last answer` : 'before the last answer'}; seen by 100 ms polls${byIssuedAt})`,
-      )
-    } else {
-      lines.push(
-        `  Postgres   ✘ only ${n0(live.issued)} of ${n0(live.expectedIssued)} coupons in Postgres after waiting 60 s`,
-      )
-    }
-    if (audit?.requestToRow.count)
-      lines.push(
-        `  to row     request → row p50 ${n1(audit.requestToRow.p50)} ms   p99 ${n1(audit.requestToRow.p99)} ms (issued_at − the moment the request was sent)`,
-      )
-    console.log(lines.join('\n'))
-    const failed = !audit || audit.problems.length > 0 || !allIssued
-    if (failed) process.exitCode = 1
+    const sale = await runSale(target, admin, couponId, options, hex)
+    await report(target, admin, couponId, options, sale)
   } finally {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
-    if (!cleaning) await cleanUp()
+    if (!cleaning) await cleanUp(target, options.keep)
   }
 }
 

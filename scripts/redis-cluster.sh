@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A local Redis Cluster (3 masters + 3 replicas by default) from the installed `redis-server`, on loopback,
-# for trying Coupon Rush on a cluster and for the cluster tests (test/support/redis-cluster.ts drives this
+# for trying Coupon Rush on a cluster and for the cluster tests (bench/lib/redis-cluster.ts drives this
 # script with its own ports and data folder). No download: Debian's redis-server and redis-cli.
 #
 # Usage: bash scripts/redis-cluster.sh start|stop|status|reset   (npm run redis:cluster -- start)

@@ -11,13 +11,13 @@ import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
+import { type OwnCluster, startOwnCluster } from '../bench/lib/redis-cluster.ts'
 import type { IssueMode } from '../src/domain/coupon.ts'
 import { couponKeys } from '../src/redis/keys.ts'
 import { runConcurrently, type TestApp } from './support/app.ts'
 import { startClusterApp } from './support/cluster-app.ts'
 import { eventually } from './support/infra.ts'
 import { assertRowsAsTold, undecidedPending } from './support/invariants.ts'
-import { type OwnCluster, startOwnCluster } from './support/redis-cluster.ts'
 
 const MAX_TRIES = 90
 /** Longer than REDIS_REPLICA_ACK_TIMEOUT_MS (so WAITs time out meanwhile), shorter than the node timeout. */

@@ -1,18 +1,18 @@
 /**
  * Every issuance mode on a real Redis Cluster (3 masters + 3 replicas of the test's own, see
- * test/support/redis-cluster.ts): the cross-mode sale of test/invariants.test.ts over HTTP, kafka included,
+ * bench/lib/redis-cluster.ts): the cross-mode sale of test/invariants.test.ts over HTTP, kafka included,
  * with each coupon's keys on one slot and different coupons on different masters.
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Cluster } from 'ioredis'
+import { type OwnCluster, startOwnCluster } from '../bench/lib/redis-cluster.ts'
 import { channels, couponKeys } from '../src/redis/keys.ts'
 import { scriptFileNames, scriptShas } from '../src/redis/scripts.ts'
 import type { TestApp } from './support/app.ts'
 import { startClusterApp } from './support/cluster-app.ts'
 import { deleteKeys, eventually } from './support/infra.ts'
 import { assertSaleInvariants } from './support/invariants.ts'
-import { type OwnCluster, startOwnCluster } from './support/redis-cluster.ts'
 
 describe('every mode on a Redis Cluster', () => {
   let cluster: OwnCluster

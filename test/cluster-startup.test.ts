@@ -6,11 +6,11 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { freePort } from '../bench/lib/infra.ts'
 import { loadConfig } from '../src/config/config.ts'
 import { startTestApp, TEST_ADMIN_TOKEN, TEST_JWT_SECRET, type TestApp } from './support/app.ts'
 import { createTestEnv, issuedRows, TEST_REDIS_ADDRESS, type TestEnv } from './support/infra.ts'
 import { ROOT } from './support/processes.ts'
-import { freePort } from './support/redis-server.ts'
 
 async function serve(env: Record<string, string>) {
   const child = spawn(process.execPath, ['bin/coupon-rush.mjs', 'serve'], {

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
+import { type OwnRedis, startOwnRedis } from '../bench/lib/redis-server.ts'
 import { runConcurrently, startTestApp, type TestApp } from './support/app.ts'
 import { eventually, issuedRows } from './support/infra.ts'
-import { type OwnRedis, startOwnRedis } from './support/redis-server.ts'
 
 const OPEN_COUPONS = 1_000
 const HOT_COUPONS = 5

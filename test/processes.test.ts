@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { request } from 'undici'
+import { freePort } from '../bench/lib/infra.ts'
 import { signUserToken } from '../src/auth/tokens.ts'
 import { runConcurrently, TEST_ADMIN_TOKEN, TEST_JWT_SECRET } from './support/app.ts'
 import { createTestEnv, eventually, issuedRows, type TestEnv } from './support/infra.ts'
 import { type Child, spawnNode } from './support/processes.ts'
-import { freePort } from './support/redis-server.ts'
 
 async function call(port: number, method: 'GET' | 'POST', path: string, token: string, body?: unknown) {
   const response = await request(`http://127.0.0.1:${port}${path}`, {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { Cluster } from 'ioredis'
+import { type OwnCluster, startOwnCluster } from '../bench/lib/redis-cluster.ts'
 import { connectRedis, createRedis } from '../src/redis/client.ts'
-import { type OwnCluster, startOwnCluster } from './support/redis-cluster.ts'
 
 describe('a Redis Cluster of the test’s own', () => {
   let cluster: OwnCluster

@@ -10,6 +10,8 @@ import { after, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Admin } from '@platformatic/kafka'
 import { Client, Pool } from 'undici'
+import { freePort } from '../bench/lib/infra.ts'
+import { type OwnRedis, startOwnRedis } from '../bench/lib/redis-server.ts'
 import { signUserToken } from '../src/auth/tokens.ts'
 import type { IssueMode } from '../src/domain/coupon.ts'
 import type { IssuanceContext } from '../src/issuance/context.ts'
@@ -24,7 +26,6 @@ import { runConcurrently, TEST_ADMIN_TOKEN, TEST_JWT_SECRET } from './support/ap
 import { createTestEnv, eventually, insertTestCoupon, type TestEnv } from './support/infra.ts'
 import { assertRowsAsTold, undecidedPending } from './support/invariants.ts'
 import { type Child, spawnNode } from './support/processes.ts'
-import { freePort, type OwnRedis, startOwnRedis } from './support/redis-server.ts'
 
 const BROKERS = (process.env.TEST_KAFKA_BROKERS ?? '127.0.0.1:9092').split(',')
 /** Liveness bounds only (a busy shared machine), never speed goals. */

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { type OwnRedis, startOwnRedis } from '../bench/lib/redis-server.ts'
 import { connectRedis, createRedis, type RedisClient } from '../src/redis/client.ts'
 import { type RedisDurability, readRedisDurability } from '../src/redis/durability.ts'
 import { startTestApp, TEST_ADMIN_TOKEN, TEST_JWT_SECRET } from './support/app.ts'
 import { createTestEnv, eventually, type TestEnv } from './support/infra.ts'
 import { spawnNode } from './support/processes.ts'
-import { type OwnRedis, startOwnRedis } from './support/redis-server.ts'
 
 async function durabilityOf(server: OwnRedis): Promise<RedisDurability> {
   const client = createRedis({ url: server.url, clusterNodes: [] })

@@ -6,10 +6,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { Redis } from 'ioredis'
+import { freePort } from '../bench/lib/infra.ts'
 import { TEST_ADMIN_TOKEN, TEST_JWT_SECRET } from './support/app.ts'
 import { createTestEnv, type TestEnv } from './support/infra.ts'
 import { ROOT } from './support/processes.ts'
-import { freePort } from './support/redis-server.ts'
 
 /** Runs the CLI to its end on `node`, with only `env` (and PATH) set. */
 async function runCli(env: Record<string, string>, args: string[], node = process.execPath) {

@@ -1,9 +1,10 @@
 /** The admin API as the demo and the benchmark use it. */
 import { type Dispatcher, request } from 'undici'
 import type { IssueMode } from '../../src/domain/coupon.ts'
+import type { CouponAudit } from '../../src/issuance/audit.ts'
 import type { CouponStats } from '../../src/issuance/mode.ts'
 
-export type { CouponStats, IssueMode }
+export type { CouponAudit, CouponStats, IssueMode }
 export const ALL_MODES: readonly IssueMode[] = ['sync', 'queue', 'stream', 'kafka']
 
 /** Thrown when the server does not offer a mode (422 MODE_UNAVAILABLE). */
@@ -75,11 +76,9 @@ export class AdminClient {
     return body.stats
   }
 
-  async audit(couponId: number): Promise<Record<string, unknown>> {
-    const { status, body } = await this.call<Record<string, unknown>>(
-      'GET',
-      `/admin/coupons/${couponId}/audit`,
-    )
+  /** The server's reconciliation of the coupon's Redis state against Postgres (dead letters included). */
+  async audit(couponId: number): Promise<CouponAudit> {
+    const { status, body } = await this.call<CouponAudit>('GET', `/admin/coupons/${couponId}/audit`)
     if (status !== 200) throw new Error(`audit of coupon ${couponId} failed: ${status}`)
     return body
   }

@@ -81,83 +81,78 @@ function cpuView(stream: ModeReport | undefined, other: ModeReport | undefined, 
   )
 }
 
-/**
- * The goals, judged only from the figures of this run. A missed speed goal says that it is a figure of this
- * machine (its cores shared by the load generator, the server, Redis and Postgres).
- */
-export function evaluateGoals(report: BenchReport): Goal[] {
-  const goals: Goal[] = []
+/** Why a mode has no figures in this run: its status and reason, or that it was not run. */
+function skippedWhy(report: BenchReport, mode: string): string {
+  const item = report.modes.find((entry) => entry.mode === mode)
+  return item ? `${mode} ${item.status}${item.reason ? `: ${item.reason}` : ''}` : `${mode} not run`
+}
+
+/** `stream`'s closed-loop req/s against `sync` (25×) and against the bare route (70%), with the CPU view. */
+function throughputGoals(report: BenchReport): Goal[] {
   const stream = okMode(report, 'stream')
-  const sync = okMode(report, 'sync')
-  const bare = okMode(report, 'bare')
-  const queue = okMode(report, 'queue')
   const streamRps = stream?.closed?.load.rps
-  const skippedWhy = (mode: string) => {
-    const item = report.modes.find((entry) => entry.mode === mode)
-    return item ? `${mode} ${item.status}${item.reason ? `: ${item.reason}` : ''}` : `${mode} not run`
+  const against = (name: string, title: string, target: number, what: string): Goal => {
+    const other = okMode(report, name)
+    const goal = ratioGoal(
+      title,
+      target,
+      streamRps !== undefined && other?.closed ? streamRps / other.closed.load.rps : undefined,
+      what,
+      `not measured: ${stream ? skippedWhy(report, name) : skippedWhy(report, 'stream')}`,
+    )
+    return goal.met === null ? goal : { ...goal, detail: goal.detail + cpuView(stream, other, name) }
   }
-  const withCpu = (goal: Goal, other: ModeReport | undefined, name: string): Goal =>
-    goal.met === null ? goal : { ...goal, detail: goal.detail + cpuView(stream, other, name) }
-  goals.push(
-    withCpu(
-      ratioGoal(
-        '`stream` admission req/s against `sync` (closed loop)',
-        25,
-        streamRps !== undefined && sync?.closed ? streamRps / sync.closed.load.rps : undefined,
-        '25 × sync',
-        `not measured: ${stream ? skippedWhy('sync') : skippedWhy('stream')}`,
-      ),
-      sync,
-      'sync',
-    ),
-  )
-  goals.push(
-    withCpu(
-      ratioGoal(
-        '`stream` admission req/s against the bare Fastify route (closed loop)',
-        0.7,
-        streamRps !== undefined && bare?.closed ? streamRps / bare.closed.load.rps : undefined,
-        '70% of bare',
-        `not measured: ${stream ? skippedWhy('bare') : skippedWhy('stream')}`,
-      ),
-      bare,
+  return [
+    against('sync', '`stream` admission req/s against `sync` (closed loop)', 25, '25 × sync'),
+    against(
       'bare',
+      '`stream` admission req/s against the bare Fastify route (closed loop)',
+      0.7,
+      '70% of bare',
     ),
-  )
-  {
-    const q = queue?.closed
-    const s = stream?.closed
-    const title = '`queue` time to row (default 1 s schedule) against `stream`'
-    if (q?.timeToLastRowMs !== undefined && s?.timeToLastRowMs !== undefined && q.audit && s.audit) {
-      goals.push({
-        title,
-        target: 'comparison',
-        measured:
-          `last row ${seconds(q.timeToLastRowMs)} vs ${seconds(s.timeToLastRowMs)}; ` +
-          `request→row p50 ${ms(q.audit.requestToRow.p50)} vs ${ms(s.audit.requestToRow.p50)} ms, ` +
-          `p99 ${ms(q.audit.requestToRow.p99)} vs ${ms(s.audit.requestToRow.p99)} ms`,
-        met: null,
-        detail:
-          `queue's request→row p99 is ${n1(q.audit.requestToRow.p99 / Math.max(s.audit.requestToRow.p99, 0.001))}× stream's at the 1 s schedule. ` +
-          'On a 10-minute schedule (`0 */10 * * * *`) every queued request also waits for the next 10-minute mark: ' +
-          'up to 600 s (about 300 s on average) more than the figures here, stated rather than waited out.',
-      })
-    } else {
-      goals.push({
-        title,
-        target: 'comparison',
-        measured: '—',
-        met: null,
-        detail: `not measured: ${queue ? skippedWhy('stream') : skippedWhy('queue')}. On a 10-minute schedule (\`0 */10 * * * *\`) queue would wait up to ten more minutes per request (not waited out).`,
-      })
+  ]
+}
+
+/** `queue`'s time to row against `stream`'s: a comparison, with what a 10-minute schedule adds. */
+function queueGoal(report: BenchReport): Goal {
+  const queue = okMode(report, 'queue')
+  const q = queue?.closed
+  const s = okMode(report, 'stream')?.closed
+  const title = '`queue` time to row (default 1 s schedule) against `stream`'
+  if (q?.timeToLastRowMs !== undefined && s?.timeToLastRowMs !== undefined && q.audit && s.audit) {
+    return {
+      title,
+      target: 'comparison',
+      measured:
+        `last row ${seconds(q.timeToLastRowMs)} vs ${seconds(s.timeToLastRowMs)}; ` +
+        `request→row p50 ${ms(q.audit.requestToRow.p50)} vs ${ms(s.audit.requestToRow.p50)} ms, ` +
+        `p99 ${ms(q.audit.requestToRow.p99)} vs ${ms(s.audit.requestToRow.p99)} ms`,
+      met: null,
+      detail:
+        `queue's request→row p99 is ${n1(q.audit.requestToRow.p99 / Math.max(s.audit.requestToRow.p99, 0.001))}× stream's at the 1 s schedule. ` +
+        'On a 10-minute schedule (`0 */10 * * * *`) every queued request also waits for the next 10-minute mark: ' +
+        'up to 600 s (about 300 s on average) more than the figures here, stated rather than waited out.',
     }
   }
-  {
-    const audits = allAudits(report)
-    const dup = audits.filter(({ audit }) => audit.duplicateRows + audit.doubleAccepted > 0)
-    const over = audits.filter(({ audit }) => audit.overIssued > 0)
-    const measuredModes = [...new Set(audits.map(({ label }) => label.split(' ')[0]))]
-    goals.push({
+  return {
+    title,
+    target: 'comparison',
+    measured: '—',
+    met: null,
+    detail: `not measured: ${queue ? skippedWhy(report, 'stream') : skippedWhy(report, 'queue')}. On a 10-minute schedule (\`0 */10 * * * *\`) queue would wait up to ten more minutes per request (not waited out).`,
+  }
+}
+
+/** No duplicates, no over-issue, and FCFS with nothing lost, over every audited sale of the run. */
+function correctnessGoals(report: BenchReport): Goal[] {
+  const audits = allAudits(report)
+  const dup = audits.filter(({ audit }) => audit.duplicateRows + audit.doubleAccepted > 0)
+  const over = audits.filter(({ audit }) => audit.overIssued > 0)
+  const measuredModes = [...new Set(audits.map(({ label }) => label.split(' ')[0]))]
+  const unfair = audits.filter(({ audit }) => !fcfsHeld(audit))
+  const lost = audits.filter(({ audit }) => audit.soldOutWithRow > 0 || audit.rowsWithoutAcceptance > 0)
+  return [
+    {
       title: 'Zero duplicates and zero over-issue in every mode',
       target: '0 and 0',
       measured: `${dup.reduce((sum, { audit }) => sum + audit.duplicateRows + audit.doubleAccepted, 0)} duplicates, ${over.reduce((sum, { audit }) => sum + audit.overIssued, 0)} over-issued`,
@@ -168,10 +163,8 @@ export function evaluateGoals(report: BenchReport): Goal[] {
           : dup.length === 0 && over.length === 0
             ? `met in ${audits.length} audited sales (${measuredModes.join(', ')})`
             : `MISSED in ${[...dup, ...over].map(({ label }) => label).join(', ')}`,
-    })
-    const unfair = audits.filter(({ audit }) => !fcfsHeld(audit))
-    const lost = audits.filter(({ audit }) => audit.soldOutWithRow > 0 || audit.rowsWithoutAcceptance > 0)
-    goals.push({
+    },
+    {
       title:
         'FCFS: the issued users are exactly the admitted (queue: the first by position), in arrival order as the client saw it; nothing lost',
       target: 'every sale',
@@ -181,78 +174,92 @@ export function evaluateGoals(report: BenchReport): Goal[] {
         unfair.length === 0 && lost.length === 0
           ? 'met'
           : `MISSED in ${[...unfair, ...lost].map(({ label, audit }) => `${label} (${audit.problems.join('; ')})`).join(', ')}`,
-    })
-  }
-  {
-    const goal = report.goal
-    const title = 'Request-to-row p99 under 250 ms at 10,000 requests/s (`stream`)'
-    if (goal) {
-      const sentRate = goal.load.achievedSendRate ?? 0
-      const answered = goal.load.rps
-      const reachedRate = sentRate >= goal.rate * 0.95 && answered >= goal.rate * 0.95
-      const p99 = goal.requestToRowObserved.p99
-      const fast = p99 < 250
-      const rateNote = goal.rate === 10_000 ? '' : ` (this run asked for ${n0(goal.rate)}/s, not 10,000/s)`
-      // What stream does at a rate it can take, from its open-loop phase (every admitted request there a row).
-      const open = stream?.open
-      const sustainable =
-        open?.audit && open.load.offeredRate
-          ? `. At ${n0(open.load.offeredRate)}/s (its open-loop phase: the lower of --rate and 70% of its closed-loop req/s) request-to-row p99 was ` +
-            `${n1(open.audit.requestToRow.p99)} ms (issued_at) for its ${n0(open.audit.rows)} rows`
-          : ''
-      goals.push({
-        title,
-        target: 'p99 < 250 ms at 10,000/s',
-        measured: `p99 ${n1(p99)} ms (seen by poll; ${n1(goal.requestToRowCommitted.p99)} ms by issued_at) at ${n0(answered)} answers/s`,
-        met: reachedRate && fast && goal.rate >= 10_000,
-        detail: !reachedRate
-          ? `missed: the rate was not reached — ${n0(answered)} answered/s of ${n0(goal.rate)}/s asked (${pct(answered / goal.rate)}, short by ${pct(1 - answered / goal.rate)})` +
-            (goal.load.saturatedAtSec === undefined
-              ? ''
-              : `; the server fell over 1 s behind after ${n1(goal.load.saturatedAtSec)} s, so sending stopped (${n0(goal.load.sent)} of ${n0(goal.load.planned ?? 0)} arrivals)`) +
-            `; request-to-row p99 of what was sent: ${n1(p99)} ms${fast ? '' : ` (${n1(p99 / 250)}× the 250 ms bound)`}${rateNote}${sustainable}`
-          : fast
-            ? `met${rateNote}`
-            : `missed by ${n0(p99 - 250)} ms (p99 ${n1(p99)} ms against 250 ms)${rateNote}`,
-      })
-    } else {
-      goals.push({
-        title,
-        target: 'p99 < 250 ms',
-        measured: '—',
-        met: null,
-        detail:
-          report.goalErrors.find((error) => error.startsWith('request')) ??
-          'not run (needs stream; see --skip-goals)',
-      })
+    },
+  ]
+}
+
+/** Request-to-row p99 under 250 ms at 10,000 requests/s, from the goal phase. */
+function requestToRowGoal(report: BenchReport): Goal {
+  const goal = report.goal
+  const title = 'Request-to-row p99 under 250 ms at 10,000 requests/s (`stream`)'
+  if (!goal)
+    return {
+      title,
+      target: 'p99 < 250 ms',
+      measured: '—',
+      met: null,
+      detail:
+        report.goalErrors.find((error) => error.startsWith('request')) ??
+        'not run (needs stream; see --skip-goals)',
     }
+  const sentRate = goal.load.achievedSendRate ?? 0
+  const answered = goal.load.rps
+  const reachedRate = sentRate >= goal.rate * 0.95 && answered >= goal.rate * 0.95
+  const p99 = goal.requestToRowObserved.p99
+  const fast = p99 < 250
+  const rateNote = goal.rate === 10_000 ? '' : ` (this run asked for ${n0(goal.rate)}/s, not 10,000/s)`
+  // What stream does at a rate it can take, from its open-loop phase (every admitted request there a row).
+  const open = okMode(report, 'stream')?.open
+  const sustainable =
+    open?.audit && open.load.offeredRate
+      ? `. At ${n0(open.load.offeredRate)}/s (its open-loop phase: the lower of --rate and 70% of its closed-loop req/s) request-to-row p99 was ` +
+        `${n1(open.audit.requestToRow.p99)} ms (issued_at) for its ${n0(open.audit.rows)} rows`
+      : ''
+  return {
+    title,
+    target: 'p99 < 250 ms at 10,000/s',
+    measured: `p99 ${n1(p99)} ms (seen by poll; ${n1(goal.requestToRowCommitted.p99)} ms by issued_at) at ${n0(answered)} answers/s`,
+    met: reachedRate && fast && goal.rate >= 10_000,
+    detail: !reachedRate
+      ? `missed: the rate was not reached — ${n0(answered)} answered/s of ${n0(goal.rate)}/s asked (${pct(answered / goal.rate)}, short by ${pct(1 - answered / goal.rate)})` +
+        (goal.load.saturatedAtSec === undefined
+          ? ''
+          : `; the server fell over 1 s behind after ${n1(goal.load.saturatedAtSec)} s, so sending stopped (${n0(goal.load.sent)} of ${n0(goal.load.planned ?? 0)} arrivals)`) +
+        `; request-to-row p99 of what was sent: ${n1(p99)} ms${fast ? '' : ` (${n1(p99 / 250)}× the 250 ms bound)`}${rateNote}${sustainable}`
+      : fast
+        ? `met${rateNote}`
+        : `missed by ${n0(p99 - 250)} ms (p99 ${n1(p99)} ms against 250 ms)${rateNote}`,
   }
-  {
-    const writer = report.writer
-    const title = 'The writer alone sustains at least 50,000 rows/s (`stream`)'
-    if (writer?.rowsPerSecond !== undefined) {
-      const met = writer.rowsPerSecond >= 50_000 && writer.reached
-      goals.push({
-        title,
-        target: '≥ 50,000 rows/s',
-        measured: `${n0(writer.rowsPerSecond)} rows/s over ${n0(writer.admitted)} rows`,
-        met,
-        detail: met
-          ? `met (${pct(writer.rowsPerSecond / 50_000)} of the target)`
-          : `missed by ${pct(1 - writer.rowsPerSecond / 50_000)} (${n0(writer.rowsPerSecond)} rows/s)`,
-      })
-    } else {
-      goals.push({
-        title,
-        target: '≥ 50,000 rows/s',
-        measured: '—',
-        met: null,
-        detail:
-          report.goalErrors.find((error) => error.startsWith('writer')) ??
-          'not run (needs stream; see --skip-goals)',
-      })
+}
+
+/** The writer alone at 50,000 rows/s or more, from the writer phase. */
+function writerGoal(report: BenchReport): Goal {
+  const writer = report.writer
+  const title = 'The writer alone sustains at least 50,000 rows/s (`stream`)'
+  if (writer?.rowsPerSecond === undefined)
+    return {
+      title,
+      target: '≥ 50,000 rows/s',
+      measured: '—',
+      met: null,
+      detail:
+        report.goalErrors.find((error) => error.startsWith('writer')) ??
+        'not run (needs stream; see --skip-goals)',
     }
+  const met = writer.rowsPerSecond >= 50_000 && writer.reached
+  return {
+    title,
+    target: '≥ 50,000 rows/s',
+    measured: `${n0(writer.rowsPerSecond)} rows/s over ${n0(writer.admitted)} rows`,
+    met,
+    detail: met
+      ? `met (${pct(writer.rowsPerSecond / 50_000)} of the target)`
+      : `missed by ${pct(1 - writer.rowsPerSecond / 50_000)} (${n0(writer.rowsPerSecond)} rows/s)`,
   }
+}
+
+/**
+ * The goals, judged only from the figures of this run. A missed speed goal says that it is a figure of this
+ * machine (its cores shared by the load generator, the server, Redis and Postgres).
+ */
+export function evaluateGoals(report: BenchReport): Goal[] {
+  const goals = [
+    ...throughputGoals(report),
+    queueGoal(report),
+    ...correctnessGoals(report),
+    requestToRowGoal(report),
+    writerGoal(report),
+  ]
   const note =
     `. Missed on this shared ${report.machine.cpus}-core machine (load generator, server, Redis and Postgres on the same cores): ` +
     'a figure of this machine, not of a server with cores of its own'

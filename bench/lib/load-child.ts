@@ -120,124 +120,175 @@ class Pool {
   }
 }
 
-async function run(job: LoadJob, order: Int32Array, requests: Buffer[]): Promise<LoadResult> {
-  const open = job.kind === 'open'
-  const cpuStart = process.cpuUsage()
-  const pool = new Pool(new URL(job.baseUrl), job.connections)
-  const total = order.length
-  const latencies = new Float64Array(total)
-  const lags = new Float64Array(total)
-  const statusCounts: Record<string, number> = {}
-  const accepted: LoadResult['accepted'] = {
+/** One run's counters and per-request records, filled as requests go out and their answers come back. */
+class Tally {
+  readonly start: number
+  readonly intervalMs: number
+  readonly latencies: Float64Array
+  readonly lags: Float64Array
+  readonly statusCounts: Record<string, number> = {}
+  readonly accepted: LoadResult['accepted'] = {
     users: [],
     positions: [],
     sentAtMs: [],
     answeredAtMs: [],
     statuses: [],
   }
-  const soldOutUsers: string[] = []
-  const seen = new Uint8Array(job.users)
-  let distinctUsers = 0
-  let repeatsSent = 0
-  let sent = 0
-  let completed = 0
-  let errors = 0
-  let lastResponseAtMs = 0
-  let lastSendAtMs = 0
-  const intervalMs = open ? 1000 / job.rate : 0
-  let cutByDuration = false
+  readonly soldOutUsers: string[] = []
+  readonly allAnswered: Promise<void>
+  distinctUsers = 0
+  repeatsSent = 0
+  sent = 0
+  completed = 0
+  errors = 0
+  lastResponseAtMs = 0
+  lastSendAtMs = 0
+  private readonly job: LoadJob
+  private readonly order: Int32Array
+  private readonly requests: Buffer[]
+  private readonly pool: Pool
+  private readonly seen: Uint8Array
+  private stopped = false
+  private finished: () => void = () => {}
 
-  const start = nowMs() + (open ? 5 : 0)
-  const progress = setInterval(
-    () => sendToParent({ type: 'progress', sent, completed, errors, statusCounts: { ...statusCounts } }),
-    job.progressMs ?? 500,
-  )
-  let finished: () => void = () => {}
-  const allAnswered = new Promise<void>((resolve) => {
-    finished = resolve
-  })
-  let stopped = false
-  const settle = () => {
-    if (stopped && completed + errors === sent) finished()
+  constructor(job: LoadJob, order: Int32Array, requests: Buffer[], pool: Pool) {
+    this.job = job
+    this.order = order
+    this.requests = requests
+    this.pool = pool
+    this.latencies = new Float64Array(order.length)
+    this.lags = new Float64Array(order.length)
+    this.seen = new Uint8Array(job.users)
+    this.allAnswered = new Promise<void>((resolve) => {
+      this.finished = resolve
+    })
+    const open = job.kind === 'open'
+    this.intervalMs = open ? 1000 / job.rate : 0
+    this.start = nowMs() + (open ? 5 : 0)
   }
 
-  const fire = (index: number, next?: () => void): void => {
-    const user = order[index]!
+  /** Sends arrival `index` (open loop: timed from its scheduled arrival); `next` runs once it is answered. */
+  fire(index: number, next?: () => void): void {
+    const user = this.order[index]!
     const sentAtMs = nowMs()
-    const scheduledAt = open ? start + index * intervalMs : sentAtMs
-    lastSendAtMs = sentAtMs
-    lags[index] = sentAtMs - scheduledAt
-    if (seen[user] === 0) {
-      seen[user] = 1
-      distinctUsers++
-    } else repeatsSent++
-    pool.request(requests[user]!, (error, status, body) => {
+    const scheduledAt = this.job.kind === 'open' ? this.start + index * this.intervalMs : sentAtMs
+    this.lastSendAtMs = sentAtMs
+    this.lags[index] = sentAtMs - scheduledAt
+    if (this.seen[user] === 0) {
+      this.seen[user] = 1
+      this.distinctUsers++
+    } else this.repeatsSent++
+    this.pool.request(this.requests[user]!, (error, status, body) => {
       if (error) {
-        errors++
-        latencies[index] = Number.NaN
-      } else {
-        const doneAt = nowMs()
-        lastResponseAtMs = doneAt
-        latencies[index] = doneAt - scheduledAt
-        completed++
-        statusCounts[status] = (statusCounts[status] ?? 0) + 1
-        if (job.collectAccepted && status >= 200 && status < 300) {
-          const answer = JSON.parse(body) as { position?: number; status?: string }
-          accepted.users.push(`${job.userPrefix}${user}`)
-          accepted.positions.push(answer.position ?? 0)
-          accepted.sentAtMs.push(sentAtMs)
-          accepted.answeredAtMs.push(doneAt)
-          accepted.statuses.push(answer.status ?? '')
-        } else if (job.collectAccepted && status === 410) soldOutUsers.push(`${job.userPrefix}${user}`)
-      }
-      settle()
+        this.errors++
+        this.latencies[index] = Number.NaN
+      } else this.answered(index, user, sentAtMs, scheduledAt, status, body)
+      this.settle()
       next?.()
     })
   }
 
-  const maxBacklog = job.maxBacklogSec === undefined ? Number.POSITIVE_INFINITY : job.rate * job.maxBacklogSec
-  let saturatedAtSec: number | undefined
-  if (open) {
-    // A timer tick every millisecond sends every arrival that is due (Node timers are ~1 ms coarse).
-    while (sent < total) {
-      const due = Math.min(total, Math.floor((nowMs() - start) / intervalMs) + 1)
-      while (sent < due) fire(sent++)
-      if (sent - completed - errors > maxBacklog) {
-        saturatedAtSec = (nowMs() - start) / 1000
-        break
-      }
-      if (sent < total) await sleep(1)
-    }
-  } else {
-    // Each connection sends its next user as soon as its previous answer arrived.
-    const deadline = start + job.durationSec * 1000
-    const lanes = Math.min(job.connections, total)
-    await new Promise<void>((resolve) => {
-      let running = lanes
-      const loop = () => {
-        if (sent < total && nowMs() < deadline) fire(sent++, loop)
-        else {
-          if (sent < total) cutByDuration = true
-          if (--running === 0) resolve()
-        }
-      }
-      if (running === 0) resolve()
-      for (let i = 0; i < lanes; i++) loop()
-    })
+  private answered(
+    index: number,
+    user: number,
+    sentAtMs: number,
+    scheduledAt: number,
+    status: number,
+    body: string,
+  ): void {
+    const doneAt = nowMs()
+    const { job, accepted } = this
+    this.lastResponseAtMs = doneAt
+    this.latencies[index] = doneAt - scheduledAt
+    this.completed++
+    this.statusCounts[status] = (this.statusCounts[status] ?? 0) + 1
+    if (job.collectAccepted && status >= 200 && status < 300) {
+      const answer = JSON.parse(body) as { position?: number; status?: string }
+      accepted.users.push(`${job.userPrefix}${user}`)
+      accepted.positions.push(answer.position ?? 0)
+      accepted.sentAtMs.push(sentAtMs)
+      accepted.answeredAtMs.push(doneAt)
+      accepted.statuses.push(answer.status ?? '')
+    } else if (job.collectAccepted && status === 410) this.soldOutUsers.push(`${job.userPrefix}${user}`)
   }
-  stopped = true
-  settle()
-  await allAnswered
+
+  private settle(): void {
+    if (this.stopped && this.completed + this.errors === this.sent) this.finished()
+  }
+
+  /** No more sends: resolves once every request sent has its answer or error. */
+  stop(): Promise<void> {
+    this.stopped = true
+    this.settle()
+    return this.allAnswered
+  }
+}
+
+/**
+ * Open loop: a timer tick every millisecond sends every arrival that is due (Node timers are ~1 ms coarse).
+ * Stops early when more than `maxBacklogSec` of arrivals are unanswered; returns when that happened (s).
+ */
+async function sendOpenLoop(tally: Tally, job: LoadJob, total: number): Promise<number | undefined> {
+  const maxBacklog = job.maxBacklogSec === undefined ? Number.POSITIVE_INFINITY : job.rate * job.maxBacklogSec
+  while (tally.sent < total) {
+    const due = Math.min(total, Math.floor((nowMs() - tally.start) / tally.intervalMs) + 1)
+    while (tally.sent < due) tally.fire(tally.sent++)
+    if (tally.sent - tally.completed - tally.errors > maxBacklog) return (nowMs() - tally.start) / 1000
+    if (tally.sent < total) await sleep(1)
+  }
+  return undefined
+}
+
+/** Closed loop: each connection sends its next user as soon as its previous answer arrived. */
+async function sendClosedLoop(
+  tally: Tally,
+  job: LoadJob,
+  total: number,
+): Promise<{ cutByDuration: boolean }> {
+  const deadline = tally.start + job.durationSec * 1000
+  const lanes = Math.min(job.connections, total)
+  let cutByDuration = false
+  await new Promise<void>((resolve) => {
+    let running = lanes
+    const loop = () => {
+      if (tally.sent < total && nowMs() < deadline) tally.fire(tally.sent++, loop)
+      else {
+        if (tally.sent < total) cutByDuration = true
+        if (--running === 0) resolve()
+      }
+    }
+    if (running === 0) resolve()
+    for (let i = 0; i < lanes; i++) loop()
+  })
+  return { cutByDuration }
+}
+
+async function run(job: LoadJob, order: Int32Array, requests: Buffer[]): Promise<LoadResult> {
+  const open = job.kind === 'open'
+  const cpuStart = process.cpuUsage()
+  const pool = new Pool(new URL(job.baseUrl), job.connections)
+  const total = order.length
+  const tally = new Tally(job, order, requests, pool)
+  const progress = setInterval(() => {
+    const { sent, completed, errors } = tally
+    sendToParent({ type: 'progress', sent, completed, errors, statusCounts: { ...tally.statusCounts } })
+  }, job.progressMs ?? 500)
+  let saturatedAtSec: number | undefined
+  let cutByDuration = false
+  if (open) saturatedAtSec = await sendOpenLoop(tally, job, total)
+  else ({ cutByDuration } = await sendClosedLoop(tally, job, total))
+  await tally.stop()
   clearInterval(progress)
   pool.close()
   const cpu = process.cpuUsage(cpuStart)
-  const measured = Array.from(latencies.subarray(0, sent)).filter((value) => !Number.isNaN(value))
+  const { start, sent, completed, lastResponseAtMs, intervalMs } = tally
+  const measured = Array.from(tally.latencies.subarray(0, sent)).filter((value) => !Number.isNaN(value))
   return {
     kind: job.kind,
     sent,
     completed,
-    errors,
-    statusCounts,
+    errors: tally.errors,
+    statusCounts: tally.statusCounts,
     firstSendAtMs: start,
     lastResponseAtMs,
     rps: completed / Math.max((lastResponseAtMs - start) / 1000, 1e-6),
@@ -245,14 +296,14 @@ async function run(job: LoadJob, order: Int32Array, requests: Buffer[]): Promise
     ...(open
       ? {
           offeredRate: job.rate,
-          achievedSendRate: sent / Math.max((lastSendAtMs - start) / 1000 + intervalMs / 1000, 1e-6),
-          sendLag: summarize(lags.subarray(0, sent)),
+          achievedSendRate: sent / Math.max((tally.lastSendAtMs - start) / 1000 + intervalMs / 1000, 1e-6),
+          sendLag: summarize(tally.lags.subarray(0, sent)),
         }
       : {}),
-    accepted,
-    soldOutUsers,
-    distinctUsers,
-    repeatsSent,
+    accepted: tally.accepted,
+    soldOutUsers: tally.soldOutUsers,
+    distinctUsers: tally.distinctUsers,
+    repeatsSent: tally.repeatsSent,
     cutByDuration,
     planned: total,
     saturatedAtSec,

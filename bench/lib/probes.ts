@@ -259,6 +259,65 @@ export interface Audit {
   lastIssuedAtMs?: number
 }
 
+interface IssuedRow {
+  user_id: string
+  position: number | null
+  requested_ms: number
+  issued_ms: number
+}
+
+/** FCFS: who holds a row against who should (everybody admitted; queue: the first `quantity` by position). */
+function fcfsCheck(
+  mode: string,
+  quantity: number,
+  answered: Map<string, number>,
+  holders: Map<string, number | null>,
+  problems: string[],
+): Pick<Audit, 'fcfs' | 'positionsExact'> {
+  let winners = [...answered.keys()]
+  if (mode === 'queue') {
+    winners = [...answered.entries()]
+      .sort((a, b) => a[1] - b[1])
+      .slice(0, quantity)
+      .map(([user]) => user)
+  }
+  const fcfs = winners.length === holders.size && winners.every((user) => holders.has(user))
+  if (!fcfs) {
+    const missing = winners.filter((user) => !holders.has(user)).length
+    const extra = [...holders.keys()].filter((user) => !winners.includes(user)).length
+    problems.push(`FCFS: ${missing} of the first/accepted users hold no row, ${extra} rows belong to others`)
+  }
+  let positionsExact: boolean | undefined
+  if (mode === 'stream' || mode === 'kafka') {
+    const positions = [...holders.values()].map(Number).sort((a, b) => a - b)
+    positionsExact =
+      positions.every((position, index) => position === index + 1) &&
+      [...holders.entries()].every(([user, position]) => answered.get(user) === position)
+    if (!positionsExact) problems.push('positions of the rows are not exactly 1..rows as answered')
+  }
+  return { fcfs, positionsExact }
+}
+
+/** Per admitted user with a row: issued_at - when the client first sent the request; and the last issued_at. */
+function requestToRowTimes(
+  rows: IssuedRow[],
+  accepted: LoadResult['accepted'],
+): Pick<Audit, 'requestToRow' | 'lastIssuedAtMs'> {
+  let lastIssuedAtMs: number | undefined
+  for (const row of rows) lastIssuedAtMs = Math.max(lastIssuedAtMs ?? 0, Number(row.issued_ms))
+  const sentAt = new Map<string, number>()
+  accepted.users.forEach((user, index) => {
+    const at = accepted.sentAtMs[index]!
+    if (at > 0 && !sentAt.has(user)) sentAt.set(user, at)
+  })
+  const requestToRow: number[] = []
+  for (const row of rows) {
+    const at = sentAt.get(row.user_id)
+    if (at !== undefined) requestToRow.push(Number(row.issued_ms) - at)
+  }
+  return { requestToRow: summarize(requestToRow), lastIssuedAtMs }
+}
+
 /** The correctness audit of one coupon, read from Postgres and checked against what the clients were told. */
 export async function auditCoupon(
   db: BenchDb,
@@ -267,12 +326,7 @@ export async function auditCoupon(
   mode: string,
   load: Pick<LoadResult, 'accepted' | 'soldOutUsers'>,
 ): Promise<Audit> {
-  const rows = await db.query<{
-    user_id: string
-    position: number | null
-    requested_ms: number
-    issued_ms: number
-  }>(
+  const rows = await db.query<IssuedRow>(
     `SELECT user_id, position,
             extract(epoch FROM requested_at) * 1000 AS requested_ms,
             extract(epoch FROM issued_at) * 1000 AS issued_ms
@@ -299,29 +353,7 @@ export async function auditCoupon(
   const soldOutWithRow = load.soldOutUsers.filter((user) => holders.has(user)).length
   const rowsWithoutAcceptance = [...holders.keys()].filter((user) => !answered.has(user)).length
   const acceptedWithoutRow = [...answered.keys()].filter((user) => !holders.has(user)).length
-
-  // Who should hold the coupons: everybody admitted, or for `queue` the first `quantity` by position.
-  let winners = [...answered.keys()]
-  if (mode === 'queue') {
-    winners = [...answered.entries()]
-      .sort((a, b) => a[1] - b[1])
-      .slice(0, quantity)
-      .map(([user]) => user)
-  }
-  const fcfs = winners.length === holders.size && winners.every((user) => holders.has(user))
-  if (!fcfs) {
-    const missing = winners.filter((user) => !holders.has(user)).length
-    const extra = [...holders.keys()].filter((user) => !winners.includes(user)).length
-    problems.push(`FCFS: ${missing} of the first/accepted users hold no row, ${extra} rows belong to others`)
-  }
-  let positionsExact: boolean | undefined
-  if (mode === 'stream' || mode === 'kafka') {
-    const positions = [...holders.values()].map(Number).sort((a, b) => a - b)
-    positionsExact =
-      positions.every((position, index) => position === index + 1) &&
-      [...holders.entries()].every(([user, position]) => answered.get(user) === position)
-    if (!positionsExact) problems.push('positions of the rows are not exactly 1..rows as answered')
-  }
+  const { fcfs, positionsExact } = fcfsCheck(mode, quantity, answered, holders, problems)
   const arrivalOrder = arrivalOrderCheck(load.accepted)
   if (arrivalOrder.violations > 0)
     problems.push(
@@ -335,18 +367,6 @@ export async function auditCoupon(
   const issuedCountMatches = (counter?.issued_count ?? -1) === rows.length
   if (!issuedCountMatches)
     problems.push(`coupons.issued_count is ${counter?.issued_count} but there are ${rows.length} rows`)
-  let lastIssuedAtMs: number | undefined
-  for (const row of rows) lastIssuedAtMs = Math.max(lastIssuedAtMs ?? 0, Number(row.issued_ms))
-  const sentAt = new Map<string, number>()
-  load.accepted.users.forEach((user, index) => {
-    const at = load.accepted.sentAtMs[index]!
-    if (at > 0 && !sentAt.has(user)) sentAt.set(user, at)
-  })
-  const requestToRow: number[] = []
-  for (const row of rows) {
-    const at = sentAt.get(row.user_id)
-    if (at !== undefined) requestToRow.push(Number(row.issued_ms) - at)
-  }
   return {
     quantity,
     rows: rows.length,
@@ -362,8 +382,7 @@ export async function auditCoupon(
     arrivalOrder,
     problems,
     rowLatency: summarize(rows.map((row) => Number(row.issued_ms) - Number(row.requested_ms))),
-    requestToRow: summarize(requestToRow),
-    lastIssuedAtMs,
+    ...requestToRowTimes(rows, load.accepted),
   }
 }
 

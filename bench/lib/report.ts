@@ -306,11 +306,110 @@ function durabilityTable(report: BenchReport): string {
   )
 }
 
+/** Every mode on the closed-loop sale: speed, answers, time to row, cost and the audit. */
+function closedTable(report: BenchReport): string {
+  return table(
+    [
+      'mode',
+      'req/s',
+      'p50 ms',
+      'p99 ms',
+      'p99.9 ms',
+      'answers 2xx / 409 / 410',
+      'first request → last row',
+      'request → row p50 / p99 ms',
+      'Redis cmds / issued',
+      'PG xacts / issued',
+      'rows',
+      'dup',
+      'over',
+      'FCFS',
+    ],
+    report.modes.map(closedRow),
+  )
+}
+
+/** What one request costs each mode that ran: CPU, Redis commands and Postgres transactions. */
+function costTable(report: BenchReport): string {
+  const ok = report.modes.filter((mode) => mode.status === 'ok' && mode.closed)
+  return table(
+    [
+      'mode',
+      'requests',
+      'rows',
+      'server CPU µs / request',
+      'generator CPU µs / request',
+      'Redis commands (top 6)',
+      'Redis cmds / request',
+      'PG xacts',
+      'PG xacts / request',
+    ],
+    ok.map(costRow),
+  )
+}
+
+/** The modes that ran an open-loop phase: offered against achieved rate, latency and the audit. */
+function openTable(report: BenchReport): string {
+  return table(
+    [
+      'mode',
+      'offered /s',
+      'sent /s',
+      'answered /s',
+      'p50 ms',
+      'p99 ms',
+      'p99.9 ms',
+      'answers 2xx / 409 / 410',
+      'first request → last row',
+      'request → row p99 ms',
+      'rows',
+      'dup',
+      'over',
+      'FCFS',
+    ],
+    report.modes.filter((mode) => mode.open).map(openRow),
+  )
+}
+
+/** Where the CPU went in each phase, by role. */
+function cpuTable(report: BenchReport): string {
+  return table(
+    [
+      'phase',
+      's',
+      'busy',
+      'server',
+      'load generator',
+      'redis',
+      'postgres',
+      'bench pollers',
+      'irq + steal',
+      'other',
+    ],
+    cpuPhases(report).map(([label, cpu]) => {
+      const r = cpu.roles
+      return [
+        label,
+        n1(cpu.seconds),
+        ...[
+          cpu.busy,
+          (r.server ?? 0) + (r.worker ?? 0),
+          r.generator ?? 0,
+          r.redis ?? 0,
+          r.postgres ?? 0,
+          r.bench ?? 0,
+          cpu.interrupts + cpu.steal,
+          cpu.other,
+        ].map(n2),
+      ]
+    }),
+  )
+}
+
 /** The values of the template's `{{name}}` placeholders. */
 export function reportValues(report: BenchReport): Record<string, string> {
   const m = report.machine
   const s = report.settings
-  const ok = report.modes.filter((mode) => mode.status === 'ok' && mode.closed)
   const noisy = noisyPhases(report)
   const audits = [
     ...report.modes.flatMap((mode) => [mode.closed?.audit, mode.open?.audit]),
@@ -341,92 +440,13 @@ export function reportValues(report: BenchReport): Record<string, string> {
     duration: String(s.durationSec),
     openDuration: String(s.openDurationSec),
     rate: n0(Number(s.rate)),
-    closedTable: table(
-      [
-        'mode',
-        'req/s',
-        'p50 ms',
-        'p99 ms',
-        'p99.9 ms',
-        'answers 2xx / 409 / 410',
-        'first request → last row',
-        'request → row p50 / p99 ms',
-        'Redis cmds / issued',
-        'PG xacts / issued',
-        'rows',
-        'dup',
-        'over',
-        'FCFS',
-      ],
-      report.modes.map(closedRow),
-    ),
-    costTable: table(
-      [
-        'mode',
-        'requests',
-        'rows',
-        'server CPU µs / request',
-        'generator CPU µs / request',
-        'Redis commands (top 6)',
-        'Redis cmds / request',
-        'PG xacts',
-        'PG xacts / request',
-      ],
-      ok.map(costRow),
-    ),
-    openTable: table(
-      [
-        'mode',
-        'offered /s',
-        'sent /s',
-        'answered /s',
-        'p50 ms',
-        'p99 ms',
-        'p99.9 ms',
-        'answers 2xx / 409 / 410',
-        'first request → last row',
-        'request → row p99 ms',
-        'rows',
-        'dup',
-        'over',
-        'FCFS',
-      ],
-      report.modes.filter((mode) => mode.open).map(openRow),
-    ),
+    closedTable: closedTable(report),
+    costTable: costTable(report),
+    openTable: openTable(report),
     goalPhase: goalPhaseText(report),
     writerPhase: writerPhaseText(report),
     durabilityTable: durabilityTable(report),
-    cpuTable: table(
-      [
-        'phase',
-        's',
-        'busy',
-        'server',
-        'load generator',
-        'redis',
-        'postgres',
-        'bench pollers',
-        'irq + steal',
-        'other',
-      ],
-      cpuPhases(report).map(([label, cpu]) => {
-        const r = cpu.roles
-        return [
-          label,
-          n1(cpu.seconds),
-          ...[
-            cpu.busy,
-            (r.server ?? 0) + (r.worker ?? 0),
-            r.generator ?? 0,
-            r.redis ?? 0,
-            r.postgres ?? 0,
-            r.bench ?? 0,
-            cpu.interrupts + cpu.steal,
-            cpu.other,
-          ].map(n2),
-        ]
-      }),
-    ),
+    cpuTable: cpuTable(report),
     skipped: report.modes
       .filter((mode) => mode.status !== 'ok')
       .map((mode) => `- \`${mode.mode}\`: ${mode.status} — ${mode.reason ?? ''}`)

@@ -1,12 +1,12 @@
 import { Admin } from '@platformatic/kafka'
 import { Cluster } from 'ioredis'
+import type { OwnCluster } from '../../bench/lib/redis-cluster.ts'
 import { type KafkaOptions, kafkaWorkers } from '../../src/issuance/kafka/kafka-mode.ts'
 import { resolveKafkaOptions } from '../../src/issuance/kafka/kafka-options.ts'
 import type { IssuanceWorker } from '../../src/issuance/mode.ts'
 import { queueScheduler } from '../../src/issuance/queue/queue-mode.ts'
 import { streamWriters } from '../../src/issuance/stream/stream-mode.ts'
 import { startTestApp, type TestApp } from './app.ts'
-import type { OwnCluster } from './redis-cluster.ts'
 
 export const TEST_KAFKA_BROKERS = process.env.TEST_KAFKA_BROKERS ?? '127.0.0.1:9092'
 

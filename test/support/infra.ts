@@ -28,7 +28,7 @@ export interface TestEnv extends IssuanceContext {
 }
 
 export interface TestEnvOptions {
-  /** Seed nodes of a Redis Cluster (test/support/redis-cluster.ts) instead of TEST_REDIS_URL. */
+  /** Seed nodes of a Redis Cluster (bench/lib/redis-cluster.ts) instead of TEST_REDIS_URL. */
   redisClusterNodes?: { host: string; port: number }[]
 }
 

@@ -1,16 +1,14 @@
 /**
- * A `redis-server` of the test's own (the Debian binary), on a free loopback port with its own data folder,
- * for tests that kill, restart or reconfigure Redis. The machine's Redis is never touched.
+ * A `redis-server` of a test's or a script's own (the Debian binary), on a free loopback port with its own
+ * data folder, for tests that kill, restart or reconfigure Redis and for scripts/replica-ack-cost.ts. The
+ * machine's Redis is never touched.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
-import { freePort } from '../../bench/lib/infra.ts'
-
-// One free-port finder for the bench, the demo and the tests.
-export { freePort }
+import { freePort } from './infra.ts'
 
 export interface OwnRedisOptions {
   /** `appendonly yes` with this fsync policy; `none` keeps nothing on disk (as the machine's Redis). */

@@ -1,7 +1,7 @@
 /**
- * A Redis Cluster of the test's own (3 masters + 3 replicas by default), started by scripts/redis-cluster.sh
- * on free loopback ports with a temporary data folder, so a test may kill masters without touching anything
- * else. The script holds the one way to start and create a cluster; this module picks the ports, reads the
+ * A Redis Cluster of a test's or a script's own (3 masters + 3 replicas by default), started by
+ * scripts/redis-cluster.sh on free loopback ports with a temporary data folder, so a test may kill masters
+ * without touching anything else. The script holds the one way to start and create a cluster; this module picks the ports, reads the
  * topology and kills nodes.
  */
 import { execFile } from 'node:child_process'
@@ -57,18 +57,19 @@ export interface OwnCluster {
   destroy(): Promise<void>
 }
 
-export async function startOwnCluster(options: OwnClusterOptions = {}): Promise<OwnCluster> {
+/** Starts the cluster's nodes through the script; returns its environment and REDIS_CLUSTER_NODES. */
+async function launch(
+  options: OwnClusterOptions,
+  dataDir: string,
+): Promise<{ env: NodeJS.ProcessEnv; nodesEnv: string }> {
   const masters = options.masters ?? 3
   const replicas = options.replicasPerMaster ?? 1
   const count = masters * (1 + replicas)
-  const dataDir = await mkdtemp(join(tmpdir(), 'coupon-rush-cluster-'))
-  let env: NodeJS.ProcessEnv = {}
-  let nodesEnv = ''
   let lastError: unknown
   // Another process may take a port between the check and the start: try a few bases.
-  for (let attempt = 0; attempt < 5 && nodesEnv === ''; attempt++) {
+  for (let attempt = 0; attempt < 5; attempt++) {
     const basePort = await freePortRun(count)
-    env = {
+    const env = {
       ...process.env,
       REDIS_CLUSTER_PORT: String(basePort),
       REDIS_CLUSTER_MASTERS: String(masters),
@@ -77,33 +78,42 @@ export async function startOwnCluster(options: OwnClusterOptions = {}): Promise<
       REDIS_CLUSTER_DIR: join(dataDir, String(basePort)),
     }
     try {
-      nodesEnv = parseNodes((await run('bash', [SCRIPT, 'start'], { env })).stdout)
+      return { env, nodesEnv: parseNodes((await run('bash', [SCRIPT, 'start'], { env })).stdout) }
     } catch (error) {
       lastError = error
       await run('bash', [SCRIPT, 'reset'], { env }).catch(() => undefined)
     }
   }
-  if (nodesEnv === '') {
-    await rm(dataDir, { recursive: true, force: true })
-    throw new Error(`the test cluster did not start: ${String(lastError)}`)
-  }
-  const nodes = nodesEnv.split(',').map((item) => {
-    const [host = HOST, port = '0'] = item.split(':')
-    return { host, port: Number(port) }
-  })
+  await rm(dataDir, { recursive: true, force: true })
+  throw new Error(`the test cluster did not start: ${String(lastError)}`)
+}
 
-  // The nodes are daemons, not children: kill them if the test process ends without destroy().
-  const pids = new Map<number, number>()
-  const refreshPids = async () => {
-    for (const { port } of nodes) {
+/** The nodes' process ids, by port: the nodes are daemons, not children of this process. */
+class NodeProcesses {
+  readonly pids = new Map<number, number>()
+  private readonly nodes: ClusterNode[]
+
+  constructor(nodes: ClusterNode[]) {
+    this.nodes = nodes
+  }
+
+  async refresh(): Promise<void> {
+    for (const { port } of this.nodes) {
       const pid = await onNode(port, async (redis) =>
         Number(infoField(await redis.info('server'), 'process_id')),
       )
-      if (pid !== undefined) pids.set(port, pid)
+      if (pid !== undefined) this.pids.set(port, pid)
     }
   }
-  const killAll = () => {
-    for (const pid of pids.values()) {
+
+  signal(port: number, signal: NodeJS.Signals): void {
+    const pid = this.pids.get(port)
+    if (pid === undefined) throw new Error(`no process known for port ${port}`)
+    process.kill(pid, signal)
+  }
+
+  readonly killAll = (): void => {
+    for (const pid of this.pids.values()) {
       try {
         process.kill(pid, 'SIGKILL')
       } catch {
@@ -111,10 +121,10 @@ export async function startOwnCluster(options: OwnClusterOptions = {}): Promise<
       }
     }
   }
-  process.once('exit', killAll)
-  await refreshPids()
+}
 
-  /** Asks the first node that answers. */
+/** The topology as the first node that answers sees it. */
+function topology(nodes: ClusterNode[]) {
   const anyNode = async <T>(fn: (redis: Redis) => Promise<T>): Promise<T> => {
     for (const { port } of nodes) {
       const result = await onNode(port, fn)
@@ -138,7 +148,55 @@ export async function startOwnCluster(options: OwnClusterOptions = {}): Promise<
       .map((n) => n.port)
       .sort((a, b) => a - b)
   }
+  return { slotOfKey, masterOfSlot, replicasOf }
+}
 
+/** SIGKILLs a master, then waits until one of `candidates` serves its slots and every survivor sees ok. */
+async function killMasterAndAwaitFailover(
+  nodes: ClusterNode[],
+  processes: NodeProcesses,
+  masterPort: number,
+  candidates: number[],
+  onKilled?: () => void,
+): Promise<number> {
+  if (candidates.length === 0) throw new Error(`${masterPort} is not a master with replicas`)
+  processes.signal(masterPort, 'SIGKILL')
+  onKilled?.()
+  processes.pids.delete(masterPort)
+  await until(`port ${masterPort} to close`, async () => (await onNode(masterPort, ping)) === undefined)
+  const survivors = nodes.filter((node) => node.port !== masterPort && processes.pids.has(node.port))
+  let promoted = 0
+  await until(`a replica of ${masterPort} to take over`, async () => {
+    for (const port of candidates) {
+      const role = await onNode(port, async (redis) => infoField(await redis.info('replication'), 'role'))
+      if (role === 'master') promoted = port
+    }
+    if (promoted === 0) return false
+    for (const { port } of survivors) {
+      const seen = await onNode(port, async (redis) => ({
+        state: infoField(await redis.cluster('INFO'), 'cluster_state'),
+        view: await clusterNodes(redis),
+      }))
+      if (seen?.state !== 'ok') return false
+      if (seen.view.some((n) => n.port === masterPort && n.slots.length > 0)) return false
+    }
+    return true
+  })
+  return promoted
+}
+
+export async function startOwnCluster(options: OwnClusterOptions = {}): Promise<OwnCluster> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'coupon-rush-cluster-'))
+  const { env, nodesEnv } = await launch(options, dataDir)
+  const nodes = nodesEnv.split(',').map((item) => {
+    const [host = HOST, port = '0'] = item.split(':')
+    return { host, port: Number(port) }
+  })
+  // Kill the nodes if the process ends without destroy().
+  const processes = new NodeProcesses(nodes)
+  process.once('exit', processes.killAll)
+  await processes.refresh()
+  const { slotOfKey, masterOfSlot, replicasOf } = topology(nodes)
   return {
     nodes,
     nodesEnv,
@@ -151,46 +209,13 @@ export async function startOwnCluster(options: OwnClusterOptions = {}): Promise<
     replicasOf,
     async killMasterAndAwaitFailover(masterPort, { onKilled } = {}) {
       const candidates = await replicasOf(masterPort)
-      if (candidates.length === 0) throw new Error(`${masterPort} is not a master with replicas`)
-      const pid = pids.get(masterPort)
-      if (pid === undefined) throw new Error(`no process known for port ${masterPort}`)
-      process.kill(pid, 'SIGKILL')
-      onKilled?.()
-      pids.delete(masterPort)
-      await until(`port ${masterPort} to close`, async () => (await onNode(masterPort, ping)) === undefined)
-      const survivors = nodes.filter((node) => node.port !== masterPort && pids.has(node.port))
-      let promoted = 0
-      await until(`a replica of ${masterPort} to take over`, async () => {
-        for (const port of candidates) {
-          const role = await onNode(port, async (redis) => infoField(await redis.info('replication'), 'role'))
-          if (role === 'master') promoted = port
-        }
-        if (promoted === 0) return false
-        for (const { port } of survivors) {
-          const seen = await onNode(port, async (redis) => ({
-            state: infoField(await redis.cluster('INFO'), 'cluster_state'),
-            view: await clusterNodes(redis),
-          }))
-          if (seen?.state !== 'ok') return false
-          if (seen.view.some((n) => n.port === masterPort && n.slots.length > 0)) return false
-        }
-        return true
-      })
-      return promoted
+      return killMasterAndAwaitFailover(nodes, processes, masterPort, candidates, onKilled)
     },
-    pauseNode(port) {
-      const pid = pids.get(port)
-      if (pid === undefined) throw new Error(`no process known for port ${port}`)
-      process.kill(pid, 'SIGSTOP')
-    },
-    resumeNode(port) {
-      const pid = pids.get(port)
-      if (pid === undefined) throw new Error(`no process known for port ${port}`)
-      process.kill(pid, 'SIGCONT')
-    },
+    pauseNode: (port) => processes.signal(port, 'SIGSTOP'),
+    resumeNode: (port) => processes.signal(port, 'SIGCONT'),
     async restartDownNodes() {
       await run('bash', [SCRIPT, 'start'], { env })
-      await refreshPids()
+      await processes.refresh()
       // The script waits for replication; gossip may still flag the restarted node as failed for a moment.
       await until('every node to see every other as healthy', async () => {
         for (const { port } of nodes) {
@@ -202,8 +227,8 @@ export async function startOwnCluster(options: OwnClusterOptions = {}): Promise<
     },
     async destroy() {
       await run('bash', [SCRIPT, 'stop'], { env }).catch(() => undefined)
-      killAll()
-      process.removeListener('exit', killAll)
+      processes.killAll()
+      process.removeListener('exit', processes.killAll)
       await rm(dataDir, { recursive: true, force: true })
     },
   }
