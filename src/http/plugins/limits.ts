@@ -1,0 +1,130 @@
+import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
+import fp from 'fastify-plugin'
+import { Counter } from 'prom-client'
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible'
+import type { Config, RateLimit } from '../../config/config.ts'
+import { AppError } from '../../domain/errors.ts'
+import type { RedisClient } from '../../redis/client.ts'
+import { channels } from '../../redis/keys.ts'
+import { CouponMisses } from '../coupon-misses.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Route hooks (preHandler, after authentication) of the per-user limits and the unknown-coupon memory. */
+    limits: {
+      /** RATE_LIMIT_PER_USER on `POST /coupons/{id}/issuance`. */
+      issuancePerUser: preHandlerAsyncHookHandler
+      /** STATUS_LIMIT_PER_USER on `GET /coupons/{id}/issuance`. */
+      statusReadsPerUser: preHandlerAsyncHookHandler
+      /** 404 from memory for a coupon id looked up and not found in the last COUPON_MISS_TTL_MS. */
+      unknownCoupon: preHandlerAsyncHookHandler
+    }
+  }
+}
+
+type LimitName = 'address' | 'issuance' | 'status'
+
+/** One limit checked against a counter in Redis, so every process shares it. */
+interface SharedLimit {
+  /** Counts one request for `key`; throws 429 RATE_LIMITED (with Retry-After) beyond the limit. */
+  consume(key: string): Promise<void>
+}
+
+/**
+ * A fixed-window counter per key in Redis (one Lua call: INCR with expiry), shared by every process. Once a
+ * key is over its limit this process refuses it from memory until the window ends (`inMemoryBlockOnConsumed`),
+ * so a flood costs no Redis call; while Redis is away the same limit is counted in process memory
+ * (`insuranceLimiter`) rather than not at all. The window is whole seconds (Redis EXPIRE), rounded up.
+ */
+function sharedLimit(
+  redis: RedisClient,
+  keyPrefix: string,
+  { max, windowMs }: RateLimit,
+  onRefused: () => void,
+): SharedLimit {
+  const duration = Math.ceil(windowMs / 1000)
+  const limiter = new RateLimiterRedis({
+    storeClient: redis,
+    keyPrefix,
+    points: max,
+    duration,
+    inMemoryBlockOnConsumed: max + 1,
+    insuranceLimiter: new RateLimiterMemory({ keyPrefix, points: max, duration }),
+  })
+  const detail = `at most ${max} requests per ${duration} s`
+  return {
+    async consume(key) {
+      try {
+        await limiter.consume(key)
+      } catch (refusal) {
+        // Anything but a refusal (the insurance limiter failing too) lets the request through.
+        if (!(refusal instanceof RateLimiterRes)) return
+        onRefused()
+        throw new AppError('RATE_LIMITED', detail, { retryAfterSeconds: refusal.msBeforeNext / 1000 })
+      }
+    },
+  }
+}
+
+function couponId(request: FastifyRequest): number | undefined {
+  const { id } = (request.params ?? {}) as { id?: unknown }
+  return typeof id === 'number' ? id : undefined
+}
+
+/**
+ * Limits held in Redis and shared by every process: per client address on every request (an onRequest hook,
+ * before authentication and validation, so 401s, 400s and unknown routes count too), per user on issuance and
+ * on status reads (route hooks). Also remembers unknown coupon ids for COUPON_MISS_TTL_MS.
+ */
+export default fp<{ config: Config }>(
+  async (app, { config }) => {
+    const refused = new Counter({
+      name: 'coupon_rate_limited_total',
+      help: 'Requests refused 429 by a limit (address, issuance or status), from Redis or from memory',
+      labelNames: ['limit'] as const,
+      registers: [app.metrics.registry],
+    })
+    const limit = (name: LimitName, settings: RateLimit) => {
+      const counter = refused.labels(name)
+      return sharedLimit(app.redis, `${config.redisPrefix}limit:${name}`, settings, () => counter.inc())
+    }
+    const perAddress = limit('address', config.addressLimit)
+    const perUserIssuance = limit('issuance', config.rateLimitPerUser)
+    const perUserStatus = limit('status', config.statusLimitPerUser)
+
+    // request.ip is the socket address, or with TRUST_PROXY the first address X-Forwarded-For names that is
+    // not a trusted proxy.
+    app.addHook('onRequest', async (request) => perAddress.consume(request.ip))
+
+    const misses = new CouponMisses(config.couponMissTtlMs)
+    /** Requests whose route looks a coupon up through `unknownCoupon`: their 404 is remembered. */
+    const lookups = new WeakSet<FastifyRequest>()
+    app.addHook('onError', async (request, _reply, error) => {
+      const id = couponId(request)
+      if (
+        id !== undefined &&
+        lookups.has(request) &&
+        error instanceof AppError &&
+        error.code === 'COUPON_NOT_FOUND'
+      )
+        misses.remember(id)
+    })
+    const names = channels(config.redisPrefix)
+    app.redisSubscriber.on('message', (channel: string, message: string) => {
+      if (channel === names.couponChanged) misses.forget(Number(message))
+    })
+    await app.redisSubscriber.subscribe(names.couponChanged)
+
+    app.decorate('limits', {
+      issuancePerUser: async (request) => perUserIssuance.consume(request.userId),
+      statusReadsPerUser: async (request) => perUserStatus.consume(request.userId),
+      unknownCoupon: async (request) => {
+        const id = couponId(request)
+        if (id === undefined) return
+        if (misses.has(id)) throw new AppError('COUPON_NOT_FOUND', `no coupon ${id}`)
+        lookups.add(request)
+      },
+    })
+  },
+  { name: 'limits', dependencies: ['redis', 'metrics'] },
+)
