@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test'
 import type { Cluster } from 'ioredis'
 import { channels, couponKeys } from '../src/redis/keys.ts'
 import { scriptFileNames, scriptShas } from '../src/redis/scripts.ts'
-import type { TestApp } from './support/app.ts'
+import { runConcurrently, type TestApp } from './support/app.ts'
 import { startClusterApp } from './support/cluster-app.ts'
 import { deleteKeys, eventually } from './support/infra.ts'
 import { assertSaleInvariants } from './support/invariants.ts'
@@ -110,6 +110,18 @@ describe('every mode on a Redis Cluster', () => {
     } finally {
       t.app.redisSubscriber.off('message', listen)
     }
+  })
+
+  it('counts the limits in the cluster, and refuses a key over its limit from memory', async () => {
+    const coupon = await t.createCoupon({ quantity: 5, issueMode: 'stream' })
+    // startTestApp allows 1,000 issuance requests per user per window.
+    const answers = await runConcurrently(1_100, 4, () =>
+      t.http('POST', `/coupons/${coupon.id}/issuance`, { token: t.tokenFor('limit-flood') }),
+    )
+    assert.equal(answers.filter((answer) => answer.status === 429).length, 100)
+    const counted = Number(await t.app.redis.get(`${t.env.redisPrefix}limit:issuance:limit-flood`))
+    assert.ok(counted > 1_000 && counted <= 1_004, `Redis counted ${counted}: the rest refused from memory`)
+    assert.ok(Number(await t.app.redis.get(`${t.env.redisPrefix}limit:address:127.0.0.1`)) > 1_100)
   })
 
   it('has every script loaded on every master, and no master ever answered CROSSSLOT', async () => {
