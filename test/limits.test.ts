@@ -124,6 +124,7 @@ describe('a key over its limit', () => {
       'blocked',
       {
         REDIS_URL: redis.url,
+        TRUST_PROXY: '127.0.0.1',
         ADDRESS_LIMIT_PER_WINDOW: '50',
         ADDRESS_LIMIT_WINDOW_MS: '60000',
         RATE_LIMIT_PER_USER: '1000',
@@ -146,6 +147,16 @@ describe('a key over its limit', () => {
     }
     return calls
   }
+
+  it('costs no Redis command for addresses asking a few times (the local pre-count)', async () => {
+    const before = await commandCalls()
+    // 5% of the limit of 50: the first two requests of each address pass on this process's count alone.
+    const answers = await runConcurrently(200, 16, (i) =>
+      t.http('GET', '/healthz', { headers: { 'x-forwarded-for': `203.0.113.${i % 100}` } }),
+    )
+    assert.equal(passed(answers), 200)
+    assert.equal((await commandCalls()) - before, 0, 'no Redis command')
+  })
 
   it('is refused from process memory: a flood costs no Redis command', async () => {
     const flood = (count: number) => runConcurrently(count, 16, () => t.http('GET', '/coupons/1/issuance'))

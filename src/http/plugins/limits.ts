@@ -1,12 +1,11 @@
 import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter } from 'prom-client'
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible'
 import type { Config, RateLimit } from '../../config/config.ts'
 import { AppError } from '../../domain/errors.ts'
-import type { RedisClient } from '../../redis/client.ts'
 import { channels } from '../../redis/keys.ts'
 import { CouponMisses } from '../coupon-misses.ts'
+import { SharedLimit } from '../shared-limit.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -23,48 +22,6 @@ declare module 'fastify' {
 }
 
 type LimitName = 'address' | 'issuance' | 'status'
-
-/** One limit checked against a counter in Redis, so every process shares it. */
-interface SharedLimit {
-  /** Counts one request for `key`; throws 429 RATE_LIMITED (with Retry-After) beyond the limit. */
-  consume(key: string): Promise<void>
-}
-
-/**
- * A fixed-window counter per key in Redis (one Lua call: INCR with expiry), shared by every process. Once a
- * key is over its limit this process refuses it from memory until the window ends (`inMemoryBlockOnConsumed`),
- * so a flood costs no Redis call; while Redis is away the same limit is counted in process memory
- * (`insuranceLimiter`) rather than not at all. The window is whole seconds (Redis EXPIRE), rounded up.
- */
-function sharedLimit(
-  redis: RedisClient,
-  keyPrefix: string,
-  { max, windowMs }: RateLimit,
-  onRefused: () => void,
-): SharedLimit {
-  const duration = Math.ceil(windowMs / 1000)
-  const limiter = new RateLimiterRedis({
-    storeClient: redis,
-    keyPrefix,
-    points: max,
-    duration,
-    inMemoryBlockOnConsumed: max + 1,
-    insuranceLimiter: new RateLimiterMemory({ keyPrefix, points: max, duration }),
-  })
-  const detail = `at most ${max} requests per ${duration} s`
-  return {
-    async consume(key) {
-      try {
-        await limiter.consume(key)
-      } catch (refusal) {
-        // Anything but a refusal (the insurance limiter failing too) lets the request through.
-        if (!(refusal instanceof RateLimiterRes)) return
-        onRefused()
-        throw new AppError('RATE_LIMITED', detail, { retryAfterSeconds: refusal.msBeforeNext / 1000 })
-      }
-    },
-  }
-}
 
 function couponId(request: FastifyRequest): number | undefined {
   const { id } = (request.params ?? {}) as { id?: unknown }
@@ -86,7 +43,11 @@ export default fp<{ config: Config }>(
     })
     const limit = (name: LimitName, settings: RateLimit) => {
       const counter = refused.labels(name)
-      return sharedLimit(app.redis, `${config.redisPrefix}limit:${name}`, settings, () => counter.inc())
+      const shared = new SharedLimit(app.redis, `${config.redisPrefix}limit:${name}`, settings, () =>
+        counter.inc(),
+      )
+      app.addHook('onClose', async () => shared.close())
+      return shared
     }
     const perAddress = limit('address', config.addressLimit)
     const perUserIssuance = limit('issuance', config.rateLimitPerUser)
