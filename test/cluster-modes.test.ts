@@ -9,7 +9,7 @@ import type { Cluster } from 'ioredis'
 import { type OwnCluster, startOwnCluster } from '../bench/lib/redis-cluster.ts'
 import { channels, couponKeys } from '../src/redis/keys.ts'
 import { scriptFileNames, scriptShas } from '../src/redis/scripts.ts'
-import type { TestApp } from './support/app.ts'
+import { runConcurrently, type TestApp } from './support/app.ts'
 import { startClusterApp } from './support/cluster-app.ts'
 import { deleteKeys, eventually } from './support/infra.ts'
 import { assertSaleInvariants } from './support/invariants.ts'
@@ -20,7 +20,8 @@ describe('every mode on a Redis Cluster', () => {
 
   before(async () => {
     cluster = await startOwnCluster()
-    t = await startClusterApp('clustermodes', cluster)
+    // A long issuance window: the limits test below floods one user and must not see the window roll over.
+    t = await startClusterApp('clustermodes', cluster, { RATE_LIMIT_WINDOW_MS: '600000' })
   })
 
   after(async () => {
@@ -110,6 +111,17 @@ describe('every mode on a Redis Cluster', () => {
     } finally {
       t.app.redisSubscriber.off('message', listen)
     }
+  })
+
+  it('counts the limits in the cluster, and refuses a key over its limit from memory', async () => {
+    const coupon = await t.createCoupon({ quantity: 5, issueMode: 'stream' })
+    // startTestApp allows 1,000 issuance requests per user per window (10 minutes here).
+    const answers = await runConcurrently(1_100, 4, () =>
+      t.http('POST', `/coupons/${coupon.id}/issuance`, { token: t.tokenFor('limit-flood') }),
+    )
+    assert.equal(answers.filter((answer) => answer.status === 429).length, 100)
+    const counted = Number(await t.app.redis.get(`${t.env.redisPrefix}limit:issuance:limit-flood`))
+    assert.ok(counted > 1_000 && counted <= 1_004, `Redis counted ${counted}: the rest refused from memory`)
   })
 
   it('has every script loaded on every master, and no master ever answered CROSSSLOT', async () => {

@@ -37,6 +37,10 @@ describe('configuration', () => {
     ['REDIS_DURABILITY', 'maybe'],
     ['RUN_WORKERS', 'no'],
     ['STREAM_BATCH_SIZE', '0'],
+    ['TRUST_PROXY', '2'],
+    ['TRUST_PROXY', '10.0.0.0/33'],
+    ['TRUST_PROXY', '127.0.0.1, proxy.internal'],
+    ['ADDRESS_LIMIT_WINDOW_MS', '500'],
   ]
   for (const [variable, value] of bad) {
     it(`rejects ${variable}=${value} naming the variable`, () => {
@@ -47,6 +51,16 @@ describe('configuration', () => {
       )
     })
   }
+
+  it('trusts no proxy by default, and the addresses, ranges and names TRUST_PROXY lists', () => {
+    assert.deepEqual(loadConfig({}).trustProxy, [])
+    assert.deepEqual(loadConfig({ TRUST_PROXY: '10.0.0.0/8, 127.0.0.1,fd00::/8, loopback' }).trustProxy, [
+      '10.0.0.0/8',
+      '127.0.0.1',
+      'fd00::/8',
+      'loopback',
+    ])
+  })
 
   it('accepts the seed schedule, cluster nodes and Kafka brokers', () => {
     const config = loadConfig({

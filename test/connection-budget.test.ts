@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { connect, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { request } from 'undici'
+import { freePort } from '../bench/lib/infra.ts'
 import { signUserToken } from '../src/auth/tokens.ts'
 import {
   runConcurrently,
@@ -17,7 +18,6 @@ import {
 import { createTestEnv, type TestEnv } from './support/infra.ts'
 import { type Child, spawnNode } from './support/processes.ts'
 import { parseRawAnswer, rawExchange } from './support/raw-http.ts'
-import { freePort } from './support/redis-server.ts'
 
 const PROBLEM = 'application/problem+json; charset=utf-8'
 

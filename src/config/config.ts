@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { isIP } from 'node:net'
 import { CronPattern } from 'croner'
 import { type StaticDecode, Type } from 'typebox'
 import { Value } from 'typebox/value'
@@ -103,6 +104,33 @@ function secret(minLength: number, description: string) {
   )
 }
 
+/** proxy-addr's names for address ranges (`loopback`: 127.0.0.1/8 and ::1, ...). */
+const PROXY_RANGE_NAMES = ['loopback', 'linklocal', 'uniquelocal']
+
+/** An address, a CIDR range (`10.0.0.0/8`, `fd00::/8`) or one of proxy-addr's range names. */
+function validProxy(item: string): boolean {
+  if (PROXY_RANGE_NAMES.includes(item)) return true
+  const [address = '', bits, ...rest] = item.split('/')
+  const family = isIP(address)
+  if (family === 0 || rest.length > 0) return false
+  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128))
+}
+
+function proxyList(description: string) {
+  return Type.Decode(
+    Type.Refine(
+      Type.String({ default: 'none', description }),
+      (value) => value === 'none' || value.split(',').every((item) => validProxy(item.trim())),
+      (value) =>
+        `must be none or a comma list of addresses, CIDR ranges or ${PROXY_RANGE_NAMES.join('/')}, got "${value
+          .split(',')
+          .find((item) => !validProxy(item.trim()))
+          ?.trim()}"`,
+    ),
+    (value) => (value === 'none' ? [] : value.split(',').map((item) => item.trim())),
+  )
+}
+
 /** Why croner rejects a pattern, or undefined when it takes it. */
 function cronProblem(value: string): string | undefined {
   try {
@@ -179,7 +207,13 @@ export const EnvironmentSchema = Type.Object({
   ),
   LOG_LEVEL: oneOf(LOG_LEVELS, 'info', 'pino log level'),
   RATE_LIMIT_PER_USER: integer(20, 1, 1_000_000, 'issuance requests per user per window'),
-  RATE_LIMIT_WINDOW_MS: integer(10_000, 100, 3_600_000, 'rate limit window'),
+  RATE_LIMIT_WINDOW_MS: integer(10_000, 100, 3_600_000, 'rate limit window (whole seconds, rounded up)'),
+  STATUS_LIMIT_PER_USER: integer(60, 1, 1_000_000, 'issuance status reads per user per window'),
+  STATUS_LIMIT_WINDOW_MS: integer(10_000, 1_000, 3_600_000, 'status read limit window'),
+  ADDRESS_LIMIT_PER_WINDOW: integer(300, 1, 100_000_000, 'requests per client address per window'),
+  ADDRESS_LIMIT_WINDOW_MS: integer(10_000, 1_000, 3_600_000, 'client address limit window'),
+  TRUST_PROXY: proxyList('proxies trusted to set X-Forwarded-For (none: the socket address)'),
+  COUPON_MISS_TTL_MS: integer(2_000, 0, 60_000, 'how long an unknown coupon id is answered 404 from memory'),
   STREAM_BATCH_SIZE: integer(2_000, 1, 100_000, 'stream writer / relay batch size'),
   STREAM_RECLAIM_IDLE_MS: integer(30_000, 100, 3_600_000, 'idle time before a pending entry is taken over'),
   STREAM_MAX_DELIVERIES: integer(5, 1, 1_000, 'tries before an entry is dead-lettered'),
@@ -246,8 +280,19 @@ export interface Config {
   redisPrefix: string
   queueDrainCron: string
   logLevel: LogLevel
-  /** Requests per user per window on the issuance endpoint. */
-  rateLimitPerUser: { max: number; windowMs: number }
+  /** Requests per user per window on the issuance endpoint, counted in Redis across processes. */
+  rateLimitPerUser: RateLimit
+  /** Reads of `GET /coupons/{id}/issuance` per user per window, counted in Redis. */
+  statusLimitPerUser: RateLimit
+  /** Requests of any kind per client address per window, counted in Redis. */
+  addressLimit: RateLimit
+  /**
+   * TRUST_PROXY: addresses or CIDR ranges of the proxies whose X-Forwarded-For is believed (Fastify's
+   * `trustProxy`); empty: the client address is the socket's.
+   */
+  trustProxy: string[]
+  /** How long an unknown coupon id is answered 404 from memory (0: never). */
+  couponMissTtlMs: number
   /** Stream writers and the Kafka relay: batch size, take-over idle time, tries before dead-lettering. */
   streamDrain: { batchSize: number; reclaimIdleMs: number; maxDeliveries: number }
   /** Lease of the `sync` mode's fair lock: a dead holder blocks a coupon for at most this long. */
@@ -274,6 +319,11 @@ export interface EventStreamLimits {
   maxTotal: number
   heartbeatMs: number
   maxAgeMs: number
+}
+
+export interface RateLimit {
+  max: number
+  windowMs: number
 }
 
 /** A configuration error names the variable, so startup can stop with one clear line. */
@@ -320,6 +370,10 @@ export function loadConfig(env: Env = process.env): Config {
     queueDrainCron: vars.QUEUE_DRAIN_CRON,
     logLevel: vars.LOG_LEVEL,
     rateLimitPerUser: { max: vars.RATE_LIMIT_PER_USER, windowMs: vars.RATE_LIMIT_WINDOW_MS },
+    statusLimitPerUser: { max: vars.STATUS_LIMIT_PER_USER, windowMs: vars.STATUS_LIMIT_WINDOW_MS },
+    addressLimit: { max: vars.ADDRESS_LIMIT_PER_WINDOW, windowMs: vars.ADDRESS_LIMIT_WINDOW_MS },
+    trustProxy: vars.TRUST_PROXY,
+    couponMissTtlMs: vars.COUPON_MISS_TTL_MS,
     streamDrain: {
       batchSize: vars.STREAM_BATCH_SIZE,
       reclaimIdleMs: vars.STREAM_RECLAIM_IDLE_MS,

@@ -1,4 +1,3 @@
-import rateLimit from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
@@ -9,6 +8,7 @@ import auth from './plugins/auth.ts'
 import connections from './plugins/connections.ts'
 import errors, { clientErrorHandler, frameworkErrors } from './plugins/errors.ts'
 import issuance from './plugins/issuance.ts'
+import limits from './plugins/limits.ts'
 import metrics from './plugins/metrics.ts'
 import postgres from './plugins/postgres.ts'
 import redis from './plugins/redis.ts'
@@ -53,6 +53,8 @@ export async function buildApp({
       // Answered as problem+json by plugins/errors.ts instead of Node's bare 400.
       requireHostHeader: false,
     },
+    // TRUST_PROXY: only these proxies' X-Forwarded-For is believed (request.ip); none by default.
+    trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     // Per-request logs would cost more than the admission itself; /metrics has the request figures.
     logController: new LogController({ disableRequestLogging: true }),
     // No child logger per request (its creation showed in profiles of the admission): the few request logs
@@ -97,19 +99,7 @@ export async function buildApp({
   await app.register(postgres, { config })
   await app.register(redis, { config })
   await app.register(auth, { config })
-  await app.register(rateLimit, {
-    global: false,
-    // Headers only when the limit is hit (with Retry-After): three more headers on every admission cost throughput.
-    addHeadersOnExceeding: {
-      'x-ratelimit-limit': false,
-      'x-ratelimit-remaining': false,
-      'x-ratelimit-reset': false,
-    },
-    errorResponseBuilder: (_request, context) =>
-      new AppError('RATE_LIMITED', `at most ${context.max} requests per ${context.after}`, {
-        retryAfterSeconds: context.ttl / 1000,
-      }),
-  })
+  await app.register(limits, { config })
   // Before issuance: preClose hooks run in registration order, and the workers stop before the modes close.
   if (runWorkers) await app.register(workers, { config })
   await app.register(issuance, { config })

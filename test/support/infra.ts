@@ -62,6 +62,9 @@ export async function createTestEnv(label = 't', options: TestEnvOptions = {}): 
         ? {}
         : { REDIS_CLUSTER_NODES: clusterNodes.map(({ host, port }) => `${host}:${port}`).join(',') }),
       REDIS_PREFIX: redisPrefix,
+      // Every test request comes from 127.0.0.1 and some poll: the address and status limits have tests of their own.
+      ADDRESS_LIMIT_PER_WINDOW: '100000000',
+      STATUS_LIMIT_PER_USER: '1000000',
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
     },
     async close() {

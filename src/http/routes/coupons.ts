@@ -19,7 +19,7 @@ function refuse(
     .send(problem(code, ERROR_CODES[code].title, extra))
 }
 
-export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
+export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app) => {
   const security = [{ userToken: [] }]
   /** The mode of the coupon a request is for, once found (for counting failures by mode). */
   const issuingMode = new WeakMap<object, IssueMode>()
@@ -27,6 +27,7 @@ export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
   app.get(
     '/coupons/:id',
     {
+      preHandler: app.limits.unknownCoupon,
       schema: {
         tags: ['coupons'],
         summary: 'A coupon as shoppers see it, with the stock left',
@@ -52,13 +53,8 @@ export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
         // The hot path: security headers guard what a browser renders or loads, and nothing renders or
         // loads the answer to a POST; skipping them spares every admission their bytes.
         securityHeaders: false,
-        rateLimit: {
-          max: config.rateLimitPerUser.max,
-          timeWindow: config.rateLimitPerUser.windowMs,
-          hook: 'preHandler',
-          keyGenerator: (request) => request.userId,
-        },
       },
+      preHandler: [app.limits.issuancePerUser, app.limits.unknownCoupon],
       schema: {
         tags: ['coupons'],
         summary: 'Request the coupon (FCFS); the answer depends on the coupon mode',
@@ -100,12 +96,13 @@ export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
     '/coupons/:id/issuance',
     {
       onRequest: app.authenticateUser,
+      preHandler: [app.limits.statusReadsPerUser, app.limits.unknownCoupon],
       schema: {
         tags: ['coupons'],
         summary: "The caller's request for this coupon and its decision",
         security,
         params: IdParams,
-        response: { 200: Issuance, ...errors(400, 401, 404, 503) },
+        response: { 200: Issuance, ...errors(400, 401, 404, 429, 503) },
       },
     },
     async (request) => app.issuance.status(request.params.id, request.userId),

@@ -1,0 +1,91 @@
+import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
+import fp from 'fastify-plugin'
+import { Counter } from 'prom-client'
+import type { Config, RateLimit } from '../../config/config.ts'
+import { AppError } from '../../domain/errors.ts'
+import { channels } from '../../redis/keys.ts'
+import { CouponMisses } from '../coupon-misses.ts'
+import { SharedLimit } from '../shared-limit.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Route hooks (preHandler, after authentication) of the per-user limits and the unknown-coupon memory. */
+    limits: {
+      /** RATE_LIMIT_PER_USER on `POST /coupons/{id}/issuance`. */
+      issuancePerUser: preHandlerAsyncHookHandler
+      /** STATUS_LIMIT_PER_USER on `GET /coupons/{id}/issuance`. */
+      statusReadsPerUser: preHandlerAsyncHookHandler
+      /** 404 from memory for a coupon id looked up and not found in the last COUPON_MISS_TTL_MS. */
+      unknownCoupon: preHandlerAsyncHookHandler
+    }
+  }
+}
+
+type LimitName = 'address' | 'issuance' | 'status'
+
+function couponId(request: FastifyRequest): number | undefined {
+  const { id } = (request.params ?? {}) as { id?: unknown }
+  return typeof id === 'number' ? id : undefined
+}
+
+/**
+ * Limits held in Redis and shared by every process: per client address on every request (an onRequest hook,
+ * before authentication and validation, so 401s, 400s and unknown routes count too), per user on issuance and
+ * on status reads (route hooks). Also remembers unknown coupon ids for COUPON_MISS_TTL_MS.
+ */
+export default fp<{ config: Config }>(
+  async (app, { config }) => {
+    const refused = new Counter({
+      name: 'coupon_rate_limited_total',
+      help: 'Requests refused 429 by a limit (address, issuance or status), from Redis or from memory',
+      labelNames: ['limit'] as const,
+      registers: [app.metrics.registry],
+    })
+    const limit = (name: LimitName, settings: RateLimit) => {
+      const counter = refused.labels(name)
+      const shared = new SharedLimit(app.redis, `${config.redisPrefix}limit:${name}`, settings, () =>
+        counter.inc(),
+      )
+      app.addHook('onClose', async () => shared.close())
+      return shared
+    }
+    const perAddress = limit('address', config.addressLimit)
+    const perUserIssuance = limit('issuance', config.rateLimitPerUser)
+    const perUserStatus = limit('status', config.statusLimitPerUser)
+
+    // request.ip is the socket address, or with TRUST_PROXY the first address X-Forwarded-For names that is
+    // not a trusted proxy.
+    app.addHook('onRequest', async (request) => perAddress.consume(request.ip))
+
+    const misses = new CouponMisses(config.couponMissTtlMs)
+    /** Requests whose route looks a coupon up through `unknownCoupon`: their 404 is remembered. */
+    const lookups = new WeakSet<FastifyRequest>()
+    app.addHook('onError', async (request, _reply, error) => {
+      const id = couponId(request)
+      if (
+        id !== undefined &&
+        lookups.has(request) &&
+        error instanceof AppError &&
+        error.code === 'COUPON_NOT_FOUND'
+      )
+        misses.remember(id)
+    })
+    const names = channels(config.redisPrefix)
+    app.redisSubscriber.on('message', (channel: string, message: string) => {
+      if (channel === names.couponChanged) misses.forget(Number(message))
+    })
+    await app.redisSubscriber.subscribe(names.couponChanged)
+
+    app.decorate('limits', {
+      issuancePerUser: async (request) => perUserIssuance.consume(request.userId),
+      statusReadsPerUser: async (request) => perUserStatus.consume(request.userId),
+      unknownCoupon: async (request) => {
+        const id = couponId(request)
+        if (id === undefined) return
+        if (misses.has(id)) throw new AppError('COUPON_NOT_FOUND', `no coupon ${id}`)
+        lookups.add(request)
+      },
+    })
+  },
+  { name: 'limits', dependencies: ['redis', 'metrics'] },
+)
