@@ -103,6 +103,10 @@ async function run(command: string, args: string[], config: Config): Promise<voi
         console.error(`token: give ${USER_ID_RULE}`)
         process.exit(2)
       }
+      if (config.identityProvider !== undefined) {
+        console.error('token: user tokens come from the identity provider (JWT_ISSUER / JWT_JWKS_URL) here')
+        process.exit(2)
+      }
       if (config.jwtSecretGenerated) {
         console.error('token: JWT_SECRET is not set; set it for both the server and this command')
         process.exit(2)

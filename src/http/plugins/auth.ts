@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { hs256Verifier } from '../../auth/verify.ts'
+import { userTokenVerifier } from '../../auth/verify.ts'
 import type { Config } from '../../config/config.ts'
 import { AppError } from '../../domain/errors.ts'
 
@@ -51,7 +51,7 @@ export function queryToken(request: FastifyRequest): string | undefined {
  */
 export default fp<{ config: Config }>(
   async (app, { config }) => {
-    const verifyUserToken = hs256Verifier(config.jwtSecret)
+    const verifyUserToken = userTokenVerifier(config)
     const adminToken = Buffer.from(config.adminToken)
     app.decorateRequest('userId', '')
 

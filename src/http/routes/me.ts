@@ -69,7 +69,7 @@ export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
             description: 'text/event-stream of `issuance` events',
             content: { 'text/event-stream': { schema: Issuance } },
           },
-          ...errors(401),
+          ...errors(401, 503),
         },
       },
     },
