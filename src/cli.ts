@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import { signUserToken } from './auth/tokens.ts'
+import { isUserId, USER_ID_RULE } from './auth/user-id.ts'
 import { type Config, ConfigError, loadConfig, redactUrl, StartupError } from './config/config.ts'
 import { buildApp } from './http/app.ts'
-import { USER_ID_PATTERN } from './http/plugins/auth.ts'
 import { buildWorker } from './http/worker-app.ts'
 import { migrate } from './storage/migrate.ts'
 import { createPool, ensureDatabase } from './storage/postgres.ts'
@@ -99,8 +99,12 @@ async function run(command: string, args: string[], config: Config): Promise<voi
       return
     case 'token': {
       const userId = args[0]
-      if (userId === undefined || !USER_ID_PATTERN.test(userId)) {
-        console.error('token: give a user id of 1-64 characters A-Za-z0-9._:-')
+      if (!isUserId(userId)) {
+        console.error(`token: give ${USER_ID_RULE}`)
+        process.exit(2)
+      }
+      if (config.identityProvider !== undefined) {
+        console.error('token: user tokens come from the identity provider (JWT_ISSUER / JWT_JWKS_URL) here')
         process.exit(2)
       }
       if (config.jwtSecretGenerated) {

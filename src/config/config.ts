@@ -51,10 +51,10 @@ function protocolOf(value: string): string | undefined {
   }
 }
 
-function url(fallback: string, protocols: string[], description: string) {
+function url(fallback: string | undefined, protocols: string[], description: string) {
   return Type.Refine(
     Type.Refine(
-      Type.String({ default: fallback, description }),
+      Type.String(fallback === undefined ? { description } : { default: fallback, description }),
       (value) => protocolOf(value) !== undefined,
       (value) => `must be a URL, got "${value}"`,
     ),
@@ -149,6 +149,34 @@ function pattern(regex: RegExp, fallback: string, problem: string, description: 
   )
 }
 
+/** Asymmetric signatures only: an identity provider's public keys can never be used as an HMAC secret. */
+const IDP_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'EdDSA',
+] as const
+export type IdpAlgorithm = (typeof IDP_ALGORITHMS)[number]
+
+function algorithmList(fallback: string, description: string) {
+  const unknown = (value: string) =>
+    value.split(',').find((item) => !(IDP_ALGORITHMS as readonly string[]).includes(item.trim()))
+  return Type.Decode(
+    Type.Refine(
+      Type.String({ default: fallback, description }),
+      (value) => unknown(value) === undefined,
+      (value) => `must be a comma list of ${IDP_ALGORITHMS.join(', ')}, got "${unknown(value)?.trim()}"`,
+    ),
+    (value) =>
+      value.split(',').map((item) => IDP_ALGORITHMS.find((known) => known === item.trim()) ?? 'RS256'),
+  )
+}
+
 /**
  * The environment a Coupon Rush process reads: every variable, its default and its check, in one schema.
  * README's Configuration table lists the same variables (a test keeps them in step).
@@ -193,6 +221,28 @@ export const EnvironmentSchema = Type.Object({
   ),
   KAFKA_BROKERS: hostPorts('Kafka bootstrap brokers; enables the kafka mode'),
   JWT_SECRET: secret(32, 'HS256 key for user tokens'),
+  JWT_ISSUER: Type.Optional(
+    url(undefined, ['https:', 'http:'], 'identity provider (OpenID discovery); expected `iss`'),
+  ),
+  JWT_JWKS_URL: Type.Optional(
+    url(undefined, ['https:', 'http:'], "identity provider's JWKS (instead of discovery)"),
+  ),
+  JWT_AUDIENCE: Type.Optional(Type.String({ minLength: 1, description: 'expected `aud` of IdP tokens' })),
+  JWT_ALGORITHMS: algorithmList('RS256,ES256,EdDSA', 'signature algorithms taken from the identity provider'),
+  JWT_USER_CLAIM: pattern(
+    /^[A-Za-z0-9_.:/-]{1,100}$/,
+    'sub',
+    'must be a claim name, got "%s"',
+    'claim of IdP tokens holding the user id',
+  ),
+  JWT_KEYS_REFETCH_MIN_MS: integer(
+    30_000,
+    0,
+    3_600_000,
+    'least time between two JWKS fetches for unknown keys',
+  ),
+  JWT_KEYS_MAX_AGE_MS: integer(600_000, 1_000, 86_400_000, 'JWKS refreshed in the background after this'),
+  JWT_VERIFIED_CACHE_SIZE: integer(10_000, 0, 10_000_000, 'verified user tokens remembered (0: off)'),
   ADMIN_TOKEN: secret(16, 'admin bearer token'),
   REDIS_PREFIX: pattern(
     /^[A-Za-z0-9:_.-]{1,32}$/,
@@ -274,6 +324,10 @@ export interface Config {
   jwtSecret: string
   /** True when `jwtSecret` was generated here: tokens signed elsewhere cannot match it. */
   jwtSecretGenerated: boolean
+  /** Set when user tokens come from the shop's identity provider (JWT_ISSUER or JWT_JWKS_URL); else HS256. */
+  identityProvider: IdentityProviderConfig | undefined
+  /** Verified user tokens remembered until they expire, so a repeated token skips the signature check. */
+  verifiedTokenCacheSize: number
   adminToken: string
   /** True when `adminToken` was generated here, so the server logs it once. */
   adminTokenGenerated: boolean
@@ -326,6 +380,20 @@ export interface RateLimit {
   windowMs: number
 }
 
+export interface IdentityProviderConfig {
+  /** The expected `iss`, and where discovery starts unless `jwksUrl` is given. */
+  issuer: string | undefined
+  jwksUrl: string | undefined
+  audience: string
+  algorithms: IdpAlgorithm[]
+  /** The claim holding the user id. */
+  userClaim: string
+  /** Least time between two fetches of the key set (unknown `kid`s cannot flood the provider). */
+  keysRefetchMinMs: number
+  /** The key set is refreshed in the background once this old (removed keys stop verifying). */
+  keysMaxAgeMs: number
+}
+
 /** A configuration error names the variable, so startup can stop with one clear line. */
 export class ConfigError extends Error {
   readonly variable: string
@@ -364,6 +432,8 @@ export function loadConfig(env: Env = process.env): Config {
     kafkaBrokers: (vars.KAFKA_BROKERS ?? []).map(({ host, port }) => `${host}:${port}`),
     jwtSecret: vars.JWT_SECRET ?? randomBytes(32).toString('base64url'),
     jwtSecretGenerated: vars.JWT_SECRET === undefined,
+    identityProvider: identityProviderOf(vars),
+    verifiedTokenCacheSize: vars.JWT_VERIFIED_CACHE_SIZE,
     adminToken: vars.ADMIN_TOKEN ?? randomBytes(24).toString('base64url'),
     adminTokenGenerated: vars.ADMIN_TOKEN === undefined,
     redisPrefix: vars.REDIS_PREFIX,
@@ -394,6 +464,24 @@ export function loadConfig(env: Env = process.env): Config {
       heartbeatMs: vars.SSE_HEARTBEAT_MS,
       maxAgeMs: vars.SSE_MAX_AGE_MS,
     },
+  }
+}
+
+function identityProviderOf(vars: Environment): IdentityProviderConfig | undefined {
+  if (vars.JWT_ISSUER === undefined && vars.JWT_JWKS_URL === undefined) return undefined
+  if (vars.JWT_AUDIENCE === undefined)
+    throw new ConfigError(
+      'JWT_AUDIENCE',
+      'must be set with JWT_ISSUER or JWT_JWKS_URL (tokens must name this API)',
+    )
+  return {
+    issuer: vars.JWT_ISSUER,
+    jwksUrl: vars.JWT_JWKS_URL,
+    audience: vars.JWT_AUDIENCE,
+    algorithms: vars.JWT_ALGORITHMS,
+    userClaim: vars.JWT_USER_CLAIM,
+    keysRefetchMinMs: vars.JWT_KEYS_REFETCH_MIN_MS,
+    keysMaxAgeMs: vars.JWT_KEYS_MAX_AGE_MS,
   }
 }
 

@@ -4,14 +4,15 @@ import { Value } from 'typebox/value'
 import { AppError } from './errors.ts'
 
 /*
- * The domain shapes are TypeBox schemas and their types are `Static<>` of them: one source for the types,
- * the request and response validation and the OpenAPI document (src/http/schemas.ts builds on these).
+ * Rules only: the limits a new coupon must meet are TypeBox schemas (checkNewCoupon runs them; the HTTP
+ * request schemas build on them); the API's view shapes live in src/http/schemas.ts.
  */
+
+export type { CouponStats, Issuance, IssuanceStatus } from './issuance.ts'
 
 /** The issue modes; the SQL CHECK on coupons.issue_mode lists them too (a test proves they agree). */
 export const ISSUE_MODES = ['sync', 'queue', 'stream', 'kafka'] as const
-export const IssueMode = Type.Enum(ISSUE_MODES, { description: 'How requests are admitted and issued' })
-export type IssueMode = Static<typeof IssueMode>
+export type IssueMode = (typeof ISSUE_MODES)[number]
 
 /** The largest amount of money anywhere in the API (discounts, orders). */
 export const MAX_AMOUNT = 1_000_000_000
@@ -49,23 +50,19 @@ export interface Coupon {
 
 export type NewCoupon = Omit<Coupon, 'id' | 'issuedCount' | 'createdAt'>
 
-export const CouponName = Type.String({
-  minLength: 1,
-  maxLength: 100,
-  // Postgres text cannot hold NUL: refused here rather than failing in the INSERT.
-  pattern: '^[^\\u0000]*$',
-  description: '1-100 characters, no NUL',
-})
-export const Quantity = Type.Integer({ minimum: 1, maximum: 10_000_000 })
-export const ValidDays = Type.Integer({ minimum: 1, maximum: 3650 })
-
 /** The fields of a new coupon that a schema can check on their own (the dates are checked below). */
-const NewCouponFields = Type.Object({
-  name: CouponName,
+export const NewCouponFields = Type.Object({
+  name: Type.String({
+    minLength: 1,
+    maxLength: 100,
+    // Postgres text cannot hold NUL: refused here rather than failing in the INSERT.
+    pattern: '^[^\\u0000]*$',
+    description: '1-100 characters, no NUL',
+  }),
   discount: Discount,
-  quantity: Quantity,
-  validDays: Type.Union([ValidDays, Type.Null()]),
-  issueMode: IssueMode,
+  quantity: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
+  validDays: Type.Union([Type.Integer({ minimum: 1, maximum: 3650 }), Type.Null()]),
+  issueMode: Type.Enum(ISSUE_MODES, { description: 'How requests are admitted and issued' }),
 })
 
 /**
@@ -99,8 +96,8 @@ export function checkNewCoupon(coupon: NewCoupon): void {
     refuse('validUntil must be after issueEndsAt')
 }
 
-export const CouponStatus = Type.Enum(['SCHEDULED', 'ISSUING', 'SOLD_OUT', 'ENDED'])
-export type CouponStatus = Static<typeof CouponStatus>
+export const COUPON_STATUSES = ['SCHEDULED', 'ISSUING', 'SOLD_OUT', 'ENDED'] as const
+export type CouponStatus = (typeof COUPON_STATUSES)[number]
 
 export function couponStatus(
   coupon: Pick<Coupon, 'issueStartsAt' | 'issueEndsAt'>,
@@ -136,60 +133,23 @@ export function discountFor(discount: Discount, orderAmount: number): number {
   return discount.maxAmount === undefined ? byRate : Math.min(byRate, discount.maxAmount)
 }
 
-export const UserCouponStatus = Type.Enum(['AVAILABLE', 'REDEEMED', 'EXPIRED'])
-export type UserCouponStatus = Static<typeof UserCouponStatus>
+export const USER_COUPON_STATUSES = ['AVAILABLE', 'REDEEMED', 'EXPIRED'] as const
+export type UserCouponStatus = (typeof USER_COUPON_STATUSES)[number]
 
 export function userCouponStatus(redeemedAt: Date | null, expiresAt: Date, now: Date): UserCouponStatus {
   if (redeemedAt !== null) return 'REDEEMED'
   return now >= expiresAt ? 'EXPIRED' : 'AVAILABLE'
 }
 
-export const IssuanceStatus = Type.Enum(['PENDING', 'ACCEPTED', 'ISSUED', 'SOLD_OUT'])
-export type IssuanceStatus = Static<typeof IssuanceStatus>
-
-/** The request/decision state of one user for one coupon (GET /coupons/{id}/issuance). */
-export const Issuance = Type.Object({
-  couponId: Type.Integer(),
-  userId: Type.String(),
-  status: IssuanceStatus,
-  position: Type.Optional(Type.Integer()),
-  userCouponId: Type.Optional(Type.Integer()),
-  requestedAt: Type.String({ format: 'date-time' }),
-  decidedAt: Type.Optional(Type.String({ format: 'date-time' })),
-})
-export type Issuance = Static<typeof Issuance>
-
-/** Live counters of one coupon (GET /admin/coupons/{id} `stats`). */
-export const CouponStats = Type.Object({
-  requested: Type.Integer({
-    description:
-      'Requests that reached admission: accepted plus refused as sold out (duplicates not counted)',
-  }),
-  accepted: Type.Integer({ description: 'Requests admitted with a position (2xx)' }),
-  pending: Type.Integer({
-    description: 'Admitted but not decided yet (queue: waiting; stream/kafka: accepted, no row yet)',
-  }),
-  issued: Type.Integer({ description: 'Rows in Postgres' }),
-  soldOut: Type.Integer({ description: 'Requests refused or resolved as sold out' }),
-  remaining: Type.Integer({ description: 'Stock not yet promised to anyone' }),
-})
-export type CouponStats = Static<typeof CouponStats>
-
-/** The fields every view of a coupon shows (the public one and the admin one). */
-export const couponViewFields = {
-  id: Type.Integer(),
-  name: Type.String(),
-  discount: Discount,
-  quantity: Type.Integer(),
-  issueStartsAt: Type.String({ format: 'date-time' }),
-  issueEndsAt: Type.String({ format: 'date-time' }),
-  issueMode: IssueMode,
+/** A coupon as shoppers see it (GET /coupons/{id}); dates as ISO 8601. */
+export interface PublicCoupon {
+  id: number
+  name: string
+  discount: Discount
+  quantity: number
+  remaining: number
+  status: CouponStatus
+  issueStartsAt: string
+  issueEndsAt: string
+  issueMode: IssueMode
 }
-
-/** A coupon as shoppers see it (GET /coupons/{id}). */
-export const PublicCoupon = Type.Object({
-  ...couponViewFields,
-  remaining: Type.Integer(),
-  status: CouponStatus,
-})
-export type PublicCoupon = Static<typeof PublicCoupon>

@@ -1,17 +1,16 @@
 import { type Static, Type } from 'typebox'
-import {
-  CouponName,
-  CouponStats,
-  couponViewFields,
-  Discount,
-  IssueMode,
-  MAX_AMOUNT,
-  Quantity,
-  UserCouponStatus,
-  ValidDays,
-} from '../domain/coupon.ts'
+import * as domain from '../domain/coupon.ts'
+import { Discount, MAX_AMOUNT, NewCouponFields } from '../domain/coupon.ts'
+import { ISSUANCE_STATUSES } from '../domain/issuance.ts'
 
-/** TypeBox schemas: one source for request validation, handler types and the OpenAPI document. */
+/**
+ * TypeBox schemas: one source for request validation, handler types and the OpenAPI document. The views
+ * that have a domain type beside them are checked against it when the code compiles (`agrees` below).
+ */
+
+/** Compiles only when the view schema's type and the domain type are the same (both ways assignable). */
+type Same<View, Domain> = [View] extends [Domain] ? ([Domain] extends [View] ? true : false) : false
+function agrees<_ extends true>(): void {}
 
 export const Problem = Type.Object(
   {
@@ -28,16 +27,71 @@ export const Problem = Type.Object(
   },
 )
 
-export { CouponStats, Discount, Issuance, IssueMode, PublicCoupon } from '../domain/coupon.ts'
+export { Discount }
+
+export const IssueMode = NewCouponFields.properties.issueMode
+export const CouponStatus = Type.Enum(domain.COUPON_STATUSES)
+export const UserCouponStatus = Type.Enum(domain.USER_COUPON_STATUSES)
+export const IssuanceStatus = Type.Enum(ISSUANCE_STATUSES)
+
+/** The request/decision state of one user for one coupon (GET /coupons/{id}/issuance). */
+export const Issuance = Type.Object({
+  couponId: Type.Integer(),
+  userId: Type.String(),
+  status: IssuanceStatus,
+  position: Type.Optional(Type.Integer()),
+  userCouponId: Type.Optional(Type.Integer()),
+  requestedAt: Type.String({ format: 'date-time' }),
+  decidedAt: Type.Optional(Type.String({ format: 'date-time' })),
+})
+agrees<Same<Static<typeof Issuance>, domain.Issuance>>()
+
+/** Live counters of one coupon (GET /admin/coupons/{id} `stats`). */
+export const CouponStats = Type.Object({
+  requested: Type.Integer({
+    description:
+      'Requests that reached admission: accepted plus refused as sold out (duplicates not counted)',
+  }),
+  accepted: Type.Integer({ description: 'Requests admitted with a position (2xx)' }),
+  pending: Type.Integer({
+    description: 'Admitted but not decided yet (queue: waiting; stream/kafka: accepted, no row yet)',
+  }),
+  issued: Type.Integer({ description: 'Rows in Postgres' }),
+  soldOut: Type.Integer({ description: 'Requests refused or resolved as sold out' }),
+  remaining: Type.Integer({ description: 'Stock not yet promised to anyone' }),
+})
+agrees<Same<Static<typeof CouponStats>, domain.CouponStats>>()
+
+/** The fields every view of a coupon shows (the public one and the admin one). */
+const couponViewFields = {
+  id: Type.Integer(),
+  name: Type.String(),
+  discount: Discount,
+  quantity: Type.Integer(),
+  issueStartsAt: Type.String({ format: 'date-time' }),
+  issueEndsAt: Type.String({ format: 'date-time' }),
+  issueMode: IssueMode,
+}
+
+/** A coupon as shoppers see it (GET /coupons/{id}). */
+export const PublicCoupon = Type.Object({
+  ...couponViewFields,
+  remaining: Type.Integer(),
+  status: CouponStatus,
+})
+agrees<Same<Static<typeof PublicCoupon>, domain.PublicCoupon>>()
 
 /** Ids in paths and queries: canonical decimal integers (see plugins/validation.ts) within JS's safe range. */
 export const Id = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })
 
+/** The days a coupon stays usable: the non-null branch of the rule (the request omits it instead). */
+const ValidDays = NewCouponFields.properties.validDays.anyOf[0]
+
 export const CreateCouponBody = Type.Object(
   {
-    name: CouponName,
+    name: NewCouponFields.properties.name,
     discount: Discount,
-    quantity: Quantity,
+    quantity: NewCouponFields.properties.quantity,
     issueStartsAt: Type.String({ format: 'date-time' }),
     issueEndsAt: Type.String({ format: 'date-time' }),
     validDays: Type.Optional(ValidDays),

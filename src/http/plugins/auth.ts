@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto'
-import { createVerifier } from 'fast-jwt'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import { userTokenVerifier } from '../../auth/verify.ts'
 import type { Config } from '../../config/config.ts'
 import { AppError } from '../../domain/errors.ts'
 
@@ -18,8 +18,6 @@ declare module 'fastify' {
     eventStream?: boolean
   }
 }
-
-export const USER_ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/
 
 /**
  * The bearer token; on the SSE routes only (EventSource cannot send headers) also the `access_token` query
@@ -47,49 +45,18 @@ export function queryToken(request: FastifyRequest): string | undefined {
   return typeof query?.access_token === 'string' ? query.access_token : undefined
 }
 
-function verifyFailure(error: unknown): string {
-  switch ((error as { code?: string }).code) {
-    case 'FAST_JWT_EXPIRED':
-      return 'the token has expired'
-    case 'FAST_JWT_MISSING_REQUIRED_CLAIM':
-      return 'the token must carry an expiry (exp)'
-    default:
-      return 'the token is not valid'
-  }
-}
-
 /**
- * Users: HS256 JWTs (algorithm pinned, `exp` required and honoured) whose `sub` is the user id. Admins: the
- * admin token.
- * A user id only ever comes from a verified token, so nobody can act as another user.
+ * Wires authentication into Fastify: users by a bearer token that src/auth/ verifies (a user id only ever
+ * comes from a verified token, so nobody can act as another user); admins by the admin token.
  */
 export default fp<{ config: Config }>(
   async (app, { config }) => {
-    // No token cache: hashing a token for the cache key costs about what verifying its HMAC does.
-    // A token without `exp` would never expire: refused.
-    const verify = createVerifier({
-      key: config.jwtSecret,
-      algorithms: ['HS256'],
-      requiredClaims: ['exp'],
-    })
+    const verifyUserToken = userTokenVerifier(config)
     const adminToken = Buffer.from(config.adminToken)
     app.decorateRequest('userId', '')
 
     app.decorate('authenticateUser', async (request: FastifyRequest, reply: FastifyReply) => {
-      const token = bearerToken(request, reply)
-      let payload: { sub?: unknown }
-      try {
-        payload = verify(token)
-      } catch (error) {
-        throw new AppError('UNAUTHENTICATED', verifyFailure(error))
-      }
-      if (typeof payload.sub !== 'string' || !USER_ID_PATTERN.test(payload.sub)) {
-        throw new AppError(
-          'UNAUTHENTICATED',
-          'the token subject must be a user id of 1-64 characters A-Za-z0-9._:-',
-        )
-      }
-      request.userId = payload.sub
+      request.userId = await verifyUserToken(bearerToken(request, reply))
     })
 
     app.decorate('authenticateAdmin', async (request: FastifyRequest, reply: FastifyReply) => {

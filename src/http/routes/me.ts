@@ -1,14 +1,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { userCouponStatus } from '../../domain/coupon.ts'
-import { redeemUserCoupon } from '../../redemption/redeem.ts'
-import { listUserCoupons } from '../../storage/user-coupons.ts'
+import { userCouponService } from '../../user-coupons/service.ts'
 import { EventStreamQuery, errors, Id, Issuance, RedeemBody, Redemption, UserCoupon } from '../schemas.ts'
 import { openEventStream } from '../sse.ts'
 
 export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.addHook('onRequest', app.authenticateUser)
   const security = [{ userToken: [] }]
+  const userCoupons = userCouponService(app.db)
 
   app.get(
     '/me/coupons',
@@ -20,9 +19,8 @@ export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: Type.Array(UserCoupon), ...errors(401, 503) },
       },
     },
-    async (request) => {
-      const now = new Date()
-      return (await listUserCoupons(app.db, request.userId)).map((coupon) => ({
+    async (request) =>
+      (await userCoupons.list(request.userId)).map((coupon) => ({
         id: coupon.id,
         couponId: coupon.couponId,
         name: coupon.name,
@@ -30,9 +28,8 @@ export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
         issuedAt: coupon.issuedAt.toISOString(),
         expiresAt: coupon.expiresAt.toISOString(),
         redeemedAt: coupon.redeemedAt?.toISOString() ?? null,
-        status: userCouponStatus(coupon.redeemedAt, coupon.expiresAt, now),
-      }))
-    },
+        status: coupon.status,
+      })),
   )
 
   app.post(
@@ -48,8 +45,7 @@ export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      const redemption = await redeemUserCoupon(
-        app.db,
+      const redemption = await userCoupons.redeem(
         request.userId,
         request.params.userCouponId,
         request.body.orderAmount,
