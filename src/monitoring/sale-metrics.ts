@@ -75,9 +75,6 @@ const SALE_GAUGES: SaleGauge[] = [
   ],
 ]
 
-/** A scrape runs every gauge's collect at once: they share one read of the sales, fresh for this long. */
-const SNAPSHOT_REUSE_MS = 500
-
 /** Registers the per-sale gauges on `registry`; each scrape reads the sales once. */
 export function registerSaleMetrics(
   registry: Registry,
@@ -89,13 +86,14 @@ export function registerSaleMetrics(
     help: 'Sales whose figures could not be read for a scrape (Redis or Postgres away); left out of it',
     registers: [registry],
   })
-  let latest: { at: number; snapshot: Promise<Snapshot> } | undefined
+  // A scrape starts every gauge's collect in the same turn: they share the one read in flight, and the
+  // next scrape reads afresh.
+  let inFlight: Promise<Snapshot> | undefined
   const snapshot = (): Promise<Snapshot> => {
-    const now = Date.now()
-    if (latest === undefined || now - latest.at > SNAPSHOT_REUSE_MS) {
-      latest = { at: now, snapshot: readSales(source, options, () => failures.inc()) }
-    }
-    return latest.snapshot
+    inFlight ??= readSales(source, options, () => failures.inc()).finally(() => {
+      inFlight = undefined
+    })
+    return inFlight
   }
   for (const [name, help, value] of SALE_GAUGES) {
     new Gauge({
