@@ -77,7 +77,7 @@ async function serve(config: Config): Promise<void> {
   onShutdown(app)
   await listen(app, config)
   if (config.adminTokenGenerated) {
-    announceGeneratedAdminToken(app.log, config.adminToken)
+    announceGeneratedAdminToken(app.log, config)
   }
 }
 

@@ -87,20 +87,22 @@ export function requestLogging(
 }
 
 /**
- * Logs the generated admin token once (one warn line, in every format) and, when stderr is a terminal, also
- * shows it in a banner there, so it is not lost among the startup lines.
+ * Logs the generated admin token once (one warn line, in every format) and, when a person reads the logs
+ * (pretty lines) and stderr is a terminal, also shows it in a banner there, so it is not lost among the
+ * startup lines.
  */
 export function announceGeneratedAdminToken(
   log: FastifyBaseLogger,
-  token: string,
-  stderr: LogOutput & { write(text: string): unknown } = process.stderr,
+  config: Pick<Config, 'adminToken' | 'logFormat'>,
+  terminal: { stdout: LogOutput; stderr: LogOutput & { write(text: string): unknown } } = process,
 ): void {
+  const { adminToken: token } = config
   log.warn(`ADMIN_TOKEN was not set; generated admin token for this run: ${token}`)
-  if (stderr.isTTY !== true) return
+  if (!isPretty(config.logFormat, terminal.stdout) || terminal.stderr.isTTY !== true) return
   const lines = ['ADMIN_TOKEN was not set. Admin token for this run:', '', `  ${token}`]
   const width = Math.max(...lines.map((line) => line.length)) + 2
   const bold = (text: string) => `\u001b[1;33m${text}\u001b[0m`
-  stderr.write(
+  terminal.stderr.write(
     `\n${bold(`┌${'─'.repeat(width)}┐`)}\n${lines
       .map((line) => `${bold('│')} ${line.padEnd(width - 1)}${bold('│')}`)
       .join('\n')}\n${bold(`└${'─'.repeat(width)}┘`)}\n\n`,
