@@ -72,3 +72,63 @@ describe('per-sale figures in /metrics', () => {
     assert.equal(metricFamilies(text).get('coupon_sale_oldest_unrelayed_age_seconds'), 'gauge')
   })
 })
+
+describe('per-sale figures of a kafka sale in /metrics', () => {
+  let t: TestApp
+
+  // No relay in this process: the test plays the relay group's part by hand, as far as the probe sees it.
+  before(async () => {
+    t = await startTestApp(
+      'kafkametrics',
+      { KAFKA_BROKERS: process.env.TEST_KAFKA_BROKERS ?? '127.0.0.1:9092' },
+      { runWorkers: false },
+    )
+  })
+  after(() => t.close())
+
+  it('tells the oldest request the relay has not moved to Kafka from the oldest without a row', async () => {
+    const coupon = await t.createCoupon({ quantity: 5, issueMode: 'kafka' })
+    const sale = { coupon_id: String(coupon.id), mode: 'kafka' }
+    const stream = couponKeys(t.env.redisPrefix, coupon.id).stream
+    const admit = async (userId: string) =>
+      assert.equal(
+        (await t.http('POST', `/coupons/${coupon.id}/issuance`, { token: t.tokenFor(userId) })).status,
+        202,
+      )
+    await admit('k0')
+    await admit('k1')
+    await new Promise((resolve) => setTimeout(resolve, 1_500))
+    await admit('k2')
+
+    // Nothing relayed yet: both ages are the first request's.
+    let text = await scrape(t)
+    const unwritten = sampleValue(text, 'coupon_sale_oldest_unwritten_age_seconds', sale)
+    assert.ok(unwritten !== undefined && unwritten >= 1.5, `unwritten ${unwritten}`)
+    assert.equal(sampleValue(text, 'coupon_sale_oldest_unrelayed_age_seconds', sale), unwritten)
+
+    // The relay group takes the first two and acknowledges them (on Kafka); the entries stay until the
+    // Kafka consumers have written the rows.
+    await t.env.redis.xgroup('CREATE', stream, 'relay', '0', 'MKSTREAM').catch(() => {})
+    const read = (await t.env.redis.xreadgroup(
+      'GROUP',
+      'relay',
+      'test',
+      'COUNT',
+      2,
+      'STREAMS',
+      stream,
+      '>',
+    )) as [string, [string, string[]][]][]
+    await t.env.redis.xack(stream, 'relay', ...read[0]![1].map(([id]) => id))
+    text = await scrape(t)
+    const unrelayed = sampleValue(text, 'coupon_sale_oldest_unrelayed_age_seconds', sale)
+    assert.ok(unrelayed !== undefined && unrelayed < 1, `unrelayed ${unrelayed}: the third request's age`)
+    assert.ok((sampleValue(text, 'coupon_sale_oldest_unwritten_age_seconds', sale) ?? 0) >= 1.5)
+
+    // The third is read but not acknowledged (a relay mid-send): still not on Kafka.
+    await t.env.redis.xreadgroup('GROUP', 'relay', 'test', 'COUNT', 1, 'STREAMS', stream, '>')
+    text = await scrape(t)
+    const pending = sampleValue(text, 'coupon_sale_oldest_unrelayed_age_seconds', sale)
+    assert.ok(pending !== undefined && pending > 0 && pending < 1, `pending on the relay ${pending}`)
+  })
+})
