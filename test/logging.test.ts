@@ -11,6 +11,7 @@ import { TEST_ADMIN_TOKEN, TEST_JWT_SECRET } from './support/app.ts'
 import { createTestEnv, eventually, type TestEnv } from './support/infra.ts'
 import { ROOT, spawnNode } from './support/processes.ts'
 import { freePort } from './support/redis-server.ts'
+import { TcpProxy } from './support/tcp-proxy.ts'
 
 const LISTENING = /Server listening at/
 // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI colour codes are what the test looks for
@@ -134,6 +135,43 @@ describe('log format and request log of a real serve process', () => {
     const all = jsonLines(await serveIntoPipe({ ...common, LOG_REQUESTS: 'all' }, hit))
     assert.ok(all.some((line) => line.msg === 'incoming request'))
     assert.ok(all.some((line) => line.msg === 'request completed'))
+  })
+
+  it('logs requests failed by an outage by default, and with LOG_REQUESTS=errors keeps only the process lines', async () => {
+    const outage = async (requestLog: string) => {
+      // Postgres behind a proxy this test cuts once the server runs: GET /readyz answers 503.
+      const proxy = await new TcpProxy(
+        '127.0.0.1',
+        Number(new URL(common.DATABASE_URL!).port || 5432),
+      ).start()
+      const databaseUrl = new URL(common.DATABASE_URL!)
+      databaseUrl.port = String(proxy.port)
+      try {
+        const output = await serveIntoPipe(
+          { ...common, DATABASE_URL: databaseUrl.toString(), LOG_REQUESTS: requestLog },
+          async (port) => {
+            proxy.cut()
+            const response = await fetch(`http://127.0.0.1:${port}/readyz`)
+            assert.equal(response.status, 503)
+          },
+        )
+        return jsonLines(output)
+      } finally {
+        await proxy.close()
+      }
+    }
+    const failures = await outage('failures')
+    assert.ok(failures.some((line) => line.level === 40 && line.msg === 'Postgres unreachable'))
+    const errorsOnly = await outage('errors')
+    assert.ok(
+      errorsOnly.some((line) => LISTENING.test(line.msg)),
+      'startup lines are kept',
+    )
+    assert.ok(
+      errorsOnly.some((line) => line.msg === 'workers running'),
+      'process lines are kept',
+    )
+    assert.ok(!errorsOnly.some((line) => line.msg === 'Postgres unreachable'))
   })
 
   it('never logs requests below LOG_LEVEL', () => {

@@ -72,16 +72,17 @@ export function requestLogging(
       childLoggerFactory: (logger, bindings, options) => logger.child(bindings, { ...options, level }),
     }
   }
-  const shared = new WeakMap<FastifyBaseLogger, FastifyBaseLogger>()
+  // One slot: every request of the app comes with the same parent logger, so this is one comparison.
+  let parent: FastifyBaseLogger | undefined
+  let shared: FastifyBaseLogger | undefined
   return {
     logController: new LogController({ disableRequestLogging: true }),
     childLoggerFactory: (logger) => {
-      let child = shared.get(logger)
-      if (child === undefined) {
-        child = logger.child({}, { level })
-        shared.set(logger, child)
+      if (logger !== parent || shared === undefined) {
+        parent = logger
+        shared = logger.child({}, { level })
       }
-      return child
+      return shared
     },
   }
 }
