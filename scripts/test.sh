@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/prepare.sh
 bash scripts/chromium.sh
+bash scripts/prometheus.sh
 node_modules/.bin/biome check .
 node_modules/.bin/tsc -p .
 if [ "${SKIP_KAFKA:-}" != "1" ]; then bash scripts/kafka/kafka.sh start; fi

@@ -4,6 +4,7 @@ import { isUserId, USER_ID_RULE } from './auth/user-id.ts'
 import { type Config, ConfigError, loadConfig, redactUrl, StartupError } from './config/config.ts'
 import { buildApp } from './http/app.ts'
 import { buildWorker } from './http/worker-app.ts'
+import { announceGeneratedAdminToken } from './logging/logger.ts'
 import { migrate } from './storage/migrate.ts'
 import { createPool, ensureDatabase } from './storage/postgres.ts'
 
@@ -76,7 +77,7 @@ async function serve(config: Config): Promise<void> {
   onShutdown(app)
   await listen(app, config)
   if (config.adminTokenGenerated) {
-    app.log.warn(`ADMIN_TOKEN was not set; generated admin token for this run: ${config.adminToken}`)
+    announceGeneratedAdminToken(app.log, config)
   }
 }
 

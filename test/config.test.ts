@@ -20,6 +20,9 @@ describe('configuration', () => {
     assert.deepEqual(config.kafkaBrokers, [])
     assert.equal(config.adminTokenGenerated, true)
     assert.ok(config.jwtSecret.length >= 32)
+    assert.equal(config.logFormat, 'auto')
+    assert.equal(config.requestLog, 'failures')
+    assert.deepEqual(config.saleMetrics, { maxSales: 20, endedWithinMs: 3_600_000 })
   })
 
   const bad: [string, string][] = [
@@ -34,6 +37,9 @@ describe('configuration', () => {
     ['REDIS_PREFIX', 'cr{x}:'],
     ['QUEUE_DRAIN_CRON', 'every second'],
     ['LOG_LEVEL', 'loud'],
+    ['LOG_FORMAT', 'fancy'],
+    ['LOG_REQUESTS', 'some'],
+    ['METRICS_SALES_MAX', '5000'],
     ['REDIS_DURABILITY', 'maybe'],
     ['RUN_WORKERS', 'no'],
     ['STREAM_BATCH_SIZE', '0'],

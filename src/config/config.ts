@@ -14,6 +14,14 @@ export type LogLevel = (typeof LOG_LEVELS)[number]
 const REDIS_DURABILITY_POLICIES = ['warn', 'required', 'ignore'] as const
 export type RedisDurabilityPolicy = (typeof REDIS_DURABILITY_POLICIES)[number]
 
+/** Log lines readable by a person (pino-pretty), JSON, or pretty only when stdout is a terminal (`auto`). */
+const LOG_FORMATS = ['auto', 'pretty', 'json'] as const
+export type LogFormat = (typeof LOG_FORMATS)[number]
+
+/** Which requests are logged: every one (`all`), those failing on the server side (`failures`), or `errors`. */
+const REQUEST_LOGS = ['all', 'failures', 'errors'] as const
+export type RequestLog = (typeof REQUEST_LOGS)[number]
+
 // Each variable is a string schema (the environment only holds strings) whose refinements carry the one-line
 // message naming what is wrong, decoded to its typed value.
 
@@ -256,6 +264,23 @@ export const EnvironmentSchema = Type.Object({
     (value) => `is not a cron pattern: ${cronProblem(value)}`,
   ),
   LOG_LEVEL: oneOf(LOG_LEVELS, 'info', 'pino log level'),
+  LOG_FORMAT: oneOf(
+    LOG_FORMATS,
+    'auto',
+    'pretty (readable), json, or auto: pretty when stdout is a terminal',
+  ),
+  LOG_REQUESTS: oneOf(
+    REQUEST_LOGS,
+    'failures',
+    'request log: all, failures (5xx) or errors (unhandled only); never below LOG_LEVEL',
+  ),
+  METRICS_SALES_MAX: integer(20, 0, 1_000, 'most sales with their own series in /metrics'),
+  METRICS_SALES_ENDED_WITHIN_MS: integer(
+    3_600_000,
+    0,
+    604_800_000,
+    'a sale keeps its series in /metrics this long after its issue window closed',
+  ),
   RATE_LIMIT_PER_USER: integer(20, 1, 1_000_000, 'issuance requests per user per window'),
   RATE_LIMIT_WINDOW_MS: integer(10_000, 100, 3_600_000, 'rate limit window (whole seconds, rounded up)'),
   STATUS_LIMIT_PER_USER: integer(60, 1, 1_000_000, 'issuance status reads per user per window'),
@@ -334,6 +359,15 @@ export interface Config {
   redisPrefix: string
   queueDrainCron: string
   logLevel: LogLevel
+  /** LOG_FORMAT: pretty lines, JSON, or pretty only on a terminal (decided in src/logging/). */
+  logFormat: LogFormat
+  /** LOG_REQUESTS: how much of the request log to keep (the process's own lines follow LOG_LEVEL). */
+  requestLog: RequestLog
+  /**
+   * Per-sale series in /metrics (src/monitoring/): sales whose window is open or closed less than
+   * `endedWithinMs` ago, the newest `maxSales` of them, so the label set stays bounded.
+   */
+  saleMetrics: { maxSales: number; endedWithinMs: number }
   /** Requests per user per window on the issuance endpoint, counted in Redis across processes. */
   rateLimitPerUser: RateLimit
   /** Reads of `GET /coupons/{id}/issuance` per user per window, counted in Redis. */
@@ -439,6 +473,9 @@ export function loadConfig(env: Env = process.env): Config {
     redisPrefix: vars.REDIS_PREFIX,
     queueDrainCron: vars.QUEUE_DRAIN_CRON,
     logLevel: vars.LOG_LEVEL,
+    logFormat: vars.LOG_FORMAT,
+    requestLog: vars.LOG_REQUESTS,
+    saleMetrics: { maxSales: vars.METRICS_SALES_MAX, endedWithinMs: vars.METRICS_SALES_ENDED_WITHIN_MS },
     rateLimitPerUser: { max: vars.RATE_LIMIT_PER_USER, windowMs: vars.RATE_LIMIT_WINDOW_MS },
     statusLimitPerUser: { max: vars.STATUS_LIMIT_PER_USER, windowMs: vars.STATUS_LIMIT_WINDOW_MS },
     addressLimit: { max: vars.ADDRESS_LIMIT_PER_WINDOW, windowMs: vars.ADDRESS_LIMIT_WINDOW_MS },

@@ -1,9 +1,11 @@
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Fastify, { type FastifyInstance, LogController } from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import type { Config } from '../config/config.ts'
 import { AppError } from '../domain/errors.ts'
+import { loggerOptions, requestLogging } from '../logging/logger.ts'
+import saleMetrics from '../monitoring/sale-metrics-plugin.ts'
 import auth from './plugins/auth.ts'
 import connections from './plugins/connections.ts'
 import errors, { clientErrorHandler, frameworkErrors } from './plugins/errors.ts'
@@ -34,7 +36,7 @@ export async function buildApp({
   logger = true,
 }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: logger ? { level: config.logLevel } : false,
+    logger: logger ? loggerOptions(config) : false,
     bodyLimit: 16 * 1024,
     ajv: ajvOptions,
     schemaErrorFormatter,
@@ -55,11 +57,9 @@ export async function buildApp({
     },
     // TRUST_PROXY: only these proxies' X-Forwarded-For is believed (request.ip); none by default.
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
-    // Per-request logs would cost more than the admission itself; /metrics has the request figures.
-    logController: new LogController({ disableRequestLogging: true }),
-    // No child logger per request (its creation showed in profiles of the admission): the few request logs
-    // (5xx only) carry `reqId` themselves.
-    childLoggerFactory: (logger) => logger,
+    // Per-request logs would cost more than the admission itself (/metrics has the request figures): by
+    // default only failures, with no child logger per request (LOG_REQUESTS).
+    ...requestLogging(config),
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   // JSON only (anything else is 415); an empty body with a JSON content type is fine for
@@ -103,6 +103,7 @@ export async function buildApp({
   // Before issuance: preClose hooks run in registration order, and the workers stop before the modes close.
   if (runWorkers) await app.register(workers, { config })
   await app.register(issuance, { config })
+  await app.register(saleMetrics, { config })
   await app.register(opsRoutes)
   await app.register(adminRoutes)
   await app.register(couponRoutes, { config })

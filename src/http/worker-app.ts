@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Config } from '../config/config.ts'
+import { loggerOptions } from '../logging/logger.ts'
 import postgres from './plugins/postgres.ts'
 import redis from './plugins/redis.ts'
 import workers from './plugins/workers.ts'
@@ -9,7 +10,7 @@ import workers from './plugins/workers.ts'
  * the routes or a listener. `ready()` starts the workers, `close()` stops them and closes the clients.
  */
 export async function buildWorker({ config }: { config: Config }): Promise<FastifyInstance> {
-  const app = Fastify({ logger: { level: config.logLevel } })
+  const app = Fastify({ logger: loggerOptions(config) })
   await app.register(postgres, { config })
   await app.register(redis, { config, name: 'coupon-rush-worker' })
   await app.register(workers, { config })
