@@ -289,6 +289,8 @@ export const EnvironmentSchema = Type.Object({
   ADDRESS_LIMIT_WINDOW_MS: integer(10_000, 1_000, 3_600_000, 'client address limit window'),
   TRUST_PROXY: proxyList('proxies trusted to set X-Forwarded-For (none: the socket address)'),
   COUPON_MISS_TTL_MS: integer(2_000, 0, 60_000, 'how long an unknown coupon id is answered 404 from memory'),
+  POW_HMAC_KEY: secret(32, 'HMAC key signing proof-of-work challenges (the same in every process)'),
+  POW_CHALLENGE_TTL_MS: integer(60_000, 1_000, 3_600_000, 'how long a proof-of-work challenge can be used'),
   STREAM_BATCH_SIZE: integer(2_000, 1, 100_000, 'stream writer / relay batch size'),
   STREAM_RECLAIM_IDLE_MS: integer(30_000, 100, 3_600_000, 'idle time before a pending entry is taken over'),
   STREAM_MAX_DELIVERIES: integer(5, 1, 1_000, 'tries before an entry is dead-lettered'),
@@ -381,6 +383,11 @@ export interface Config {
   trustProxy: string[]
   /** How long an unknown coupon id is answered 404 from memory (0: never). */
   couponMissTtlMs: number
+  /**
+   * Proof of work on coupons that ask for it: the HMAC key signing challenges (POW_HMAC_KEY, random per run
+   * unless set: every process of a deployment needs the same) and how long a challenge can be used.
+   */
+  proofOfWork: { hmacKey: string; challengeTtlMs: number }
   /** Stream writers and the Kafka relay: batch size, take-over idle time, tries before dead-lettering. */
   streamDrain: { batchSize: number; reclaimIdleMs: number; maxDeliveries: number }
   /** Lease of the `sync` mode's fair lock: a dead holder blocks a coupon for at most this long. */
@@ -481,6 +488,10 @@ export function loadConfig(env: Env = process.env): Config {
     addressLimit: { max: vars.ADDRESS_LIMIT_PER_WINDOW, windowMs: vars.ADDRESS_LIMIT_WINDOW_MS },
     trustProxy: vars.TRUST_PROXY,
     couponMissTtlMs: vars.COUPON_MISS_TTL_MS,
+    proofOfWork: {
+      hmacKey: vars.POW_HMAC_KEY ?? randomBytes(32).toString('base64url'),
+      challengeTtlMs: vars.POW_CHALLENGE_TTL_MS,
+    },
     streamDrain: {
       batchSize: vars.STREAM_BATCH_SIZE,
       reclaimIdleMs: vars.STREAM_RECLAIM_IDLE_MS,

@@ -2,6 +2,7 @@
 import { type Static, Type } from 'typebox'
 import { Value } from 'typebox/value'
 import { AppError } from './errors.ts'
+import { ProofOfWork } from './proof-of-work.ts'
 
 /*
  * Rules only: the limits a new coupon must meet are TypeBox schemas (checkNewCoupon runs them; the HTTP
@@ -45,10 +46,14 @@ export interface Coupon {
   validDays: number | null
   validUntil: Date | null
   issueMode: IssueMode
+  /** Set: each issuance request must carry a solved challenge; null: off. */
+  proofOfWork: ProofOfWork | null
   createdAt: Date
 }
 
-export type NewCoupon = Omit<Coupon, 'id' | 'issuedCount' | 'createdAt'>
+export type NewCoupon = Omit<Coupon, 'id' | 'issuedCount' | 'createdAt' | 'proofOfWork'> & {
+  proofOfWork?: ProofOfWork | null
+}
 
 /** The fields of a new coupon that a schema can check on their own (the dates are checked below). */
 export const NewCouponFields = Type.Object({
@@ -63,6 +68,7 @@ export const NewCouponFields = Type.Object({
   quantity: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
   validDays: Type.Union([Type.Integer({ minimum: 1, maximum: 3650 }), Type.Null()]),
   issueMode: Type.Enum(ISSUE_MODES, { description: 'How requests are admitted and issued' }),
+  proofOfWork: Type.Union([ProofOfWork, Type.Null()]),
 })
 
 /**
@@ -79,6 +85,7 @@ export function checkNewCoupon(coupon: NewCoupon): void {
     quantity: coupon.quantity,
     validDays: coupon.validDays,
     issueMode: coupon.issueMode,
+    proofOfWork: coupon.proofOfWork ?? null,
   }
   for (const error of Value.Errors(NewCouponFields, fields))
     refuse(`${error.instancePath.slice(1)} ${error.message}`)
@@ -152,4 +159,6 @@ export interface PublicCoupon {
   issueStartsAt: string
   issueEndsAt: string
   issueMode: IssueMode
+  /** Set when each issuance request must carry a solved challenge (GET /coupons/{id}/challenge). */
+  proofOfWork?: ProofOfWork
 }

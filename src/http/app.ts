@@ -13,6 +13,7 @@ import issuance from './plugins/issuance.ts'
 import limits from './plugins/limits.ts'
 import metrics from './plugins/metrics.ts'
 import postgres from './plugins/postgres.ts'
+import proofOfWork from './plugins/proof-of-work.ts'
 import redis from './plugins/redis.ts'
 import validation, { ajvOptions, schemaErrorFormatter } from './plugins/validation.ts'
 import workers from './plugins/workers.ts'
@@ -103,6 +104,7 @@ export async function buildApp({
   // Before issuance: preClose hooks run in registration order, and the workers stop before the modes close.
   if (runWorkers) await app.register(workers, { config })
   await app.register(issuance, { config })
+  await app.register(proofOfWork, { config })
   await app.register(saleMetrics, { config })
   await app.register(opsRoutes)
   await app.register(adminRoutes)

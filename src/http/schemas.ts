@@ -2,6 +2,7 @@ import { type Static, Type } from 'typebox'
 import * as domain from '../domain/coupon.ts'
 import { Discount, MAX_AMOUNT, NewCouponFields } from '../domain/coupon.ts'
 import { ISSUANCE_STATUSES } from '../domain/issuance.ts'
+import { ProofOfWork } from '../domain/proof-of-work.ts'
 
 /**
  * TypeBox schemas: one source for request validation, handler types and the OpenAPI document. The views
@@ -71,6 +72,12 @@ const couponViewFields = {
   issueStartsAt: Type.String({ format: 'date-time' }),
   issueEndsAt: Type.String({ format: 'date-time' }),
   issueMode: IssueMode,
+  proofOfWork: Type.Optional(
+    Type.Object(
+      { maxNumber: Type.Integer() },
+      { description: 'present when each issuance request must carry a solved challenge' },
+    ),
+  ),
 }
 
 /** A coupon as shoppers see it (GET /coupons/{id}). */
@@ -80,6 +87,15 @@ export const PublicCoupon = Type.Object({
   status: CouponStatus,
 })
 agrees<Same<Static<typeof PublicCoupon>, domain.PublicCoupon>>()
+
+/** An ALTCHA (v1) challenge, as the ALTCHA widget's `challengeurl` expects it (GET /coupons/{id}/challenge). */
+export const PowChallenge = Type.Object({
+  algorithm: Type.String({ description: 'SHA-256' }),
+  challenge: Type.String({ description: 'hex SHA-256 of salt + the secret number' }),
+  maxnumber: Type.Optional(Type.Integer({ description: 'the secret number is at most this' })),
+  salt: Type.String({ description: 'random, then the coupon, the user and `expires` (Unix seconds)' }),
+  signature: Type.String({ description: 'HMAC of `challenge` with POW_HMAC_KEY' }),
+})
 
 /** Ids in paths and queries: canonical decimal integers (see plugins/validation.ts) within JS's safe range. */
 export const Id = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })
@@ -97,6 +113,10 @@ export const CreateCouponBody = Type.Object(
     validDays: Type.Optional(ValidDays),
     validUntil: Type.Optional(Type.String({ format: 'date-time', description: 'must be after issueEndsAt' })),
     issueMode: Type.Optional(IssueMode),
+    proofOfWork: Type.Optional({
+      ...ProofOfWork,
+      description: 'each issuance request must carry a solved ALTCHA challenge (GET /coupons/{id}/challenge)',
+    }),
   },
   { additionalProperties: false },
 )

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import type { Coupon, CouponStats } from '../../domain/coupon.ts'
+import { proofOfWorkSetting } from '../../domain/proof-of-work.ts'
 import {
   AdminCoupon,
   Audit,
@@ -24,6 +25,7 @@ function adminView(coupon: Coupon, stats?: CouponStats) {
     validDays: coupon.validDays,
     validUntil: coupon.validUntil?.toISOString() ?? null,
     issueMode: coupon.issueMode,
+    ...(coupon.proofOfWork === null ? {} : { proofOfWork: coupon.proofOfWork }),
     createdAt: coupon.createdAt.toISOString(),
     ...(stats === undefined ? {} : { stats }),
   }
@@ -56,6 +58,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
         validDays: body.validDays ?? null,
         validUntil: body.validUntil === undefined ? null : new Date(body.validUntil),
         issueMode: body.issueMode ?? 'stream',
+        proofOfWork: body.proofOfWork === undefined ? null : proofOfWorkSetting(body.proofOfWork),
       })
       return reply.code(201).send(adminView(coupon))
     },

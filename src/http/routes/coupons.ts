@@ -5,7 +5,8 @@ import type { IssueMode } from '../../domain/coupon.ts'
 import { AppError, ERROR_CODES } from '../../domain/errors.ts'
 import type { RequestOutcome } from '../../issuance/mode.ts'
 import { problem } from '../plugins/errors.ts'
-import { errors, IdParams, Issuance, PublicCoupon } from '../schemas.ts'
+import { SOLUTION_HEADER } from '../plugins/proof-of-work.ts'
+import { errors, IdParams, Issuance, PowChallenge, PublicCoupon } from '../schemas.ts'
 
 /** The refusals a request expects (most answers of a flash sale), answered without an error object. */
 function refuse(
@@ -35,7 +36,28 @@ export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
         response: { 200: PublicCoupon, ...errors(400, 404, 503) },
       },
     },
-    async (request) => app.issuance.publicView(request.params.id),
+    async (request) => {
+      const view = await app.issuance.publicView(request.params.id)
+      const { proofOfWork } = await app.issuance.get(request.params.id)
+      return proofOfWork === null ? view : { ...view, proofOfWork }
+    },
+  )
+
+  app.get(
+    '/coupons/:id/challenge',
+    {
+      onRequest: app.authenticateUser,
+      preHandler: app.limits.unknownCoupon,
+      schema: {
+        tags: ['coupons'],
+        summary: 'A proof-of-work challenge for this user, for a coupon that asks for one',
+        description: `An ALTCHA challenge, given only while the coupon issues, bound to the coupon, the user and an expiry (POW_CHALLENGE_TTL_MS). Solve it and send the ALTCHA payload (base64 of {algorithm, challenge, number, salt, signature}) in the \`${SOLUTION_HEADER}\` header of POST /coupons/{id}/issuance; it works once.`,
+        security,
+        params: IdParams,
+        response: { 200: PowChallenge, ...errors(400, 401, 404, 422, 429, 503) },
+      },
+    },
+    async (request) => app.proofOfWork.challenge(await app.issuance.get(request.params.id), request.userId),
   )
 
   app.post(
@@ -54,7 +76,9 @@ export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
         // loads the answer to a POST; skipping them spares every admission their bytes.
         securityHeaders: false,
       },
-      preHandler: [app.limits.issuancePerUser, app.limits.unknownCoupon],
+      // The proof of work (coupons that ask for it) is checked before the mode is asked.
+      preHandler: [app.limits.issuancePerUser, app.limits.unknownCoupon, app.proofOfWork.required],
+      onResponse: app.proofOfWork.watchSoldOut,
       schema: {
         tags: ['coupons'],
         summary: 'Request the coupon (FCFS); the answer depends on the coupon mode',
@@ -65,7 +89,7 @@ export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
         response: {
           201: Issuance,
           202: Issuance,
-          ...errors(400, 401, 404, 409, 410, 422, 429, 503),
+          ...errors(400, 401, 403, 404, 409, 410, 422, 429, 503),
         },
       },
     },

@@ -1,0 +1,141 @@
+import { createChallenge, extractParams, verifySolution } from 'altcha-lib/v1'
+import type { Challenge, Payload } from 'altcha-lib/v1/types'
+import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
+import fp from 'fastify-plugin'
+import { Counter } from 'prom-client'
+import type { Config } from '../../config/config.ts'
+import { assertIssuing, type Coupon } from '../../domain/coupon.ts'
+import { AppError } from '../../domain/errors.ts'
+import { challengeParams, misboundSolution, replayRecordTtlMs } from '../../domain/proof-of-work.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The per-coupon proof of work (ALTCHA): challenges, and the check on `POST /coupons/{id}/issuance`. */
+    proofOfWork: {
+      /** A challenge for this user and coupon, from the moment the coupon issues; 404 if it asks for none. */
+      challenge(coupon: Coupon, userId: string): Promise<Challenge>
+      /** preHandler: refuses a request for a coupon with proof of work that carries no valid, unused solution. */
+      required: preHandlerAsyncHookHandler
+      /** onResponse of the issuance route: remembers a coupon that answered sold out (see `knownSoldOut`). */
+      watchSoldOut: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+    }
+  }
+}
+
+/** The request header carrying the solution: the ALTCHA widget's payload, base64 of its JSON. */
+export const SOLUTION_HEADER = 'altcha'
+/** How long a sold-out answer lets this process skip the proof of work for the coupon. */
+const SOLD_OUT_SKIP_MS = 1_000
+
+type Outcome = 'verified' | 'missing' | 'invalid' | 'replayed' | 'skippedSoldOut'
+
+function decodePayload(header: string): Payload | undefined {
+  try {
+    const payload = JSON.parse(Buffer.from(header, 'base64').toString('utf8')) as Partial<Payload> | null
+    if (
+      typeof payload?.salt !== 'string' ||
+      typeof payload.challenge !== 'string' ||
+      typeof payload.signature !== 'string' ||
+      typeof payload.algorithm !== 'string' ||
+      !Number.isSafeInteger(payload.number)
+    )
+      return undefined
+    return payload as Payload
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Proof of work per coupon (ALTCHA v1 challenges, `altcha-lib` on the server). A challenge is handed out only
+ * once the coupon issues, bound by its signed salt to the coupon, the user and an expiry
+ * (POW_CHALLENGE_TTL_MS); a solution is spent once across every process: its challenge is recorded in Redis
+ * (SET NX, under the coupon's hash tag, until the challenge expires), so a replay is refused.
+ */
+export default fp<{ config: Config }>(
+  async (app, { config }) => {
+    const { hmacKey, challengeTtlMs } = config.proofOfWork
+    const checked = new Counter({
+      name: 'coupon_proof_of_work_total',
+      help: 'Issuance requests for coupons with proof of work, by what the check found',
+      labelNames: ['outcome'] as const,
+      registers: [app.metrics.registry],
+    })
+    const count = (outcome: Outcome) => checked.labels(outcome).inc()
+    /** Coupon id -> until when this process skips its proof of work (it answered sold out). */
+    const soldOutUntil = new Map<number, number>()
+
+    /**
+     * Once the coupon answered sold out here, nothing is left to ration: its requests skip the check (no
+     * verification, no Redis call) for SOLD_OUT_SKIP_MS, so a 410 costs what it costs without proof of work.
+     * The next answer after that decides again (stock that came back is rationed again within a second).
+     */
+    const knownSoldOut = (couponId: number, nowMs: number): boolean => {
+      const until = soldOutUntil.get(couponId)
+      if (until === undefined) return false
+      if (until > nowMs) return true
+      soldOutUntil.delete(couponId)
+      return false
+    }
+
+    async function spend(coupon: Coupon, userId: string, header: string | string[] | undefined) {
+      if (typeof header !== 'string' || header === '') {
+        count('missing')
+        throw new AppError(
+          'PROOF_OF_WORK_REQUIRED',
+          `solve GET /coupons/${coupon.id}/challenge and send it in the "${SOLUTION_HEADER}" header`,
+        )
+      }
+      const payload = decodePayload(header)
+      const params = payload === undefined ? {} : extractParams(payload)
+      const wrong =
+        payload === undefined || !(await verifySolution(payload, hmacKey))
+          ? 'the solution does not solve a challenge of this service, or it expired'
+          : misboundSolution(params, coupon.id, userId, Date.now())
+      if (wrong !== undefined) {
+        count('invalid')
+        throw new AppError('PROOF_OF_WORK_INVALID', wrong)
+      }
+      const key = `${config.redisPrefix}{c:${coupon.id}}:pow:${payload!.challenge}`
+      const first = await app.redis.set(key, '1', 'PX', replayRecordTtlMs(params, Date.now()), 'NX')
+      if (first === null) {
+        count('replayed')
+        throw new AppError('PROOF_OF_WORK_REPLAYED', 'ask GET /coupons/{id}/challenge for a new challenge')
+      }
+      count('verified')
+    }
+
+    app.decorate('proofOfWork', {
+      async challenge(coupon: Coupon, userId: string): Promise<Challenge> {
+        if (coupon.proofOfWork === null)
+          throw new AppError('NO_PROOF_OF_WORK', `coupon ${coupon.id} asks for no proof of work`)
+        const now = new Date()
+        // None before the start, so no challenge can be solved in advance.
+        assertIssuing(coupon, now)
+        return createChallenge({
+          hmacKey,
+          maxNumber: coupon.proofOfWork.maxNumber,
+          expires: new Date(now.getTime() + challengeTtlMs),
+          params: challengeParams(coupon.id, userId),
+        })
+      },
+      required: async (request: FastifyRequest) => {
+        const { id } = request.params as { id: number }
+        const coupon = await app.issuance.get(id)
+        if (coupon.proofOfWork === null) return
+        if (knownSoldOut(coupon.id, Date.now())) {
+          count('skippedSoldOut')
+          return
+        }
+        await spend(coupon, request.userId, request.headers[SOLUTION_HEADER])
+      },
+      watchSoldOut: async (request: FastifyRequest, reply: FastifyReply) => {
+        if (reply.statusCode !== 410) return
+        const { id } = request.params as { id: number }
+        if (soldOutUntil.has(id) || soldOutUntil.size < 10_000)
+          soldOutUntil.set(id, Date.now() + SOLD_OUT_SKIP_MS)
+      },
+    })
+  },
+  { name: 'proof-of-work', dependencies: ['redis', 'metrics', 'issuance'] },
+)
