@@ -1,7 +1,6 @@
 /** The admin API as the demo and the benchmark use it. */
 import { type Dispatcher, request } from 'undici'
-import type { IssueMode } from '../../src/domain/coupon.ts'
-import type { CouponStats } from '../../src/issuance/mode.ts'
+import type { CouponStats, IssueMode } from '../../src/domain/coupon.ts'
 
 export type { CouponStats, IssueMode }
 export const ALL_MODES: readonly IssueMode[] = ['sync', 'queue', 'stream', 'kafka']

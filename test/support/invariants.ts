@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import type { IssueMode } from '../../src/domain/coupon.ts'
-import { decodeRecord } from '../../src/issuance/coupon-store.ts'
+import { decodeRecord } from '../../src/issuance/core/record.ts'
 import { runConcurrently, type TestApp } from './app.ts'
 import { eventually, issuedRows } from './infra.ts'
 
