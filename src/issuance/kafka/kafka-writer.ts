@@ -17,13 +17,7 @@ import { toIssuance } from '../core/record.ts'
 import { CouponCache } from '../plumbing/coupon-cache.ts'
 import { retry } from '../plumbing/retry.ts'
 import { type IssuedEvent, issuedEvent, parseRequest } from './kafka-messages.ts'
-import {
-  createProducer,
-  type KafkaOptions,
-  type ResolvedKafkaOptions,
-  resolveKafkaOptions,
-  topicsEnsurer,
-} from './kafka-options.ts'
+import { type KafkaOptions, kafkaClient, type ResolvedKafkaOptions } from './kafka-options.ts'
 
 type RequestMessage = Message<string, string, string, string>
 type RequestStream = MessagesStream<string, string, string, string>
@@ -62,9 +56,10 @@ export class KafkaWriter implements IssuanceWorker {
 
   constructor(ctx: IssuanceContext, options: KafkaOptions) {
     this.ctx = ctx
-    this.options = resolveKafkaOptions(options)
-    this.ensureTopics = topicsEnsurer(this.options)
-    this.producer = createProducer(this.options, 'writer')
+    const client = kafkaClient(options, 'writer')
+    this.options = client.options
+    this.ensureTopics = client.ensureTopics
+    this.producer = client.producer
     this.coupons = new CouponCache(ctx.db)
     this.states = new CouponStates(ctx)
   }

@@ -79,22 +79,6 @@ export function syncMode(ctx: IssuanceContext, options: SyncModeOptions): Closab
     }
   }
 
-  async function stats(coupon: Coupon): Promise<CouponStats> {
-    const [counters, issued] = await Promise.all([
-      states.of(coupon.id).readCounters(),
-      issuedCount(ctx.db, coupon.id),
-    ])
-    return {
-      // Never below what Postgres proves, even if Redis lost its counters.
-      requested: Math.max(counters.requested, issued + counters.soldOut),
-      accepted: issued,
-      pending: 0,
-      issued,
-      soldOut: counters.soldOut,
-      remaining: Math.max(coupon.quantity - issued, 0),
-    }
-  }
-
   return {
     mode: 'sync',
     recordsEveryRequest: false,
@@ -104,10 +88,24 @@ export function syncMode(ctx: IssuanceContext, options: SyncModeOptions): Closab
       const row = await findUserCouponOf(ctx.db, coupon.id, userId)
       return row && issuanceOfRow(coupon.id, userId, row)
     },
-    stats,
+    stats: (coupon) => syncStats(ctx, states.of(coupon.id), coupon),
     async remaining(coupon) {
       return Math.max(coupon.quantity - (await issuedCount(ctx.db, coupon.id)), 0)
     },
     close: () => notifier.close(),
+  }
+}
+
+/** The sync mode's counters: Postgres counts the issued, Redis the requests refused. */
+async function syncStats(ctx: IssuanceContext, state: CouponState, coupon: Coupon): Promise<CouponStats> {
+  const [counters, issued] = await Promise.all([state.readCounters(), issuedCount(ctx.db, coupon.id)])
+  return {
+    // Never below what Postgres proves, even if Redis lost its counters.
+    requested: Math.max(counters.requested, issued + counters.soldOut),
+    accepted: issued,
+    pending: 0,
+    issued,
+    soldOut: counters.soldOut,
+    remaining: Math.max(coupon.quantity - issued, 0),
   }
 }
