@@ -209,7 +209,7 @@ async function readTopic(sale: Sale, topic: string, count: number): Promise<Read
   return messages
 }
 
-/** SPEC invariants 1-4 for a finished sale: the accepted users, and only they, hold exactly one row each. */
+/** Invariants 1-4 of docs/api.md for a finished sale: the accepted users, and only they, hold exactly one row each. */
 async function assertIssuedExactlyTheAccepted(sale: Sale, answers: Answer[]): Promise<void> {
   const accepted = answers.filter((a) => a.status === 202)
   const rows = await issuedRows(sale.env.db, sale.coupon.id)

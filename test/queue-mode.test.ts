@@ -68,7 +68,7 @@ describe('queue mode', () => {
     assert.deepEqual(stats, { requested: 1, accepted: 1, pending: 1, issued: 0, soldOut: 0, remaining: 5 })
   })
 
-  it('issues the first 5 of 7 waiting users in request order and resolves the other 2 SOLD_OUT (the seed case)', async () => {
+  it('issues the first 5 of 7 waiting users in request order and resolves the other 2 SOLD_OUT', async () => {
     const coupon = await queueCoupon(5)
     const users = range(1, 7).map((i) => `user:${i}`)
     const answers = await requestInOrder(coupon, users)

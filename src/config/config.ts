@@ -180,7 +180,7 @@ export const EnvironmentSchema = Type.Object({
   LOG_LEVEL: oneOf(LOG_LEVELS, 'info', 'pino log level'),
   RATE_LIMIT_PER_USER: integer(20, 1, 1_000_000, 'issuance requests per user per window'),
   RATE_LIMIT_WINDOW_MS: integer(10_000, 100, 3_600_000, 'rate limit window'),
-  STREAM_BATCH_SIZE: integer(2_000, 1, 100_000, 'stream writer / relay batch size'),
+  STREAM_BATCH_SIZE: integer(2_000, 1, 100_000, 'stream writer batch size (not the Kafka relay)'),
   STREAM_RECLAIM_IDLE_MS: integer(30_000, 100, 3_600_000, 'idle time before a pending entry is taken over'),
   STREAM_MAX_DELIVERIES: integer(5, 1, 1_000, 'tries before an entry is dead-lettered'),
   SYNC_LOCK_LEASE_MS: integer(5_000, 100, 600_000, 'lease of the sync fair lock'),

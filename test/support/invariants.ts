@@ -5,7 +5,7 @@ import { runConcurrently, type TestApp } from './app.ts'
 import { eventually, issuedRows } from './infra.ts'
 
 /**
- * One flash sale over real HTTP checked against the SPEC invariants: `users` distinct users (a quarter of
+ * One flash sale over real HTTP checked against the invariants of docs/api.md: `users` distinct users (a quarter of
  * them pressing twice) and 100 requests in flight for a small stock. Every admitted request must end
  * decided; rows = quantity, once per user, positions 1..quantity (the first requesters), a clean audit.
  */
