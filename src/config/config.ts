@@ -291,7 +291,7 @@ export const EnvironmentSchema = Type.Object({
   COUPON_MISS_TTL_MS: integer(2_000, 0, 60_000, 'how long an unknown coupon id is answered 404 from memory'),
   POW_HMAC_KEY: secret(32, 'HMAC key signing proof-of-work challenges (the same in every process)'),
   POW_CHALLENGE_TTL_MS: integer(60_000, 1_000, 3_600_000, 'how long a proof-of-work challenge can be used'),
-  STREAM_BATCH_SIZE: integer(2_000, 1, 100_000, 'stream writer / relay batch size'),
+  STREAM_BATCH_SIZE: integer(2_000, 1, 100_000, 'stream writer batch size (not the Kafka relay)'),
   STREAM_RECLAIM_IDLE_MS: integer(30_000, 100, 3_600_000, 'idle time before a pending entry is taken over'),
   STREAM_MAX_DELIVERIES: integer(5, 1, 1_000, 'tries before an entry is dead-lettered'),
   SYNC_LOCK_LEASE_MS: integer(5_000, 100, 600_000, 'lease of the sync fair lock'),
