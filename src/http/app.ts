@@ -21,6 +21,7 @@ import { adminRoutes } from './routes/admin.ts'
 import { couponRoutes } from './routes/coupons.ts'
 import { meRoutes } from './routes/me.ts'
 import { opsRoutes } from './routes/ops.ts'
+import { powDemoRoutes } from './routes/pow-demo.ts'
 import { Problem } from './schemas.ts'
 import securityHeaders from './security.ts'
 
@@ -110,5 +111,6 @@ export async function buildApp({
   await app.register(adminRoutes)
   await app.register(couponRoutes, { config })
   await app.register(meRoutes)
+  await app.register(powDemoRoutes)
   return app
 }
