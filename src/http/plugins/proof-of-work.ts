@@ -1,6 +1,6 @@
 import { createChallenge, extractParams, verifySolution } from 'altcha-lib/v1'
 import type { Challenge, Payload } from 'altcha-lib/v1/types'
-import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
+import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter } from 'prom-client'
 import type { Config } from '../../config/config.ts'
@@ -16,16 +16,14 @@ declare module 'fastify' {
       challenge(coupon: Coupon, userId: string): Promise<Challenge>
       /** preHandler: refuses a request for a coupon with proof of work that carries no valid, unused solution. */
       required: preHandlerAsyncHookHandler
-      /** onResponse of the issuance route: remembers a coupon that answered sold out (see `knownSoldOut`). */
-      watchSoldOut: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
     }
   }
 }
 
 /** The request header carrying the solution: the ALTCHA widget's payload, base64 of its JSON. */
 export const SOLUTION_HEADER = 'altcha'
-/** How long a sold-out answer lets this process skip the proof of work for the coupon. */
-const SOLD_OUT_SKIP_MS = 1_000
+/** How long this process trusts what it read of a coupon's stock (sold out or not) before reading it again. */
+const STOCK_CHECK_EVERY_MS = 1_000
 
 type Outcome = 'verified' | 'missing' | 'invalid' | 'replayed' | 'skippedSoldOut'
 
@@ -62,20 +60,28 @@ export default fp<{ config: Config }>(
       registers: [app.metrics.registry],
     })
     const count = (outcome: Outcome) => checked.labels(outcome).inc()
-    /** Coupon id -> until when this process skips its proof of work (it answered sold out). */
-    const soldOutUntil = new Map<number, number>()
+    /** Coupon id -> whether its stock was gone when last read, and until when that reading holds. */
+    const stockReadings = new Map<number, { soldOut: Promise<boolean>; untilMs: number }>()
 
     /**
-     * Once the coupon answered sold out here, nothing is left to ration: its requests skip the check (no
-     * verification, no Redis call) for SOLD_OUT_SKIP_MS, so a 410 costs what it costs without proof of work.
-     * The next answer after that decides again (stock that came back is rationed again within a second).
+     * Once a coupon's stock is gone nothing is left to ration: its requests skip the check (no verification,
+     * no Redis call of ours), so a 410 costs what it costs without proof of work. The stock is read at most
+     * once a second per coupon and process (stock that came back is rationed again within a second).
      */
-    const knownSoldOut = (couponId: number, nowMs: number): boolean => {
-      const until = soldOutUntil.get(couponId)
-      if (until === undefined) return false
-      if (until > nowMs) return true
-      soldOutUntil.delete(couponId)
-      return false
+    const knownSoldOut = (coupon: Coupon, nowMs: number): Promise<boolean> => {
+      let reading = stockReadings.get(coupon.id)
+      if (reading === undefined || reading.untilMs <= nowMs) {
+        if (stockReadings.size >= 10_000) stockReadings.clear()
+        const soldOut = app.issuance
+          .modeOf(coupon)
+          .remaining(coupon)
+          .then((remaining) => remaining <= 0)
+        // A failed read is not remembered: the next request reads again.
+        soldOut.catch(() => stockReadings.delete(coupon.id))
+        reading = { soldOut, untilMs: nowMs + STOCK_CHECK_EVERY_MS }
+        stockReadings.set(coupon.id, reading)
+      }
+      return reading.soldOut
     }
 
     async function spend(coupon: Coupon, userId: string, header: string | string[] | undefined) {
@@ -123,17 +129,11 @@ export default fp<{ config: Config }>(
         const { id } = request.params as { id: number }
         const coupon = await app.issuance.get(id)
         if (coupon.proofOfWork === null) return
-        if (knownSoldOut(coupon.id, Date.now())) {
+        if (await knownSoldOut(coupon, Date.now())) {
           count('skippedSoldOut')
           return
         }
         await spend(coupon, request.userId, request.headers[SOLUTION_HEADER])
-      },
-      watchSoldOut: async (request: FastifyRequest, reply: FastifyReply) => {
-        if (reply.statusCode !== 410) return
-        const { id } = request.params as { id: number }
-        if (soldOutUntil.has(id) || soldOutUntil.size < 10_000)
-          soldOutUntil.set(id, Date.now() + SOLD_OUT_SKIP_MS)
       },
     })
   },

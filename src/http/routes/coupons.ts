@@ -78,7 +78,6 @@ export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
       },
       // The proof of work (coupons that ask for it) is checked before the mode is asked.
       preHandler: [app.limits.issuancePerUser, app.limits.unknownCoupon, app.proofOfWork.required],
-      onResponse: app.proofOfWork.watchSoldOut,
       schema: {
         tags: ['coupons'],
         summary: 'Request the coupon (FCFS); the answer depends on the coupon mode',
