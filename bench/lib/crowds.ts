@@ -22,6 +22,8 @@ export interface Tally {
   other: number
   /** Challenges the farm solved. */
   solved: number
+  /** performance.now() of the last accepted request. */
+  lastAcceptedAt: number
 }
 
 export const emptyTally = (): Tally => ({
@@ -32,6 +34,7 @@ export const emptyTally = (): Tally => ({
   powRefused: 0,
   other: 0,
   solved: 0,
+  lastAcceptedAt: 0,
 })
 
 export interface SaleTarget {
@@ -64,8 +67,10 @@ async function call(
 
 function count(tally: Tally, answer: Answer): void {
   tally.requests++
-  if (answer.status === 201 || answer.status === 202) tally.accepted++
-  else if (answer.status === 410) tally.soldOut++
+  if (answer.status === 201 || answer.status === 202) {
+    tally.accepted++
+    tally.lastAcceptedAt = performance.now()
+  } else if (answer.status === 410) tally.soldOut++
   else if (answer.status === 429) tally.rateLimited++
   else if (answer.status === 403) tally.powRefused++
   else if (answer.status !== 409) tally.other++
