@@ -11,6 +11,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { createChallenge, solveChallenge, verifySolution } from 'altcha-lib/v1'
 import { Agent, request } from 'undici'
 import { signUserToken } from '../src/auth/tokens.ts'
 import { integerOption, parseCommandLine, runMain } from './lib/cli.ts'
@@ -236,6 +237,29 @@ async function measureSoldOutCost(servers: Servers, settings: Settings, dispatch
   return rounds
 }
 
+/**
+ * µs of CPU one `verifySolution` of altcha-lib costs (what the server spends on each solution it checks,
+ * before its one Redis SET NX), at the default difficulty; the median of 5 runs of 2,000.
+ */
+async function verifyCostMicros(): Promise<number> {
+  const challenge = await createChallenge({ hmacKey: POW_HMAC_KEY, maxNumber: 100_000 })
+  const { algorithm, salt, signature } = challenge
+  const solution = await solveChallenge(challenge.challenge, salt, algorithm, challenge.maxnumber).promise
+  const payload = btoa(
+    JSON.stringify({ algorithm, challenge: challenge.challenge, number: solution?.number, salt, signature }),
+  )
+  const runs: number[] = []
+  for (let run = 0; run < 5; run++) {
+    const before = process.cpuUsage()
+    for (let i = 0; i < 2_000; i++) {
+      if (!(await verifySolution(payload, POW_HMAC_KEY))) throw new Error('the solution did not verify')
+    }
+    const used = process.cpuUsage(before)
+    runs.push((used.user + used.system) / 2_000)
+  }
+  return runs.sort((a, b) => a - b)[2]!
+}
+
 function share(tally: Tally, coupons: number): string {
   return `${tally.accepted} (${((tally.accepted / coupons) * 100).toFixed(1)}%)`
 }
@@ -244,6 +268,7 @@ function report(
   settings: Settings,
   sales: Awaited<ReturnType<typeof runSale>>[],
   cpu: { off: number; on: number }[],
+  verifyMicros: number,
 ): string {
   const lines = [
     `A bot farm of ${settings.accounts} accounts behind ${FARM_ADDRESSES} addresses, flooding at full speed (${FARM_CONCURRENCY} requests in flight; with proof of work, solving on ${settings.farmCores} threads with altcha-lib's solver), against ${settings.people} people from ${settings.people} addresses arriving over ${SPREAD_MS / 1000} s (each solving once in ${settings.personSolveMs} ms, the Chromium median), for ${settings.coupons} coupons:`,
@@ -263,6 +288,8 @@ function report(
       ({ off, on }, i) =>
         `| ${i + 1} | ${off.toFixed(1)} µs | ${on.toFixed(1)} µs | ${(((on - off) / off) * 100).toFixed(1)}% |`,
     ),
+    '',
+    `Verifying one solution (altcha-lib's verifySolution, in this process): ${verifyMicros.toFixed(1)} µs of CPU.`,
   ]
   return lines.join('\n')
 }
@@ -316,7 +343,7 @@ async function main(): Promise<void> {
       sales.push(await runSale(servers as Servers, scenario, index + 1, settings))
     }
     const cpu = await measureSoldOutCost(servers as Servers, settings, dispatcher)
-    console.log(report(settings, sales, cpu))
+    console.log(report(settings, sales, cpu, await verifyCostMicros()))
   } finally {
     await dispatcher.close()
     await Promise.allSettled(services.map((service) => service.stop()))
