@@ -25,6 +25,21 @@ import { powDemoRoutes } from './routes/pow-demo.ts'
 import { Problem } from './schemas.ts'
 import securityHeaders from './security.ts'
 
+/** The OpenAPI document's header; the paths come from the routes' schemas. */
+const OPENAPI = {
+  info: {
+    title: 'Coupon Rush',
+    version: '0.1.0',
+    description: 'First-come-first-served coupon issuance',
+  },
+  components: {
+    securitySchemes: {
+      userToken: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+      adminToken: { type: 'http', scheme: 'bearer' },
+    },
+  },
+} as const
+
 export interface AppOptions {
   config: Config
   /** Run the background workers (writers, scheduler, relay) in this process too; default RUN_WORKERS. */
@@ -80,21 +95,7 @@ export async function buildApp({
   await app.register(errors)
   await app.register(validation)
   await app.register(securityHeaders)
-  await app.register(swagger, {
-    openapi: {
-      info: {
-        title: 'Coupon Rush',
-        version: '0.1.0',
-        description: 'First-come-first-served coupon issuance',
-      },
-      components: {
-        securitySchemes: {
-          userToken: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
-          adminToken: { type: 'http', scheme: 'bearer' },
-        },
-      },
-    },
-  })
+  await app.register(swagger, { openapi: OPENAPI })
   await app.register(swaggerUi, { routePrefix: '/docs' })
   await app.register(metrics)
   await app.register(connections, { config })

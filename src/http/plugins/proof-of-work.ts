@@ -7,6 +7,7 @@ import type { Config } from '../../config/config.ts'
 import { assertIssuing, type Coupon } from '../../domain/coupon.ts'
 import { AppError } from '../../domain/errors.ts'
 import { challengeParams, misboundSolution, replayRecordTtlMs } from '../../domain/proof-of-work.ts'
+import type { IssuanceService } from '../../issuance/service/issuance-service.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -45,6 +46,31 @@ function decodePayload(header: string): Payload | undefined {
 }
 
 /**
+ * Once a coupon's stock is gone nothing is left to ration: its requests skip the check (no verification, no
+ * Redis call of ours), so a 410 costs what it costs without proof of work. The stock is read at most once a
+ * second per coupon and process (stock that came back is rationed again within a second).
+ */
+function stockReader(issuance: IssuanceService): (coupon: Coupon, nowMs: number) => Promise<boolean> {
+  /** Coupon id -> whether its stock was gone when last read, and until when that reading holds. */
+  const readings = new Map<number, { soldOut: Promise<boolean>; untilMs: number }>()
+  return (coupon, nowMs) => {
+    let reading = readings.get(coupon.id)
+    if (reading === undefined || reading.untilMs <= nowMs) {
+      if (readings.size >= 10_000) readings.clear()
+      const soldOut = issuance
+        .modeOf(coupon)
+        .remaining(coupon)
+        .then((remaining) => remaining <= 0)
+      // A failed read is not remembered: the next request reads again.
+      soldOut.catch(() => readings.delete(coupon.id))
+      reading = { soldOut, untilMs: nowMs + STOCK_CHECK_EVERY_MS }
+      readings.set(coupon.id, reading)
+    }
+    return reading.soldOut
+  }
+}
+
+/**
  * Proof of work per coupon (ALTCHA v1 challenges, `altcha-lib` on the server). A challenge is handed out only
  * once the coupon issues, bound by its signed salt to the coupon, the user and an expiry
  * (POW_CHALLENGE_TTL_MS); a solution is spent once across every process: its challenge is recorded in Redis
@@ -60,29 +86,7 @@ export default fp<{ config: Config }>(
       registers: [app.metrics.registry],
     })
     const count = (outcome: Outcome) => checked.labels(outcome).inc()
-    /** Coupon id -> whether its stock was gone when last read, and until when that reading holds. */
-    const stockReadings = new Map<number, { soldOut: Promise<boolean>; untilMs: number }>()
-
-    /**
-     * Once a coupon's stock is gone nothing is left to ration: its requests skip the check (no verification,
-     * no Redis call of ours), so a 410 costs what it costs without proof of work. The stock is read at most
-     * once a second per coupon and process (stock that came back is rationed again within a second).
-     */
-    const knownSoldOut = (coupon: Coupon, nowMs: number): Promise<boolean> => {
-      let reading = stockReadings.get(coupon.id)
-      if (reading === undefined || reading.untilMs <= nowMs) {
-        if (stockReadings.size >= 10_000) stockReadings.clear()
-        const soldOut = app.issuance
-          .modeOf(coupon)
-          .remaining(coupon)
-          .then((remaining) => remaining <= 0)
-        // A failed read is not remembered: the next request reads again.
-        soldOut.catch(() => stockReadings.delete(coupon.id))
-        reading = { soldOut, untilMs: nowMs + STOCK_CHECK_EVERY_MS }
-        stockReadings.set(coupon.id, reading)
-      }
-      return reading.soldOut
-    }
+    const knownSoldOut = stockReader(app.issuance)
 
     async function spend(coupon: Coupon, userId: string, header: string | string[] | undefined) {
       if (typeof header !== 'string' || header === '') {
