@@ -45,10 +45,13 @@ export interface Coupon {
   validDays: number | null
   validUntil: Date | null
   issueMode: IssueMode
+  /** The least order amount the coupon can be redeemed against; null: any order. */
+  minOrderAmount: number | null
   createdAt: Date
 }
 
-export type NewCoupon = Omit<Coupon, 'id' | 'issuedCount' | 'createdAt'>
+export type NewCoupon = Omit<Coupon, 'id' | 'issuedCount' | 'createdAt' | 'minOrderAmount'> &
+  Partial<Pick<Coupon, 'minOrderAmount'>>
 
 /** The fields of a new coupon that a schema can check on their own (the dates are checked below). */
 export const NewCouponFields = Type.Object({
@@ -63,6 +66,7 @@ export const NewCouponFields = Type.Object({
   quantity: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
   validDays: Type.Union([Type.Integer({ minimum: 1, maximum: 3650 }), Type.Null()]),
   issueMode: Type.Enum(ISSUE_MODES, { description: 'How requests are admitted and issued' }),
+  minOrderAmount: Type.Union([Amount, Type.Null()]),
 })
 
 /**
@@ -79,6 +83,7 @@ export function checkNewCoupon(coupon: NewCoupon): void {
     quantity: coupon.quantity,
     validDays: coupon.validDays,
     issueMode: coupon.issueMode,
+    minOrderAmount: coupon.minOrderAmount ?? null,
   }
   for (const error of Value.Errors(NewCouponFields, fields))
     refuse(`${error.instancePath.slice(1)} ${error.message}`)
@@ -152,4 +157,5 @@ export interface PublicCoupon {
   issueStartsAt: string
   issueEndsAt: string
   issueMode: IssueMode
+  minOrderAmount: number | null
 }

@@ -71,6 +71,9 @@ const couponViewFields = {
   issueStartsAt: Type.String({ format: 'date-time' }),
   issueEndsAt: Type.String({ format: 'date-time' }),
   issueMode: IssueMode,
+  minOrderAmount: Type.Union([Type.Integer(), Type.Null()], {
+    description: 'the least order amount it redeems against; null: any',
+  }),
 }
 
 /** A coupon as shoppers see it (GET /coupons/{id}). */
@@ -97,6 +100,7 @@ export const CreateCouponBody = Type.Object(
     validDays: Type.Optional(ValidDays),
     validUntil: Type.Optional(Type.String({ format: 'date-time', description: 'must be after issueEndsAt' })),
     issueMode: Type.Optional(IssueMode),
+    minOrderAmount: Type.Optional(NewCouponFields.properties.minOrderAmount.anyOf[0]),
   },
   { additionalProperties: false },
 )
@@ -117,19 +121,45 @@ export const UserCoupon = Type.Object({
   discount: Discount,
   issuedAt: Type.String({ format: 'date-time' }),
   expiresAt: Type.String({ format: 'date-time' }),
+  minOrderAmount: Type.Union([Type.Integer(), Type.Null()]),
   redeemedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  orderId: Type.Union([Type.String(), Type.Null()], { description: 'the order of the current redemption' }),
+  orderAmount: Type.Union([Type.Integer(), Type.Null()]),
+  discountAmount: Type.Union([Type.Integer(), Type.Null()]),
+  cancelledAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+    description: 'when the last redemption was cancelled (null once redeemed again)',
+  }),
   status: UserCouponStatus,
 })
 
+/** A shop's order id: the key that makes redeem and cancel idempotent. */
+const OrderId = Type.String({
+  minLength: 1,
+  maxLength: 100,
+  pattern: '^[^\\u0000]*$',
+  description: "the shop's order id: 1-100 characters, no NUL",
+})
+
 export const RedeemBody = Type.Object(
-  { orderAmount: Type.Integer({ minimum: 1, maximum: MAX_AMOUNT }) },
+  { orderId: OrderId, orderAmount: Type.Integer({ minimum: 1, maximum: MAX_AMOUNT }) },
   { additionalProperties: false },
 )
 
 export const Redemption = Type.Object({
+  orderId: Type.String(),
+  orderAmount: Type.Integer(),
   discountAmount: Type.Integer(),
   payAmount: Type.Integer(),
   redeemedAt: Type.String({ format: 'date-time' }),
+})
+
+export const CancelRedemptionBody = Type.Object({ orderId: OrderId }, { additionalProperties: false })
+
+export const RedemptionCancellation = Type.Object({
+  orderId: Type.String(),
+  redeemedAt: Type.String({ format: 'date-time' }),
+  cancelledAt: Type.String({ format: 'date-time' }),
+  status: UserCouponStatus,
 })
 
 export const Audit = Type.Object({

@@ -20,11 +20,12 @@ interface CouponRow {
   valid_days: number | null
   valid_until: Date | null
   issue_mode: IssueMode
+  min_order_amount: number | null
   created_at: Date
 }
 
 const COLUMNS = `id, name, discount, quantity, issued_count, issue_starts_at, issue_ends_at,
-  valid_days, valid_until, issue_mode, created_at`
+  valid_days, valid_until, issue_mode, min_order_amount, created_at`
 
 function toCoupon(row: CouponRow): Coupon {
   return {
@@ -38,6 +39,7 @@ function toCoupon(row: CouponRow): Coupon {
     validDays: row.valid_days,
     validUntil: row.valid_until,
     issueMode: row.issue_mode,
+    minOrderAmount: row.min_order_amount,
     createdAt: row.created_at,
   }
 }
@@ -56,8 +58,8 @@ export async function insertCoupon(
   checkNewCoupon(coupon)
   return inTransaction(db, async (client) => {
     const { rows } = await client.query<CouponRow>(
-      `INSERT INTO coupons (name, discount, quantity, issue_starts_at, issue_ends_at, valid_days, valid_until, issue_mode)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ${COLUMNS}`,
+      `INSERT INTO coupons (name, discount, quantity, issue_starts_at, issue_ends_at, valid_days, valid_until, issue_mode, min_order_amount)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ${COLUMNS}`,
       [
         coupon.name,
         JSON.stringify(coupon.discount),
@@ -67,6 +69,7 @@ export async function insertCoupon(
         coupon.validDays,
         coupon.validUntil,
         coupon.issueMode,
+        coupon.minOrderAmount ?? null,
       ],
     )
     const created = toCoupon(rows[0]!)

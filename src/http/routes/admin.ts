@@ -24,6 +24,7 @@ function adminView(coupon: Coupon, stats?: CouponStats) {
     validDays: coupon.validDays,
     validUntil: coupon.validUntil?.toISOString() ?? null,
     issueMode: coupon.issueMode,
+    minOrderAmount: coupon.minOrderAmount,
     createdAt: coupon.createdAt.toISOString(),
     ...(stats === undefined ? {} : { stats }),
   }
@@ -56,6 +57,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
         validDays: body.validDays ?? null,
         validUntil: body.validUntil === undefined ? null : new Date(body.validUntil),
         issueMode: body.issueMode ?? 'stream',
+        minOrderAmount: body.minOrderAmount ?? null,
       })
       return reply.code(201).send(adminView(coupon))
     },

@@ -1,13 +1,24 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { userCouponService } from '../../user-coupons/service.ts'
-import { EventStreamQuery, errors, Id, Issuance, RedeemBody, Redemption, UserCoupon } from '../schemas.ts'
+import {
+  CancelRedemptionBody,
+  EventStreamQuery,
+  errors,
+  Id,
+  Issuance,
+  RedeemBody,
+  Redemption,
+  RedemptionCancellation,
+  UserCoupon,
+} from '../schemas.ts'
 import { openEventStream } from '../sse.ts'
 
 export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.addHook('onRequest', app.authenticateUser)
   const security = [{ userToken: [] }]
   const userCoupons = userCouponService(app.db)
+  const UserCouponParams = Type.Object({ userCouponId: Id }, { additionalProperties: false })
 
   app.get(
     '/me/coupons',
@@ -27,7 +38,12 @@ export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
         discount: coupon.discount,
         issuedAt: coupon.issuedAt.toISOString(),
         expiresAt: coupon.expiresAt.toISOString(),
+        minOrderAmount: coupon.minOrderAmount,
         redeemedAt: coupon.redeemedAt?.toISOString() ?? null,
+        orderId: coupon.orderId,
+        orderAmount: coupon.orderAmount,
+        discountAmount: coupon.discountAmount,
+        cancelledAt: coupon.cancelledAt?.toISOString() ?? null,
         status: coupon.status,
       })),
   )
@@ -37,20 +53,43 @@ export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['me'],
-        summary: 'Redeem one of the caller’s coupons against an order (once)',
+        summary:
+          'Redeem one of the caller’s coupons against an order (once; the same order again: same answer)',
         security,
-        params: Type.Object({ userCouponId: Id }, { additionalProperties: false }),
+        params: UserCouponParams,
         body: RedeemBody,
-        response: { 200: Redemption, ...errors(400, 401, 404, 409, 410, 413, 415, 503) },
+        response: { 200: Redemption, ...errors(400, 401, 404, 409, 410, 413, 415, 422, 503) },
       },
     },
     async (request) => {
-      const redemption = await userCoupons.redeem(
+      const redemption = await userCoupons.redeem(request.userId, request.params.userCouponId, request.body)
+      return { ...redemption, redeemedAt: redemption.redeemedAt.toISOString() }
+    },
+  )
+
+  app.post(
+    '/me/coupons/:userCouponId/redemption/cancel',
+    {
+      schema: {
+        tags: ['me'],
+        summary: 'Cancel the redemption by an order (refunded): the coupon is usable again unless expired',
+        security,
+        params: UserCouponParams,
+        body: CancelRedemptionBody,
+        response: { 200: RedemptionCancellation, ...errors(400, 401, 404, 409, 413, 415, 503) },
+      },
+    },
+    async (request) => {
+      const cancellation = await userCoupons.cancelRedemption(
         request.userId,
         request.params.userCouponId,
-        request.body.orderAmount,
+        request.body.orderId,
       )
-      return { ...redemption, redeemedAt: redemption.redeemedAt.toISOString() }
+      return {
+        ...cancellation,
+        redeemedAt: cancellation.redeemedAt.toISOString(),
+        cancelledAt: cancellation.cancelledAt.toISOString(),
+      }
     },
   )
 
