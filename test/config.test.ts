@@ -7,7 +7,7 @@ import { ConfigError, EnvironmentSchema, loadConfig } from '../src/config/config
 import { ROOT } from './support/processes.ts'
 
 describe('configuration', () => {
-  it('has the SPEC defaults and generates secrets when they are unset', () => {
+  it('has the documented defaults (docs/api.md) and generates secrets when they are unset', () => {
     const config = loadConfig({})
     assert.equal(config.port, 3000)
     assert.equal(config.host, '127.0.0.1')
@@ -68,7 +68,7 @@ describe('configuration', () => {
     ])
   })
 
-  it('accepts the seed schedule, cluster nodes and Kafka brokers', () => {
+  it('accepts the ten-minute queue schedule, cluster nodes and Kafka brokers', () => {
     const config = loadConfig({
       QUEUE_DRAIN_CRON: '0 */10 * * * *',
       REDIS_CLUSTER_NODES: '127.0.0.1:7000, 127.0.0.1:7001',

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { CouponCache } from '../src/issuance/coupon-cache.ts'
+import { CouponCache } from '../src/issuance/plumbing/coupon-cache.ts'
 import { createPool } from '../src/storage/postgres.ts'
 import { createTestEnv, insertTestCoupon, TEST_DATABASE_URL, type TestEnv } from './support/infra.ts'
 import { TcpProxy } from './support/tcp-proxy.ts'

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
 import { couponStatus, discountFor, expiryOf, userCouponStatus } from '../src/domain/coupon.ts'
-import { decodeRecord, encodeRecord, type IssuanceRecord } from '../src/issuance/coupon-store.ts'
+import { decodeRecord, encodeRecord, type IssuanceRecord } from '../src/issuance/core/record.ts'
 
 describe('discounts', () => {
   it('takes min(amount, order) for FIXED and floor(order × percent / 100) capped by maxAmount for RATE', () => {

@@ -3,11 +3,11 @@ import { startTestApp, type TestApp } from './support/app.ts'
 import { assertSaleInvariants } from './support/invariants.ts'
 
 /**
- * The SPEC invariants over real HTTP for every mode this server enables: thousands of concurrent requests
+ * The invariants of docs/api.md over real HTTP for every mode this server enables: thousands of concurrent requests
  * for a small stock from more users than stock, some users pressing twice. (test/cluster-modes.test.ts runs
  * the same sale on a Redis Cluster, kafka included.)
  */
-describe('SPEC invariants in every mode, over HTTP', () => {
+describe('the invariants in every mode, over HTTP', () => {
   let t: TestApp
   before(async () => {
     t = await startTestApp('invariants', { QUEUE_DRAIN_CRON: '* * * * * *' })

@@ -18,7 +18,7 @@ import {
   stringSerializers,
 } from '@platformatic/kafka'
 import type { Coupon } from '../src/domain/coupon.ts'
-import { auditCoupon } from '../src/issuance/audit.ts'
+import type { IssuanceMode, IssuanceWorker } from '../src/issuance/core/mode.ts'
 import type { IssuedEvent } from '../src/issuance/kafka/kafka-messages.ts'
 import {
   type KafkaOptions,
@@ -28,7 +28,7 @@ import {
   kafkaWorkers,
 } from '../src/issuance/kafka/kafka-mode.ts'
 import { ensureTopics, resolveKafkaOptions } from '../src/issuance/kafka/kafka-options.ts'
-import type { IssuanceMode, IssuanceWorker } from '../src/issuance/mode.ts'
+import { auditCoupon } from '../src/issuance/service/audit.ts'
 import { couponKeys } from '../src/redis/keys.ts'
 import { runConcurrently } from './support/app.ts'
 import { createTestEnv, eventually, insertTestCoupon, issuedRows, type TestEnv } from './support/infra.ts'
@@ -209,7 +209,7 @@ async function readTopic(sale: Sale, topic: string, count: number): Promise<Read
   return messages
 }
 
-/** SPEC invariants 1-4 for a finished sale: the accepted users, and only they, hold exactly one row each. */
+/** Invariants 1-4 of docs/api.md for a finished sale: the accepted users, and only they, hold exactly one row each. */
 async function assertIssuedExactlyTheAccepted(sale: Sale, answers: Answer[]): Promise<void> {
   const accepted = answers.filter((a) => a.status === 202)
   const rows = await issuedRows(sale.env.db, sale.coupon.id)

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { afterEach, beforeEach, describe, it } from 'node:test'
 import type { Coupon, Issuance } from '../src/domain/coupon.ts'
-import type { IssuanceContext } from '../src/issuance/context.ts'
-import type { IssuanceMode } from '../src/issuance/mode.ts'
+import type { IssuanceContext } from '../src/issuance/core/context.ts'
+import type { IssuanceMode } from '../src/issuance/core/mode.ts'
 import { queueMode, queueScheduler } from '../src/issuance/queue/queue-mode.ts'
 import type { QueueScheduler } from '../src/issuance/queue/queue-scheduler.ts'
 import { connectRedis, createRedis } from '../src/redis/client.ts'
@@ -68,7 +68,7 @@ describe('queue mode', () => {
     assert.deepEqual(stats, { requested: 1, accepted: 1, pending: 1, issued: 0, soldOut: 0, remaining: 5 })
   })
 
-  it('issues the first 5 of 7 waiting users in request order and resolves the other 2 SOLD_OUT (the seed case)', async () => {
+  it('issues the first 5 of 7 waiting users in request order and resolves the other 2 SOLD_OUT', async () => {
     const coupon = await queueCoupon(5)
     const users = range(1, 7).map((i) => `user:${i}`)
     const answers = await requestInOrder(coupon, users)

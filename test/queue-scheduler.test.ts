@@ -36,7 +36,7 @@ describe('queue scheduler', () => {
     assert.equal((await mode.status(coupon, 'c'))?.status, 'SOLD_OUT')
   })
 
-  it("accepts the seed's 6-field pattern 0 */10 * * * * and fires on 10-minute boundaries", () => {
+  it('accepts the ten-minute 6-field pattern 0 */10 * * * * and fires on 10-minute boundaries', () => {
     const scheduler = queueScheduler(env, { cron: '0 */10 * * * *' })
     const next = scheduler.nextRun()
     assert.ok(next !== null)

@@ -14,8 +14,9 @@ import { freePort } from '../bench/lib/infra.ts'
 import { type OwnRedis, startOwnRedis } from '../bench/lib/redis-server.ts'
 import { signUserToken } from '../src/auth/tokens.ts'
 import type { IssueMode } from '../src/domain/coupon.ts'
-import type { IssuanceContext } from '../src/issuance/context.ts'
-import { decodeRecord } from '../src/issuance/coupon-store.ts'
+import type { IssuanceContext } from '../src/issuance/core/context.ts'
+import { CouponStates } from '../src/issuance/core/coupon-state.ts'
+import { decodeRecord } from '../src/issuance/core/record.ts'
 import type { KafkaOptions } from '../src/issuance/kafka/kafka-mode.ts'
 import { resolveKafkaOptions } from '../src/issuance/kafka/kafka-options.ts'
 import { drainQueue } from '../src/issuance/queue/queue-drain.ts'
@@ -534,7 +535,7 @@ describe('a queue drain cut off by a Redis crash', () => {
       // The drain takes its lease, then waits for the coupon row, which this test holds locked.
       await blocker.query('BEGIN')
       await blocker.query('SELECT 1 FROM coupons WHERE id = $1 FOR UPDATE', [coupon.id])
-      const interrupted = drainQueue(ctx, coupon)
+      const interrupted = drainQueue(ctx, new CouponStates(ctx).of(coupon.id), coupon)
       await eventually(async () => (await redis.exists(drainLease)) === 1, 'the drain holds its lease')
       // Redis dies mid-drain: the drain fails and cannot release its lease, which the AOF keeps.
       await own.kill()
@@ -544,7 +545,7 @@ describe('a queue drain cut off by a Redis crash', () => {
 
       let outcome: Awaited<ReturnType<typeof drainQueue>> | undefined
       await eventually(async () => {
-        outcome = await drainQueue(ctx, coupon).catch(() => undefined)
+        outcome = await drainQueue(ctx, new CouponStates(ctx).of(coupon.id), coupon).catch(() => undefined)
         return outcome !== undefined
       }, 'a drain runs once Redis is back')
       assert.equal(outcome?.drained, true, 'the next drain was not locked out by its own stale lease')

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Redis } from 'ioredis'
-import { couponScripts } from '../src/issuance/coupon-store.ts'
+import { couponScripts } from '../src/issuance/core/coupon-state.ts'
 import { createTestEnv, type TestEnv } from './support/infra.ts'
 
 describe('script calls batched per event-loop turn (real Redis)', () => {

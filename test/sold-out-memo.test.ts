@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { soldOutSource } from '../src/issuance/redis-first.ts'
-import { SoldOutMemo } from '../src/issuance/sold-out-memo.ts'
+import { CouponStates } from '../src/issuance/core/coupon-state.ts'
+import { soldOutSource } from '../src/issuance/core/redis-first.ts'
+import { SoldOutMemo } from '../src/issuance/core/sold-out-memo.ts'
 import { couponKeys } from '../src/redis/keys.ts'
 import { runConcurrently, startTestApp, type TestApp } from './support/app.ts'
 import { createTestEnv, eventually, issuedRows, TEST_REDIS_ADDRESS, type TestEnv } from './support/infra.ts'
@@ -155,7 +156,7 @@ describe('the sold-out memo of one process (real Redis)', () => {
 
   it('refuses only non-holders, counts them in Redis, and forgets a coupon nobody asks for', async () => {
     await soldOutCoupon(7, ['ann', 'bob'])
-    const memo = new SoldOutMemo(soldOutSource(env), env.logger, {
+    const memo = new SoldOutMemo(soldOutSource(new CouponStates(env)), env.logger, {
       flushEveryMs: 20,
       recheckEveryMs: 50,
       idleChecks: 3,
@@ -180,7 +181,7 @@ describe('the sold-out memo of one process (real Redis)', () => {
 
   it('keeps no holders for a coupon with more of them than it may keep', async () => {
     await soldOutCoupon(8, ['u1', 'u2', 'u3'])
-    const memo = new SoldOutMemo(soldOutSource(env), env.logger, { maxHolders: 2 })
+    const memo = new SoldOutMemo(soldOutSource(new CouponStates(env)), env.logger, { maxHolders: 2 })
     try {
       memo.noteSoldOut(8)
       await new Promise((resolve) => setTimeout(resolve, 200))

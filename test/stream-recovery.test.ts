@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import type { IssuanceWorker } from '../src/issuance/mode.ts'
+import type { IssuanceWorker } from '../src/issuance/core/mode.ts'
 import { streamWriters } from '../src/issuance/stream/stream-mode.ts'
 import { couponKeys } from '../src/redis/keys.ts'
 import { runConcurrently, startTestApp, type TestApp } from './support/app.ts'

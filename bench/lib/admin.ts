@@ -1,8 +1,7 @@
 /** The admin API as the demo and the benchmark use it. */
 import { type Dispatcher, request } from 'undici'
-import type { IssueMode } from '../../src/domain/coupon.ts'
-import type { CouponAudit } from '../../src/issuance/audit.ts'
-import type { CouponStats } from '../../src/issuance/mode.ts'
+import type { CouponStats, IssueMode } from '../../src/domain/coupon.ts'
+import type { CouponAudit } from '../../src/issuance/service/audit.ts'
 
 export type { CouponAudit, CouponStats, IssueMode }
 export const ALL_MODES: readonly IssueMode[] = ['sync', 'queue', 'stream', 'kafka']

@@ -289,7 +289,7 @@ export const EnvironmentSchema = Type.Object({
   ADDRESS_LIMIT_WINDOW_MS: integer(10_000, 1_000, 3_600_000, 'client address limit window'),
   TRUST_PROXY: proxyList('proxies trusted to set X-Forwarded-For (none: the socket address)'),
   COUPON_MISS_TTL_MS: integer(2_000, 0, 60_000, 'how long an unknown coupon id is answered 404 from memory'),
-  STREAM_BATCH_SIZE: integer(2_000, 1, 100_000, 'stream writer / relay batch size'),
+  STREAM_BATCH_SIZE: integer(2_000, 1, 100_000, 'stream writer batch size (not the Kafka relay)'),
   STREAM_RECLAIM_IDLE_MS: integer(30_000, 100, 3_600_000, 'idle time before a pending entry is taken over'),
   STREAM_MAX_DELIVERIES: integer(5, 1, 1_000, 'tries before an entry is dead-lettered'),
   SYNC_LOCK_LEASE_MS: integer(5_000, 100, 600_000, 'lease of the sync fair lock'),

@@ -1,12 +1,12 @@
 /**
- * What /metrics needs of a sale's Redis state that the issuance service does not expose: its dead letters and
+ * What /metrics needs of a sale's Redis state that the issuance service does not expose (the keys come from the coupon's state handle): its dead letters and
  * how old its oldest not-yet-handled request is. Read-only, a few keyed commands per sale, at scrape time.
  * A stream entry's id starts with the Redis time (ms) of the admission that appended it.
  */
 import type { IssueMode } from '../domain/coupon.ts'
 import { STREAM_GROUPS } from '../issuance/stream/stream-entries.ts'
 import type { RedisClient } from '../redis/client.ts'
-import { couponKeys } from '../redis/keys.ts'
+import type { CouponKeys } from '../redis/keys.ts'
 
 export interface SaleProbe {
   /** Entries in the sale's dead-letter stream (accepted requests the writers gave up on). */
@@ -65,12 +65,11 @@ async function oldestUnrelayedId(redis: RedisClient, stream: string): Promise<st
 /** Probes one sale; only the stream and kafka modes keep requests in a Redis stream. */
 export async function probeSale(
   redis: RedisClient,
-  prefix: string,
-  sale: { id: number; issueMode: IssueMode },
+  keys: CouponKeys,
+  sale: { issueMode: IssueMode },
   nowMs: number,
 ): Promise<SaleProbe> {
   if (sale.issueMode !== 'stream' && sale.issueMode !== 'kafka') return NO_BACKLOG
-  const keys = couponKeys(prefix, sale.id)
   const [deadLetters, oldestUnwritten, oldestUnrelayed] = await Promise.all([
     redis.xlen(keys.deadLetters),
     firstId(redis, keys.stream, '-'),

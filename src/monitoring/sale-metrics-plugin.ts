@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { Config } from '../config/config.ts'
+import { CouponStates } from '../issuance/core/coupon-state.ts'
 import { registerSaleMetrics } from './sale-metrics.ts'
 
 /** Per-sale figures in /metrics (METRICS_SALES_MAX, METRICS_SALES_ENDED_WITHIN_MS), read at scrape time. */
@@ -11,7 +12,7 @@ export default fp<{ config: Config }>(
       {
         db: app.db,
         redis: app.redis,
-        redisPrefix: config.redisPrefix,
+        states: new CouponStates(app.issuanceContext),
         logger: app.log,
         availableModes: () => service.availableModes(),
         stats: (coupon) => service.stats(coupon),

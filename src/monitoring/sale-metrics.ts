@@ -6,7 +6,8 @@
  */
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { Coupon, CouponStats, IssueMode } from '../domain/coupon.ts'
-import type { Logger } from '../issuance/context.ts'
+import type { Logger } from '../issuance/core/context.ts'
+import type { CouponStates } from '../issuance/core/coupon-state.ts'
 import type { RedisClient } from '../redis/client.ts'
 import { listActiveCoupons } from '../storage/coupons.ts'
 import type { Db } from '../storage/postgres.ts'
@@ -16,7 +17,7 @@ import { probeSale, redisNowMs, type SaleProbe } from './redis-probes.ts'
 export interface SaleSource {
   db: Db
   redis: RedisClient
-  redisPrefix: string
+  states: CouponStates
   logger: Logger
   availableModes(): IssueMode[]
   stats(coupon: Coupon): Promise<CouponStats>
@@ -148,7 +149,7 @@ async function readSales(
       try {
         const [stats, probe] = await Promise.all([
           source.stats(coupon),
-          probeSale(source.redis, source.redisPrefix, coupon, nowMs),
+          probeSale(source.redis, source.states.of(coupon.id).keys, coupon, nowMs),
         ])
         return { coupon, stats, probe }
       } catch (error) {

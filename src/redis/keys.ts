@@ -1,11 +1,12 @@
 /**
  * Every Redis key starts with the configured prefix. A coupon's keys carry `{c:<id>}` as a hash tag, so
- * they live on one Redis Cluster slot and one Lua script may touch all of them atomically.
+ * they live on one Redis Cluster slot and one Lua script may touch all of them atomically. The issuance code
+ * reads them from the coupon's state handle (issuance/core/coupon-state.ts), which resolves them once.
  */
 export interface CouponKeys {
   /** Hash: stock, seq (last position), counters; its absence means Redis lost the coupon. */
   state: string
-  /** Hash: userId -> encoded issuance record (codec in issuance/coupon-store.ts). */
+  /** Hash: userId -> encoded issuance record (codec in issuance/core/record.ts). */
   users: string
   /** Stream of accepted requests (stream and kafka modes): the outbox toward Postgres or Kafka. */
   stream: string
@@ -25,22 +26,8 @@ export interface CouponKeys {
   replicaProbe: string
 }
 
-// Built once per coupon: the admission hot path asks for them on every request.
-const KEY_CACHE = new Map<string, CouponKeys>()
-const KEY_CACHE_LIMIT = 10_000
-
 export function couponKeys(prefix: string, couponId: number): CouponKeys {
   const tag = `${prefix}{c:${couponId}}:`
-  let keys = KEY_CACHE.get(tag)
-  if (keys === undefined) {
-    if (KEY_CACHE.size >= KEY_CACHE_LIMIT) KEY_CACHE.clear()
-    keys = buildKeys(tag)
-    KEY_CACHE.set(tag, keys)
-  }
-  return keys
-}
-
-function buildKeys(tag: string): CouponKeys {
   return {
     state: `${tag}state`,
     users: `${tag}users`,

@@ -7,9 +7,9 @@ const SCRIPTS_DIR = new URL('./scripts/', import.meta.url)
 const INCLUDES_DIR = new URL('./includes/', SCRIPTS_DIR)
 
 /** Bumped whenever a script's contract (keys, args, returns) changes, so mixed-version processes never share one. */
-export const SCRIPTS_VERSION = 3
+const SCRIPTS_VERSION = 3
 
-export type ScriptArg = string | number
+type ScriptArg = string | number
 
 interface LoadedScript {
   name: string
@@ -79,7 +79,7 @@ export interface ReplicaAck {
 }
 
 /** A reply, and how many replicas had it when WAIT returned (undefined: no WAIT was asked for). */
-export interface Replicated<Reply> {
+interface Replicated<Reply> {
   reply: Reply
   replicas: number | undefined
 }
@@ -275,7 +275,7 @@ export const SCRIPT_CODES = {
   [-3]: 'soldOut',
 } as const
 
-export type ScriptRefusal = (typeof SCRIPT_CODES)[keyof typeof SCRIPT_CODES]
+type ScriptRefusal = (typeof SCRIPT_CODES)[keyof typeof SCRIPT_CODES]
 
 /**
  * A reply `[code, ...rest]` read as a value: `{ code }` for a code ≥ 0 (success, e.g. a position), or the

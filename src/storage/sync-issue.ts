@@ -1,4 +1,4 @@
-import { assertIssuing, type Issuance } from '../domain/coupon.ts'
+import { assertIssuing } from '../domain/coupon.ts'
 import { AppError } from '../domain/errors.ts'
 import type { DbClient } from './postgres.ts'
 import { findUserCouponOf, type UserCouponView } from './user-coupons.ts'
@@ -12,10 +12,10 @@ export interface IssuedOne {
   issuedAt: Date
 }
 
-/** What one sync issue decided: issued, or refused (already holding one, with it; or sold out). */
+/** What one sync issue decided: issued, or refused (already holding one, with its row; or sold out). */
 export type IssueOneResult =
   | { kind: 'issued'; issued: IssuedOne }
-  | { kind: 'alreadyRequested'; issuance: Issuance | undefined }
+  | { kind: 'alreadyRequested'; row: UserCouponView | undefined }
   | { kind: 'soldOut' }
 
 /**
@@ -44,9 +44,7 @@ export async function issueOne(
   if (coupon.issued_count >= coupon.quantity) {
     // A holder asking again is told so even once the stock is gone.
     const existing = await findUserCouponOf(client, couponId, userId)
-    return existing === undefined
-      ? { kind: 'soldOut' }
-      : { kind: 'alreadyRequested', issuance: issuanceOfRow(existing, userId) }
+    return existing === undefined ? { kind: 'soldOut' } : { kind: 'alreadyRequested', row: existing }
   }
 
   const inserted = await client.query<{ id: number; position: number; requested_at: Date; issued_at: Date }>(
@@ -59,11 +57,7 @@ export async function issueOne(
   )
   const row = inserted.rows[0]
   if (row === undefined) {
-    const existing = await findUserCouponOf(client, couponId, userId)
-    return {
-      kind: 'alreadyRequested',
-      issuance: existing === undefined ? undefined : issuanceOfRow(existing, userId),
-    }
+    return { kind: 'alreadyRequested', row: await findUserCouponOf(client, couponId, userId) }
   }
 
   const counted = await client.query<{ issued_count: number }>(
@@ -83,18 +77,5 @@ export async function issueOne(
       requestedAt: row.requested_at,
       issuedAt: row.issued_at,
     },
-  }
-}
-
-/** A user's row as their issuance status (rows are only ever ISSUED). */
-export function issuanceOfRow(row: UserCouponView, userId: string): Issuance {
-  return {
-    couponId: row.couponId,
-    userId,
-    status: 'ISSUED',
-    ...(row.position === null ? {} : { position: row.position }),
-    userCouponId: row.id,
-    requestedAt: row.requestedAt.toISOString(),
-    decidedAt: row.issuedAt.toISOString(),
   }
 }

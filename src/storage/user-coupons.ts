@@ -1,5 +1,5 @@
 import type { Discount } from '../domain/coupon.ts'
-import type { Db, DbClient } from './postgres.ts'
+import { type Db, type DbClient, inTransaction } from './postgres.ts'
 
 type Queryable = Db | DbClient
 
@@ -10,10 +10,12 @@ export interface IssueRequest {
   requestedAt: Date
 }
 
+/** A user's row of a coupon, as the issuance code reads it. */
 export interface IssuedRow {
   id: number
   userId: string
   position: number | null
+  requestedAt: Date
   issuedAt: Date
 }
 
@@ -42,12 +44,7 @@ export async function issueBatch(
 ): Promise<BatchResult> {
   if (requests.length === 0) return { issued: [], soldOut: [] }
   // The row lock serialises writers of one coupon, so the NOT EXISTS and the remaining stock below are exact.
-  const locked = await client.query<{ remaining: number }>(
-    'SELECT quantity - issued_count AS remaining FROM coupons WHERE id = $1 FOR UPDATE',
-    [couponId],
-  )
-  const remaining = locked.rows[0]?.remaining
-  if (remaining === undefined) throw new Error(`coupon ${couponId} does not exist`)
+  const remaining = await lockRemainingStock(client, couponId)
   const distinctUsers = new Set(requests.map((r) => r.userId)).size
   // Stock for the whole batch (the normal case): insert it all and let the unique constraint drop replays.
   // Only a batch that may exceed the stock (after Redis lost state) takes the careful path: new users only,
@@ -93,10 +90,13 @@ export async function issueBatch(
       ...(distinctUsers <= remaining ? [] : [remaining]),
     ],
   )
-  const issued = rows.map((row) => ({
+  // An inserted row's request time is the request's (sent as milliseconds, stored exactly).
+  const requestedAt = new Map(requests.map((r) => [r.userId, r.requestedAt]))
+  const issued: IssuedRow[] = rows.map((row) => ({
     id: row.id,
     userId: row.user_id,
     position: row.position,
+    requestedAt: requestedAt.get(row.user_id)!,
     issuedAt: new Date(row.issued_at_ms),
   }))
   const holders = new Set(issued.map((row) => row.userId))
@@ -104,8 +104,8 @@ export async function issueBatch(
   if (missing.length > 0) {
     // Only a replayed batch (or stock run out) gets here: users who already held a row count as issued.
     for (const row of await holderRows(client, couponId, missing)) {
-      issued.push({ id: row.id, userId: row.user_id, position: row.position, issuedAt: row.issued_at })
-      holders.add(row.user_id)
+      issued.push(row)
+      holders.add(row.userId)
     }
     missing = missing.filter((user) => !holders.has(user))
   }
@@ -198,37 +198,56 @@ export async function lockUserCoupon(client: DbClient, id: number, userId: strin
   return rows[0] && toView(rows[0])
 }
 
-/** Everything the audit needs from Postgres about one coupon's rows. */
-export async function auditRows(db: Queryable, couponId: number) {
-  const { rows } = await db.query<{
-    rows: number
-    distinct_users: number
-    issued_count: number
-    quantity: number
-  }>(
-    `SELECT (SELECT count(*) FROM user_coupons WHERE coupon_id = $1)::int AS rows,
-            (SELECT count(DISTINCT user_id) FROM user_coupons WHERE coupon_id = $1)::int AS distinct_users,
-            c.issued_count, c.quantity
-     FROM coupons c WHERE c.id = $1`,
-    [couponId],
-  )
-  return rows[0]
-}
-
-export interface HolderRow {
-  id: number
-  user_id: string
-  position: number | null
-  requested_at: Date
-  issued_at: Date
-}
-
 /** Rows of a coupon (of the given users only, if any): what recovery and the queue's reconciliation read. */
-export async function holderRows(db: Queryable, couponId: number, userIds?: string[]): Promise<HolderRow[]> {
-  const { rows } = await db.query<HolderRow>(
+export async function holderRows(db: Queryable, couponId: number, userIds?: string[]): Promise<IssuedRow[]> {
+  const { rows } = await db.query<{
+    id: number
+    user_id: string
+    position: number | null
+    requested_at: Date
+    issued_at: Date
+  }>(
     `SELECT id, user_id, position, requested_at, issued_at FROM user_coupons
      WHERE coupon_id = $1 AND ($2::text[] IS NULL OR user_id = ANY($2::text[]))`,
     [couponId, userIds ?? null],
   )
-  return rows
+  return rows.map((row) => ({
+    id: row.id,
+    userId: row.user_id,
+    position: row.position,
+    requestedAt: row.requested_at,
+    issuedAt: row.issued_at,
+  }))
+}
+
+/**
+ * Quantity minus issued rows, with the coupon row locked (FOR UPDATE) for the rest of the caller's
+ * transaction: every writer of the coupon's rows takes this lock first, so what it reads stays exact.
+ */
+export async function lockRemainingStock(client: DbClient, couponId: number): Promise<number> {
+  const { rows } = await client.query<{ remaining: number }>(
+    'SELECT quantity - issued_count AS remaining FROM coupons WHERE id = $1 FOR UPDATE',
+    [couponId],
+  )
+  if (rows[0] === undefined) throw new Error(`coupon ${couponId} does not exist`)
+  return rows[0].remaining
+}
+
+/**
+ * What a rebuild of the coupon's Redis state starts from: its rows and its quantity, read in one transaction
+ * under FOR SHARE, which waits for any writer transaction of this coupon in flight, so its rows are counted.
+ * The quantity is read there too (`undefined` for a coupon that is gone): a cached copy of the coupon may be
+ * one an operator changed.
+ */
+export async function issuedSnapshot(
+  db: Db,
+  couponId: number,
+): Promise<{ quantity: number | undefined; rows: IssuedRow[] }> {
+  return inTransaction(db, async (client) => {
+    const locked = await client.query<{ quantity: number }>(
+      'SELECT quantity FROM coupons WHERE id = $1 FOR SHARE',
+      [couponId],
+    )
+    return { quantity: locked.rows[0]?.quantity, rows: await holderRows(client, couponId) }
+  })
 }

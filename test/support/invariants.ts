@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import type { IssueMode } from '../../src/domain/coupon.ts'
-import { decodeRecord } from '../../src/issuance/coupon-store.ts'
+import { decodeRecord } from '../../src/issuance/core/record.ts'
 import { runConcurrently, type TestApp } from './app.ts'
 import { eventually, issuedRows } from './infra.ts'
 
 /**
- * One flash sale over real HTTP checked against the SPEC invariants: `users` distinct users (a quarter of
+ * One flash sale over real HTTP checked against the invariants of docs/api.md: `users` distinct users (a quarter of
  * them pressing twice) and 100 requests in flight for a small stock. Every admitted request must end
  * decided; rows = quantity, once per user, positions 1..quantity (the first requesters), a clean audit.
  */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import type { Issuance } from '../../src/domain/coupon.ts'
-import type { RequestOutcome } from '../../src/issuance/mode.ts'
+import type { RequestOutcome } from '../../src/issuance/core/mode.ts'
 
 export type Admitted = Extract<RequestOutcome, { kind: 'admitted' }>
 

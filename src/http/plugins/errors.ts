@@ -137,7 +137,8 @@ export default fp(
         }
         const fastifyError = error as FastifyError
         if (isClientAbort(fastifyError, request)) {
-          request.log.info({ reqId: request.id, code: fastifyError.code }, 'client aborted the request')
+          // The process logger: the request logger keeps only failures (LOG_REQUESTS), and this is none.
+          app.log.info({ reqId: request.id, code: fastifyError.code }, 'client aborted the request')
           return send(reply, problem('VALIDATION_ERROR', 'the client closed the connection'))
         }
         // The message comes from plugins/validation.ts `schemaErrorFormatter`.

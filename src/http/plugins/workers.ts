@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { Config } from '../../config/config.ts'
-import { createWorkers } from '../../issuance/modes.ts'
+import { createWorkers, issuanceContext } from '../../issuance/service/modes.ts'
 
 /**
  * The background workers of every enabled mode (stream writers, queue scheduler, Kafka relay and consumers):
@@ -9,13 +9,7 @@ import { createWorkers } from '../../issuance/modes.ts'
  */
 export default fp<{ config: Config }>(
   async (app, { config }) => {
-    const ctx = {
-      redis: app.redis,
-      db: app.db,
-      redisPrefix: config.redisPrefix,
-      logger: app.log,
-      replicaAck: config.redisReplicaAck,
-    }
+    const ctx = issuanceContext({ redis: app.redis, db: app.db, logger: app.log }, config)
     const workers = createWorkers(ctx, config)
     app.addHook('onReady', async () => {
       for (const worker of workers) await worker.start()

@@ -3,7 +3,7 @@ import type { FastifyReply } from 'fastify'
 import type { Config } from '../../config/config.ts'
 import type { IssueMode } from '../../domain/coupon.ts'
 import { AppError, ERROR_CODES } from '../../domain/errors.ts'
-import type { RequestOutcome } from '../../issuance/mode.ts'
+import type { RequestOutcome } from '../../issuance/core/mode.ts'
 import { problem } from '../plugins/errors.ts'
 import { errors, IdParams, Issuance, PublicCoupon } from '../schemas.ts'
 

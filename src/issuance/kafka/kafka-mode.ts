@@ -1,6 +1,6 @@
-import type { IssuanceContext } from '../context.ts'
-import type { IssuanceMode, IssuanceWorker } from '../mode.ts'
-import { redisFirstMode } from '../redis-first.ts'
+import type { IssuanceContext } from '../core/context.ts'
+import type { ClosableMode, IssuanceWorker } from '../core/mode.ts'
+import { redisFirstMode } from '../core/redis-first.ts'
 import { STREAM_GROUPS } from '../stream/stream-entries.ts'
 import { streamAdmission } from '../stream/stream-mode.ts'
 import { type KafkaOptions, resolveKafkaOptions } from './kafka-options.ts'
@@ -16,10 +16,7 @@ export { KafkaWriter } from './kafka-writer.ts'
  * the coupon's Redis stream, which is the outbox); the relay carries the stream to Kafka and the consumer
  * group writes Postgres. The answer never waits for Kafka, so a broker outage only delays the rows.
  */
-export function kafkaMode(
-  ctx: IssuanceContext,
-  options: KafkaOptions,
-): IssuanceMode & { close(): Promise<void> } {
+export function kafkaMode(ctx: IssuanceContext, options: KafkaOptions): ClosableMode {
   // Fail at startup on a missing broker list rather than at the first relay.
   resolveKafkaOptions(options)
   // Admission holds no Kafka client: the workers own them.

@@ -117,3 +117,19 @@ export function createProducer(
     retryDelay: 250,
   })
 }
+
+/** What the relay and each writer hold of Kafka: the resolved options, a producer, the topics' set-up. */
+export interface KafkaClient {
+  options: ResolvedKafkaOptions
+  producer: Producer<string, string, string, string>
+  ensureTopics: () => Promise<void>
+}
+
+export function kafkaClient(options: KafkaOptions, role: string): KafkaClient {
+  const resolved = resolveKafkaOptions(options)
+  return {
+    options: resolved,
+    producer: createProducer(resolved, role),
+    ensureTopics: topicsEnsurer(resolved),
+  }
+}

@@ -1,18 +1,12 @@
 import type { Producer } from '@platformatic/kafka'
 import type { Coupon } from '../../domain/coupon.ts'
-import type { IssuanceContext } from '../context.ts'
-import type { IssuanceWorker } from '../mode.ts'
-import { retry } from '../retry.ts'
+import type { IssuanceContext } from '../core/context.ts'
+import type { IssuanceWorker } from '../core/mode.ts'
+import { retry } from '../plumbing/retry.ts'
 import { DEFAULT_DRAIN_OPTIONS, type DrainOptions, StreamDrainer } from '../stream/stream-drainer.ts'
 import { STREAM_GROUPS, type StreamEntry } from '../stream/stream-entries.ts'
 import { encodeRequest } from './kafka-messages.ts'
-import {
-  createProducer,
-  type KafkaOptions,
-  type ResolvedKafkaOptions,
-  resolveKafkaOptions,
-  topicsEnsurer,
-} from './kafka-options.ts'
+import { type KafkaOptions, kafkaClient, type ResolvedKafkaOptions } from './kafka-options.ts'
 
 /**
  * The relay's drain defaults. An entry only goes back to the group when a relay died or stopped mid-batch
@@ -50,10 +44,11 @@ export class KafkaRelay implements IssuanceWorker {
 
   constructor(ctx: IssuanceContext, options: KafkaOptions) {
     this.ctx = ctx
-    this.options = resolveKafkaOptions(options)
-    this.ensureTopics = topicsEnsurer(this.options)
+    const client = kafkaClient(options, 'relay')
+    this.options = client.options
+    this.ensureTopics = client.ensureTopics
     this.drainOptions = { ...DEFAULT_DRAIN_OPTIONS, ...RELAY_DRAIN_DEFAULTS, ...this.options.drain }
-    this.producer = createProducer(this.options, 'relay')
+    this.producer = client.producer
     this.drainer = new StreamDrainer(
       ctx,
       'kafka',

@@ -8,22 +8,16 @@ import {
   stringDeserializers,
 } from '@platformatic/kafka'
 import type { Coupon, Issuance } from '../../domain/coupon.ts'
-import { couponKeys } from '../../redis/keys.ts'
-import { findCoupon } from '../../storage/coupons.ts'
 import type { IssueRequest } from '../../storage/user-coupons.ts'
-import type { IssuanceContext } from '../context.ts'
-import { toIssuance } from '../coupon-store.ts'
-import { writeIssued } from '../decisions.ts'
-import type { IssuanceWorker } from '../mode.ts'
-import { retry } from '../retry.ts'
+import type { IssuanceContext } from '../core/context.ts'
+import { CouponStates } from '../core/coupon-state.ts'
+import { writeIssued } from '../core/decisions.ts'
+import type { IssuanceWorker } from '../core/mode.ts'
+import { toIssuance } from '../core/record.ts'
+import { CouponCache } from '../plumbing/coupon-cache.ts'
+import { retry } from '../plumbing/retry.ts'
 import { type IssuedEvent, issuedEvent, parseRequest } from './kafka-messages.ts'
-import {
-  createProducer,
-  type KafkaOptions,
-  type ResolvedKafkaOptions,
-  resolveKafkaOptions,
-  topicsEnsurer,
-} from './kafka-options.ts'
+import { type KafkaOptions, kafkaClient, type ResolvedKafkaOptions } from './kafka-options.ts'
 
 type RequestMessage = Message<string, string, string, string>
 type RequestStream = MessagesStream<string, string, string, string>
@@ -33,7 +27,6 @@ interface Parked {
   reason: string
 }
 
-const COUPON_CACHE_SIZE = 1_000
 /** Attempts before a batch Postgres refuses for its data (SQLSTATE class 22 or 23) is parked. */
 const DATA_ERROR_ATTEMPTS = 5
 const CLOSE_TIMEOUT_MS = 10_000
@@ -55,15 +48,20 @@ export class KafkaWriter implements IssuanceWorker {
   protected readonly options: ResolvedKafkaOptions
   private readonly producer: Producer<string, string, string, string>
   private readonly stopping = new AbortController()
-  private readonly coupons = new Map<number, Coupon>()
+  /** The coupons' definitions in memory, as the API keeps them (a batch names a few coupons, again and again). */
+  private readonly coupons: CouponCache
+  private readonly states: CouponStates
   private readonly ensureTopics: () => Promise<void>
   private loop: Promise<void> | undefined
 
   constructor(ctx: IssuanceContext, options: KafkaOptions) {
     this.ctx = ctx
-    this.options = resolveKafkaOptions(options)
-    this.ensureTopics = topicsEnsurer(this.options)
-    this.producer = createProducer(this.options, 'writer')
+    const client = kafkaClient(options, 'writer')
+    this.options = client.options
+    this.ensureTopics = client.ensureTopics
+    this.producer = client.producer
+    this.coupons = new CouponCache(ctx.db)
+    this.states = new CouponStates(ctx)
   }
 
   async start(): Promise<void> {
@@ -80,7 +78,7 @@ export class KafkaWriter implements IssuanceWorker {
 
   /** Writes one coupon's requests to Postgres (and Redis, SSE): the step before anything is published. */
   protected async write(coupon: Coupon, requests: IssueRequest[]): Promise<Issuance[]> {
-    const decisions = await writeIssued(this.ctx, coupon, requests)
+    const decisions = await writeIssued(this.ctx, this.states.of(coupon.id), coupon, requests)
     return decisions.map(([userId, record]) => toIssuance(coupon.id, userId, record))
   }
 
@@ -205,7 +203,7 @@ export class KafkaWriter implements IssuanceWorker {
     }
     const events: IssuedEvent[] = []
     for (const [couponId, { messages, requests, entryIds }] of byCoupon) {
-      const coupon = await this.retry('loading the coupon', () => this.coupon(couponId))
+      const coupon = await this.retry('loading the coupon', () => this.coupons.get(couponId))
       if (coupon === undefined) {
         parked.push(...messages.map((message) => ({ message, reason: `no coupon ${couponId}` })))
         continue
@@ -247,7 +245,7 @@ export class KafkaWriter implements IssuanceWorker {
    */
   private async forgetRelayed(couponId: number, entryIds: string[]): Promise<void> {
     if (entryIds.length === 0) return
-    const { stream } = couponKeys(this.ctx.redisPrefix, couponId)
+    const { stream } = this.states.of(couponId).keys
     await this.ctx.redis.xdel(stream, ...entryIds).catch((error: unknown) => {
       this.ctx.logger.warn({ err: error, couponId }, 'kafka writer: could not delete relayed entries yet')
     })
@@ -285,16 +283,6 @@ export class KafkaWriter implements IssuanceWorker {
       if (seen === undefined || seen.offset < message.offset) last.set(key, message)
     }
     await Promise.all([...last.values()].map((message) => message.commit()))
-  }
-
-  private async coupon(id: number): Promise<Coupon | undefined> {
-    const cached = this.coupons.get(id)
-    if (cached !== undefined) return cached
-    const coupon = await findCoupon(this.ctx.db, id)
-    if (coupon === undefined) return undefined
-    if (this.coupons.size >= COUPON_CACHE_SIZE) this.coupons.delete(this.coupons.keys().next().value!)
-    this.coupons.set(id, coupon)
-    return coupon
   }
 
   /** Runs `work` until it succeeds, backing off (an outage must not skip messages); throws once stopping. */

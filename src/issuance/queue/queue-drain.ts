@@ -1,20 +1,12 @@
 import type { Coupon } from '../../domain/coupon.ts'
-import { couponKeys } from '../../redis/keys.ts'
 import { type Lease, takeLease } from '../../redis/leases.ts'
-import { type DbClient, inTransaction } from '../../storage/postgres.ts'
-import { holderRows, type IssueRequest, issueBatch } from '../../storage/user-coupons.ts'
-import type { IssuanceContext } from '../context.ts'
-import {
-  type Decision,
-  type IssuanceRecord,
-  lowerQueueStock,
-  type PendingRequests,
-  type PendingSource,
-  readRecords,
-  readReplicated,
-  recordDecisions,
-  resolveQueueSoldOut,
-} from '../coupon-store.ts'
+import { inTransaction } from '../../storage/postgres.ts'
+import { holderRows, type IssueRequest, issueBatch, lockRemainingStock } from '../../storage/user-coupons.ts'
+import type { IssuanceContext } from '../core/context.ts'
+import type { CouponState, CouponStates } from '../core/coupon-state.ts'
+import { type Decision, issuedRecord, recordDecisions, resolveQueueSoldOut } from '../core/decisions.ts'
+import type { PendingRequests, PendingSource } from '../core/rebuild.ts'
+import type { IssuanceRecord } from '../core/record.ts'
 
 export interface QueueDrainOptions {
   /** Users issued (or resolved sold out) per Postgres transaction / Redis script call. */
@@ -43,22 +35,22 @@ export interface DrainOutcome {
  */
 export async function drainQueue(
   ctx: IssuanceContext,
+  state: CouponState,
   coupon: Coupon,
   options: QueueDrainOptions = DEFAULT_QUEUE_DRAIN,
 ): Promise<DrainOutcome> {
-  const keys = couponKeys(ctx.redisPrefix, coupon.id)
   const outcome: DrainOutcome = { couponId: coupon.id, drained: false, issued: 0, soldOut: 0 }
-  const lease = await takeLease(ctx.redis, keys.drainLease, options.leaseMs)
+  const lease = await takeLease(ctx.redis, state.keys.drainLease, options.leaseMs)
   if (lease === undefined) return outcome
   outcome.drained = true
   try {
     for (;;) {
-      const batch = await issueHead(ctx, coupon, options.batchSize)
+      const batch = await issueHead(ctx, state, options.batchSize)
       outcome.issued += batch.issued
       // Admission refuses at once when this reaches 0; until then it keeps queueing.
-      await lowerQueueStock(ctx, coupon.id, batch.remaining)
+      await state.lowerQueueStock(batch.remaining)
       if (batch.remaining <= 0) {
-        outcome.soldOut += await resolveSoldOut(ctx, coupon.id, lease, options)
+        outcome.soldOut += await resolveSoldOut(ctx, state, lease, options)
         break
       }
       if (!batch.more || !(await lease.renew(options.leaseMs))) break
@@ -75,43 +67,34 @@ export async function drainQueue(
  * died after its commit) come back as issued without using stock. Redis is updated only after the commit:
  * a crash in between leaves them queued, and the next drain reports them issued again, never twice.
  */
-async function issueHead(ctx: IssuanceContext, coupon: Coupon, batchSize: number) {
+async function issueHead(ctx: IssuanceContext, state: CouponState, batchSize: number) {
+  const { couponId } = state
   const written = await inTransaction(ctx.db, async (client) => {
-    const remaining = await remainingStock(client, coupon.id)
+    const remaining = await lockRemainingStock(client, couponId)
     if (remaining <= 0) return { remaining: 0, more: false, decisions: [] }
     const take = Math.min(remaining, batchSize)
-    const head = await waitingHead(ctx, coupon.id, take)
+    const head = await waitingHead(state, take)
     if (head.length === 0) return { remaining, more: false, decisions: [] }
-    const records = await readRecords(
-      ctx,
-      coupon.id,
-      head.map((user) => user.userId),
-    )
+    const records = await state.readRecords(head.map((user) => user.userId))
     const requests: IssueRequest[] = head.map((user, i) => ({
       userId: user.userId,
       position: user.position,
       requestedAt: new Date(requestedAtOf(records[i])),
     }))
-    const result = await issueBatch(client, coupon.id, requests)
-    const byUser = new Map(requests.map((request) => [request.userId, request]))
+    const result = await issueBatch(client, couponId, requests)
+    const positions = new Map(head.map((user) => [user.userId, user.position]))
     const decisions: Decision[] = result.issued.map((row) => [
       row.userId,
-      {
-        status: 'ISSUED',
-        position: row.position ?? byUser.get(row.userId)!.position,
-        requestedAtMs: byUser.get(row.userId)!.requestedAt.getTime(),
-        userCouponId: row.id,
-        decidedAtMs: row.issuedAt.getTime(),
-      },
+      issuedRecord(row, positions.get(row.userId)),
     ])
     // Users Postgres had no stock for stay queued: the sold-out pass resolves them.
     return {
-      remaining: await remainingStock(client, coupon.id),
+      remaining: await lockRemainingStock(client, couponId),
       more: head.length === take,
       decisions,
     }
   })
-  await recordDecisions(ctx, coupon.id, written.decisions)
+  await recordDecisions(state, written.decisions)
   return { remaining: written.remaining, more: written.more, issued: written.decisions.length }
 }
 
@@ -122,58 +105,37 @@ async function issueHead(ctx: IssuanceContext, coupon: Coupon, batchSize: number
  */
 async function resolveSoldOut(
   ctx: IssuanceContext,
-  couponId: number,
+  state: CouponState,
   lease: Lease,
   options: QueueDrainOptions,
 ): Promise<number> {
   let resolved = 0
   for (;;) {
-    const head = await waitingHead(ctx, couponId, options.batchSize)
+    const head = await waitingHead(state, options.batchSize)
     if (head.length === 0) break
     const rows = await holderRows(
       ctx.db,
-      couponId,
+      state.couponId,
       head.map((user) => user.userId),
     )
-    const scores = new Map(head.map((user) => [user.userId, user.position]))
+    const positions = new Map(head.map((user) => [user.userId, user.position]))
     await recordDecisions(
-      ctx,
-      couponId,
-      rows.map((row) => [
-        row.user_id,
-        {
-          status: 'ISSUED',
-          position: row.position ?? scores.get(row.user_id)!,
-          requestedAtMs: row.requested_at.getTime(),
-          userCouponId: row.id,
-          decidedAtMs: row.issued_at.getTime(),
-        },
-      ]),
+      state,
+      rows.map((row) => [row.userId, issuedRecord(row, positions.get(row.userId))]),
     )
-    resolved += await resolveQueueSoldOut(ctx, couponId, options.batchSize, head.at(-1)!.position)
+    resolved += await resolveQueueSoldOut(state, options.batchSize, head.at(-1)!.position)
     if (!(await lease.renew(options.leaseMs))) break
   }
   return resolved
-}
-
-/** Quantity minus issued rows, with the coupon row locked for the rest of the transaction. */
-async function remainingStock(client: DbClient, couponId: number): Promise<number> {
-  const { rows } = await client.query<{ remaining: number }>(
-    'SELECT quantity - issued_count AS remaining FROM coupons WHERE id = $1 FOR UPDATE',
-    [couponId],
-  )
-  if (rows[0] === undefined) throw new Error(`coupon ${couponId} does not exist`)
-  return rows[0].remaining
 }
 
 /**
  * The first `count` waiting users in score (= admission) order; with REDIS_REPLICA_ACK, once the replicas
  * have them (a failover must not bring back a queue without users who hold rows: positions would repeat).
  */
-async function waitingHead(ctx: IssuanceContext, couponId: number, count: number) {
-  const { queue } = couponKeys(ctx.redisPrefix, couponId)
-  const reply = await readReplicated(ctx, couponId, (pipeline) =>
-    pipeline.zrange(queue, 0, count - 1, 'WITHSCORES'),
+async function waitingHead(state: CouponState, count: number) {
+  const reply = await state.readReplicated((pipeline) =>
+    pipeline.zrange(state.keys.queue, 0, count - 1, 'WITHSCORES'),
   )
   const flat = Array.isArray(reply) ? reply.map(String) : []
   const head: { userId: string; position: number }[] = []
@@ -191,9 +153,10 @@ function requestedAtOf(record: IssuanceRecord | undefined): number {
  * The queue's rebuild input: waiting users survive if only the state or users hash was lost, so they stay
  * pending. They hold no stock (the scheduler takes it from Postgres as it issues).
  */
-export function queuePending(ctx: IssuanceContext): PendingSource {
+export function queuePending(states: CouponStates): PendingSource {
   return async (coupon) => {
-    const waiting = await ctx.redis.zrange(couponKeys(ctx.redisPrefix, coupon.id).queue, 0, -1, 'WITHSCORES')
+    const { redis, keys } = states.of(coupon.id)
+    const waiting = await redis.zrange(keys.queue, 0, -1, 'WITHSCORES')
     const records: PendingRequests['records'] = []
     for (let i = 0; i < waiting.length; i += 2) {
       records.push([waiting[i]!, { status: 'PENDING', position: Number(waiting[i + 1]), requestedAtMs: 0 }])

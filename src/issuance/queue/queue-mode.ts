@@ -1,22 +1,23 @@
-import { couponKeys } from '../../redis/keys.ts'
-import type { IssuanceContext } from '../context.ts'
-import { admitToQueue } from '../coupon-store.ts'
-import type { IssuanceMode } from '../mode.ts'
-import { redisFirstMode } from '../redis-first.ts'
+import type { IssuanceContext } from '../core/context.ts'
+import { CouponStates } from '../core/coupon-state.ts'
+import type { ClosableMode } from '../core/mode.ts'
+import { redisFirstMode } from '../core/redis-first.ts'
 import { queuePending } from './queue-drain.ts'
 import { QueueScheduler, type QueueSchedulerOptions } from './queue-scheduler.ts'
 
 /**
- * `queue`: the seed's async design. One Lua script puts the user on the coupon's waiting queue (scored by a
- * Redis-side sequence) unless they already requested or the stock is gone; a cron scheduler issues later.
+ * `queue`: the first asynchronous design. One Lua script puts the user on the coupon's waiting queue (scored
+ * by a Redis-side sequence) unless they already requested or the stock is gone; a cron scheduler issues later.
  */
-export function queueMode(ctx: IssuanceContext): IssuanceMode & { close(): Promise<void> } {
+export function queueMode(ctx: IssuanceContext): ClosableMode {
+  const states = new CouponStates(ctx)
   return redisFirstMode(ctx, {
     mode: 'queue',
-    admit: admitToQueue,
+    states,
+    admit: (state, userId) => state.admitToQueue(userId),
     admittedStatus: 'PENDING',
-    pending: queuePending(ctx),
-    undecided: (coupon) => ctx.redis.zcard(couponKeys(ctx.redisPrefix, coupon.id).queue),
+    pending: queuePending(states),
+    undecided: (coupon) => ctx.redis.zcard(states.of(coupon.id).keys.queue),
   })
 }
 

@@ -1,11 +1,15 @@
 import { Cron } from 'croner'
 import type { Coupon } from '../../domain/coupon.ts'
-import { couponKeys } from '../../redis/keys.ts'
-import { listActiveCoupons } from '../../storage/coupons.ts'
-import type { IssuanceContext } from '../context.ts'
-import { clearWake, ensureLoaded, type PendingSource } from '../coupon-store.ts'
-import type { IssuanceWorker } from '../mode.ts'
-import { subscribeWakeUps } from '../wake-ups.ts'
+import type { IssuanceContext } from '../core/context.ts'
+import { type CouponState, CouponStates } from '../core/coupon-state.ts'
+import type { IssuanceWorker } from '../core/mode.ts'
+import { StateLoader } from '../core/rebuild.ts'
+import {
+  ACTIVE_GRACE_MS,
+  ACTIVE_LOOKAHEAD_MS,
+  ActiveCoupons,
+  type TrackedCoupon,
+} from '../plumbing/active-coupons.ts'
 import {
   DEFAULT_QUEUE_DRAIN,
   type DrainOutcome,
@@ -15,41 +19,45 @@ import {
 } from './queue-drain.ts'
 
 export interface QueueSchedulerOptions extends Partial<QueueDrainOptions> {
-  /** Cron pattern, 5 or 6 fields (seconds first), e.g. `* * * * * *` or the seed's `0 *\/10 * * * *`. */
+  /** Cron pattern, 5 or 6 fields (seconds first), e.g. `* * * * * *` or the ten-minute `0 *\/10 * * * *`. */
   cron: string
   /** Coupons whose window closed less than this long ago are still drained (their queue backlog). */
   graceMs?: number
 }
 
-/** How often a tick also looks at every active coupon's queue (one ZCARD each), under the wake-ups. */
+/** How often every active coupon's queue is counted (one ZCARD each), under the wake-ups. */
 const SWEEP_MS = 10_000
-const SWEEP_CONCURRENCY = 64
+const REFRESH_MS = 1_000
+
+/** One active queue coupon (`key`: its queue). */
+interface QueueCoupon extends TrackedCoupon {
+  state: CouponState
+}
 
 /**
- * The seed's scheduler: on every cron tick drains the queue of each active `queue` coupon that has waiting
- * users. Runs in any number of processes; a per-coupon lease keeps one drainer per coupon at a time, and a
- * tick still running when the next is due is skipped (`protect`).
+ * The cron scheduler: on every tick drains the queue of each active `queue` coupon that has waiting users.
+ * Runs in any number of processes; a per-coupon lease keeps one drainer per coupon at a time, and a tick
+ * still running when the next is due is skipped (`protect`).
  *
  * An idle coupon costs a tick nothing: the admission script publishes the queue's key on the wake-up
  * channel when the queue gets its first user since the scheduler last cleared the coupon's wake flag, and a
- * tick drains only the coupons woken since (clearing the flag first). At most every SWEEP_MS a tick also
- * counts every active queue (a missed wake-up, a drainer that died mid-queue).
+ * tick drains only the coupons woken since (clearing the flag first). Every SWEEP_MS every active queue is
+ * counted too (a missed wake-up, a drainer that died mid-queue).
  */
 export class QueueScheduler implements IssuanceWorker {
   readonly name = 'queue-scheduler'
   readonly pattern: string
   private readonly ctx: IssuanceContext
   private readonly drainOptions: QueueDrainOptions
-  private readonly graceMs: number
-  private readonly pending: PendingSource
+  private readonly states: CouponStates
+  private readonly loader: StateLoader
+  private readonly active: ActiveCoupons<QueueCoupon>
   /** Never scheduled: validates the pattern up front and answers `nextRun`. */
   private readonly calendar: Cron
   private job: Cron | undefined
   private readonly ticks = new Set<Promise<DrainOutcome[]>>()
-  /** Queue keys woken since their coupon was last drained here. */
-  private readonly due = new Set<string>()
-  private lastSweepMs = 0
-  private unsubscribe: (() => void) | undefined
+  /** Coupons woken (or found waiting by a sweep) since they were last drained here. */
+  private readonly due = new Set<number>()
 
   constructor(ctx: IssuanceContext, options: QueueSchedulerOptions) {
     this.ctx = ctx
@@ -59,8 +67,36 @@ export class QueueScheduler implements IssuanceWorker {
       batchSize: options.batchSize ?? DEFAULT_QUEUE_DRAIN.batchSize,
       leaseMs: options.leaseMs ?? DEFAULT_QUEUE_DRAIN.leaseMs,
     }
-    this.graceMs = options.graceMs ?? 3_600_000
-    this.pending = queuePending(ctx)
+    this.states = new CouponStates(ctx)
+    this.loader = new StateLoader(ctx, this.states, queuePending(this.states))
+    this.active = new ActiveCoupons<QueueCoupon>(ctx, {
+      name: this.name,
+      modes: ['queue'],
+      graceMs: options.graceMs ?? ACTIVE_GRACE_MS,
+      lookaheadMs: ACTIVE_LOOKAHEAD_MS,
+      refreshMs: REFRESH_MS,
+      sweepMs: SWEEP_MS,
+      track: (coupon) => {
+        const state = this.states.of(coupon.id)
+        return { coupon, state, key: state.keys.queue }
+      },
+      // Users may have queued before this process listened (a restart): the next tick drains it once.
+      added: async ({ coupon }) => {
+        this.due.add(coupon.id)
+        // Not fatal: a drain loads what is missing, and admission rebuilds a lost coupon by itself.
+        await this.loader.ensureLoaded(coupon).catch((error: unknown) => {
+          this.ctx.logger.warn({ err: error, couponId: coupon.id }, `${this.name}: loading a coupon failed`)
+        })
+      },
+      woken: ({ coupon }) => this.due.add(coupon.id),
+      sweep: async ({ coupon, key }) => {
+        try {
+          if ((await this.ctx.redis.zcard(key)) > 0) this.due.add(coupon.id)
+        } catch (error) {
+          this.ctx.logger.warn({ err: error, couponId: coupon.id }, `${this.name}: sweep failed`)
+        }
+      },
+    })
   }
 
   /** When the cron pattern next fires after `from` (default now). */
@@ -70,24 +106,7 @@ export class QueueScheduler implements IssuanceWorker {
 
   async start(): Promise<void> {
     if (this.job !== undefined) return
-    this.lastSweepMs = 0
-    this.unsubscribe = await subscribeWakeUps(this.ctx, `${this.name}-${process.pid}-sub`, {
-      // The channel also carries the streams' keys (stream, kafka): only queues are kept.
-      wake: (key) => {
-        if (key.endsWith('}:queue')) this.due.add(key)
-      },
-      couponChanged: () => {},
-      // Wake-ups were missed meanwhile: the next tick counts every queue.
-      reconnected: () => {
-        this.lastSweepMs = 0
-      },
-    })
-    try {
-      for (const coupon of await this.activeCoupons()) await ensureLoaded(this.ctx, coupon, this.pending)
-    } catch (error) {
-      // Not fatal: a drain loads what is missing, and admission rebuilds a lost coupon by itself.
-      this.ctx.logger.warn({ err: error }, `${this.name}: loading active coupons failed`)
-    }
+    this.active.start()
     this.job = new Cron(
       this.pattern,
       {
@@ -101,14 +120,13 @@ export class QueueScheduler implements IssuanceWorker {
   async stop(): Promise<void> {
     this.job?.stop()
     this.job = undefined
-    this.unsubscribe?.()
-    this.unsubscribe = undefined
+    await this.active.stop()
     await Promise.allSettled(this.ticks)
   }
 
   /** Drains every active queue coupon now, woken or not (tests, and a run by hand). */
   drainOnce(): Promise<DrainOutcome[]> {
-    return this.track(this.activeCoupons().then((coupons) => this.drainAll(coupons)))
+    return this.track(this.active.list().then((coupons) => this.drainAll(coupons)))
   }
 
   private track(tick: Promise<DrainOutcome[]>): Promise<DrainOutcome[]> {
@@ -119,36 +137,24 @@ export class QueueScheduler implements IssuanceWorker {
 
   /** Drains one coupon now (does nothing if another process holds its lease). */
   drainCoupon(coupon: Coupon): Promise<DrainOutcome> {
-    return drainQueue(this.ctx, coupon, this.drainOptions)
+    return drainQueue(this.ctx, this.states.of(coupon.id), coupon, this.drainOptions)
   }
 
-  /** What the cron runs: drains the coupons woken since their last drain (and, every SWEEP_MS, counts all). */
+  /** What the cron runs: drains the coupons woken (or found waiting) since their last drain. */
   private async tickDue(): Promise<DrainOutcome[]> {
-    const sweep = Date.now() - this.lastSweepMs >= SWEEP_MS
-    if (!sweep && this.due.size === 0) return []
-    const coupons = await this.activeCoupons()
-    const keyOf = (coupon: Coupon) => couponKeys(this.ctx.redisPrefix, coupon.id).queue
-    if (sweep) {
-      this.lastSweepMs = Date.now()
-      let next = 0
-      await Promise.all(
-        Array.from({ length: Math.min(SWEEP_CONCURRENCY, coupons.length) }, async () => {
-          while (next < coupons.length) {
-            const key = keyOf(coupons[next++]!)
-            if ((await this.ctx.redis.zcard(key)) > 0) this.due.add(key)
-          }
-        }),
-      )
-    }
-    const woken = coupons.filter((coupon) => this.due.has(keyOf(coupon)))
-    // Keys of other modes' streams, and of coupons no longer active, are never drained here.
+    if (this.due.size === 0) return []
+    // Coupons no longer active are never drained here.
+    const woken = this.active
+      .entries()
+      .filter((entry) => this.due.has(entry.coupon.id))
+      .map((entry) => entry.coupon)
     this.due.clear()
     const outcomes = await this.drainAll(woken, async (coupon) => {
-      await clearWake(this.ctx, coupon.id)
+      await this.states.of(coupon.id).clearWake()
     })
     // Held by another process's drain, or failed: try again at the next tick.
     const drained = new Set(outcomes.filter((outcome) => outcome.drained).map((outcome) => outcome.couponId))
-    for (const coupon of woken) if (!drained.has(coupon.id)) this.due.add(keyOf(coupon))
+    for (const coupon of woken) if (!drained.has(coupon.id)) this.due.add(coupon.id)
     return outcomes
   }
 
@@ -160,7 +166,7 @@ export class QueueScheduler implements IssuanceWorker {
       coupons.map(async (coupon) => {
         try {
           // Redis may have lost the coupon: rebuild it so admission and `remaining` work again.
-          await ensureLoaded(this.ctx, coupon, this.pending)
+          await this.loader.ensureLoaded(coupon)
           await beforeDrain(coupon)
           return await this.drainCoupon(coupon)
         } catch (error) {
@@ -173,9 +179,5 @@ export class QueueScheduler implements IssuanceWorker {
       }),
     )
     return outcomes.filter((outcome) => outcome !== undefined)
-  }
-
-  private activeCoupons(): Promise<Coupon[]> {
-    return listActiveCoupons(this.ctx.db, ['queue'], this.graceMs)
   }
 }

@@ -2,13 +2,17 @@ import { hostname } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Coupon, IssueMode } from '../../domain/coupon.ts'
 import { isInfrastructureError } from '../../domain/errors.ts'
-import { couponKeys } from '../../redis/keys.ts'
-import { listActiveCoupons } from '../../storage/coupons.ts'
-import type { IssuanceContext } from '../context.ts'
-import { clearWake, ensureLoaded, type PendingSource, readReplicated, wakeIsSet } from '../coupon-store.ts'
-import type { IssuanceWorker } from '../mode.ts'
-import { retry } from '../retry.ts'
-import { subscribeWakeUps } from '../wake-ups.ts'
+import type { IssuanceContext } from '../core/context.ts'
+import { type CouponState, CouponStates } from '../core/coupon-state.ts'
+import type { IssuanceWorker } from '../core/mode.ts'
+import { StateLoader } from '../core/rebuild.ts'
+import {
+  ACTIVE_GRACE_MS,
+  ACTIVE_LOOKAHEAD_MS,
+  ActiveCoupons,
+  type TrackedCoupon,
+} from '../plumbing/active-coupons.ts'
+import { retry } from '../plumbing/retry.ts'
 import {
   autoclaimEntries,
   deliveryCounts,
@@ -56,21 +60,17 @@ export const DEFAULT_DRAIN_OPTIONS: DrainOptions = {
   deleteOnAck: true,
 }
 
-// Drain coupons whose sale opens within a minute, so the first request of a sale finds its writer waiting,
-// and keep draining for an hour after it closes (a backlog left by an outage).
-const ACTIVE_LOOKAHEAD_MS = 60_000
-const ACTIVE_GRACE_MS = 3_600_000
 const MAX_SWEEP_MS = 20_000
-/** Streams looked at concurrently by a sweep (one pipelined command each). */
-const SWEEP_CONCURRENCY = 64
 
-/** Hands a batch of one coupon's entries to its sink (Postgres, or Kafka). Resolves once they are durable. */
-export type BatchSink = (coupon: Coupon, entries: StreamEntry[]) => Promise<void>
+/**
+ * Hands a batch of one coupon's entries to its sink (Postgres, or Kafka), with the coupon's Redis state.
+ * Resolves once they are durable.
+ */
+export type BatchSink = (coupon: Coupon, entries: StreamEntry[], state: CouponState) => Promise<void>
 
-/** One active coupon as this drainer sees it. */
-interface CouponDrain {
-  coupon: Coupon
-  stream: string
+/** One active coupon as this drainer sees it (`key`: its stream). */
+interface CouponDrain extends TrackedCoupon {
+  state: CouponState
   /** Drains running now (at most loopsPerCoupon). */
   running: number
   /** Set by a wake-up after the wake flag was cleared: a drain whose read came back empty reads again. */
@@ -93,24 +93,19 @@ interface CouponDrain {
 export class StreamDrainer implements IssuanceWorker {
   readonly name: string
   readonly consumer = `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
-  /** Coupons listed active at the last refresh, by id and by stream key. */
-  private readonly drains = new Map<number, CouponDrain>()
-  private readonly byStream = new Map<string, CouponDrain>()
   private readonly tasks = new Set<Promise<void>>()
   private readonly lastErrors = new Map<string, string>()
   private running = false
   /** Aborted by stop(): a batch retried in place is left pending for the next drainer. */
   private stopping = new AbortController()
-  private refresher: Promise<void> | undefined
-  private sweeper: Promise<void> | undefined
 
   private readonly ctx: IssuanceContext
-  private readonly mode: Extract<IssueMode, 'stream' | 'kafka'>
   private readonly group: string
   private readonly sink: BatchSink
   private readonly options: DrainOptions
-  private readonly sweepMs: number
-  private readonly pending: PendingSource
+  private readonly states: CouponStates
+  private readonly loader: StateLoader
+  private readonly active: ActiveCoupons<CouponDrain>
 
   constructor(
     ctx: IssuanceContext,
@@ -120,115 +115,44 @@ export class StreamDrainer implements IssuanceWorker {
     options: Partial<DrainOptions> = {},
   ) {
     this.ctx = ctx
-    this.mode = mode
     this.group = group
     this.sink = sink
     this.options = { ...DEFAULT_DRAIN_OPTIONS, ...options }
-    this.sweepMs = this.options.sweepMs ?? Math.min(this.options.reclaimIdleMs, MAX_SWEEP_MS)
     this.name = `${mode}-drainer`
-    this.pending = streamPending(ctx, group)
+    this.states = new CouponStates(ctx)
+    this.loader = new StateLoader(ctx, this.states, streamPending(this.states, group))
+    this.active = new ActiveCoupons<CouponDrain>(ctx, {
+      name: this.name,
+      modes: [mode],
+      graceMs: ACTIVE_GRACE_MS,
+      lookaheadMs: ACTIVE_LOOKAHEAD_MS,
+      refreshMs: this.options.refreshMs,
+      sweepMs: this.options.sweepMs ?? Math.min(this.options.reclaimIdleMs, MAX_SWEEP_MS),
+      track: (coupon) => {
+        const state = this.states.of(coupon.id)
+        return { coupon, state, key: state.keys.stream, running: 0, dirty: false, reclaiming: false }
+      },
+      // Entries may have arrived before this process listened (a restart): drain each new coupon once.
+      added: async (drain) => {
+        await this.loader.ensureLoaded(drain.coupon)
+        this.wake(drain)
+      },
+      woken: (drain) => this.wake(drain),
+      sweep: (drain) => this.inspect(drain),
+    })
   }
 
   async start(): Promise<void> {
     this.running = true
     this.stopping = new AbortController()
-    this.refresher = this.refreshLoop()
-    this.sweeper = this.sweepLoop()
+    this.active.start()
   }
 
   async stop(): Promise<void> {
     this.running = false
     this.stopping.abort()
-    this.refreshNow()
-    this.sweepNow()
-    await Promise.allSettled([this.refresher, this.sweeper])
+    await this.active.stop()
     while (this.tasks.size > 0) await Promise.allSettled([...this.tasks])
-  }
-
-  /** Refreshes now instead of at the next tick (a coupon was just created). */
-  private refreshNow: () => void = () => {}
-  private sweepNow: () => void = () => {}
-
-  private async refreshLoop(): Promise<void> {
-    const unsubscribe = await subscribeWakeUps(this.ctx, `${this.consumer}-sub`, {
-      wake: (stream) => this.wakeStream(stream),
-      couponChanged: () => this.refreshNow(),
-      reconnected: () => this.wakeAll(),
-    })
-    try {
-      await this.refreshUntilStopped()
-    } finally {
-      unsubscribe()
-    }
-  }
-
-  /** Keeps the list of active coupons; a coupon seen for the first time is loaded and drained once. */
-  private async refreshUntilStopped(): Promise<void> {
-    while (this.running) {
-      try {
-        const coupons = await listActiveCoupons(
-          this.ctx.db,
-          [this.mode],
-          ACTIVE_GRACE_MS,
-          ACTIVE_LOOKAHEAD_MS,
-        )
-        const ids = new Set(coupons.map((coupon) => coupon.id))
-        for (const [id, drain] of this.drains) {
-          if (ids.has(id)) continue
-          this.drains.delete(id)
-          this.byStream.delete(drain.stream)
-        }
-        const added: CouponDrain[] = []
-        for (const coupon of coupons) {
-          const known = this.drains.get(coupon.id)
-          if (known !== undefined) {
-            known.coupon = coupon
-            continue
-          }
-          const drain: CouponDrain = {
-            coupon,
-            stream: couponKeys(this.ctx.redisPrefix, coupon.id).stream,
-            running: 0,
-            dirty: false,
-            reclaiming: false,
-          }
-          this.drains.set(coupon.id, drain)
-          this.byStream.set(drain.stream, drain)
-          added.push(drain)
-        }
-        // Entries may have arrived before this process listened (a restart): drain each new coupon once.
-        await forEachLimited(added, SWEEP_CONCURRENCY, async (drain) => {
-          await ensureLoaded(this.ctx, drain.coupon, this.pending)
-          this.wake(drain)
-        })
-      } catch (error) {
-        this.ctx.logger.warn({ err: error }, `${this.name}: refreshing active coupons failed`)
-      }
-      await this.pause(this.options.refreshMs, (wake) => {
-        this.refreshNow = wake
-      })
-    }
-  }
-
-  private pause(ms: number, setWake: (wake: () => void) => void): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms)
-      setWake(() => {
-        clearTimeout(timer)
-        resolve()
-      })
-    })
-  }
-
-  /** A wake-up published by the admission script (the stream's key). */
-  private wakeStream(stream: string): void {
-    const drain = this.byStream.get(stream)
-    // Not (yet) an active coupon of this mode: the refresh drains it once when it shows up.
-    if (drain !== undefined) this.wake(drain)
-  }
-
-  private wakeAll(): void {
-    for (const drain of this.drains.values()) this.wake(drain)
   }
 
   /**
@@ -239,7 +163,7 @@ export class StreamDrainer implements IssuanceWorker {
    */
   private wake(drain: CouponDrain): void {
     if (!this.running) return
-    clearWake(this.ctx, drain.coupon.id).catch((error: unknown) => {
+    drain.state.clearWake().catch((error: unknown) => {
       // The flag stays set, so admissions stop waking the drainers of this coupon until the sweep drains it.
       this.ctx.logger.warn({ err: error, couponId: drain.coupon.id }, `${this.name}: wake-up failed`)
     })
@@ -267,8 +191,8 @@ export class StreamDrainer implements IssuanceWorker {
    * that arrived starts one more drain (up to loopsPerCoupon), which reads while this one writes.
    */
   private async drain(drain: CouponDrain): Promise<void> {
-    const { coupon, stream } = drain
-    while (this.running && this.drains.get(coupon.id) === drain) {
+    const { coupon, key: stream } = drain
+    while (this.running && this.active.get(coupon.id) === drain) {
       try {
         drain.dirty = false
         const reply = await this.ctx.redis.xreadgroup(
@@ -287,12 +211,12 @@ export class StreamDrainer implements IssuanceWorker {
           return
         }
         this.startDrain(drain)
-        await this.process(coupon, entries)
+        await this.process(drain, entries)
       } catch (error) {
         drain.dirty = true
         if (error instanceof Error && error.message.startsWith('NOGROUP')) {
           // The stream was lost with Redis: recreate the group (the state is rebuilt on the next admission).
-          await ensureGroup(this.ctx, stream, this.group).catch((groupError: unknown) => {
+          await ensureGroup(this.ctx.redis, stream, this.group).catch((groupError: unknown) => {
             this.ctx.logger.warn(
               { err: groupError, couponId: coupon.id },
               `${this.name}: recreating the consumer group failed`,
@@ -307,27 +231,17 @@ export class StreamDrainer implements IssuanceWorker {
   }
 
   /**
-   * Once per sweepMs, two commands per active coupon (each on one key, so routed to its node on a cluster):
-   * a coupon whose wake flag is still set (a wake-up nobody heard) is drained, a stream with pending
-   * entries has those idle past reclaimIdleMs taken over, a lost stream or group is recreated.
+   * The sweep, once per sweepMs: two commands per active coupon (each on one key, so routed to its node on
+   * a cluster): a coupon whose wake flag is still set (a wake-up nobody heard) is drained, a stream with
+   * pending entries has those idle past reclaimIdleMs taken over, a lost stream or group is recreated.
    */
-  private async sweepLoop(): Promise<void> {
-    while (this.running) {
-      await this.pause(this.sweepMs, (wake) => {
-        this.sweepNow = wake
-      })
-      if (!this.running) return
-      await forEachLimited([...this.drains.values()], SWEEP_CONCURRENCY, (drain) => this.inspect(drain))
-    }
-  }
-
   private async inspect(drain: CouponDrain): Promise<void> {
     if (!this.running) return
-    const { coupon, stream } = drain
+    const { coupon, key: stream } = drain
     try {
       const [pending, unheard] = await Promise.all([
-        pendingCount(this.ctx, stream, this.group),
-        wakeIsSet(this.ctx, coupon.id),
+        pendingCount(this.ctx.redis, stream, this.group),
+        drain.state.wakeIsSet(),
       ])
       if (unheard && drain.running === 0) this.wake(drain)
       // A reclaim takes one of the coupon's drain slots, so the relay (one per coupon) keeps publishing a
@@ -336,7 +250,7 @@ export class StreamDrainer implements IssuanceWorker {
         drain.reclaiming = true
         drain.running++
         this.track(
-          this.reclaim(coupon)
+          this.reclaim(drain)
             .catch((error: unknown) => {
               this.ctx.logger.warn({ err: error, couponId: coupon.id }, `${this.name}: reclaim failed`)
             })
@@ -352,10 +266,16 @@ export class StreamDrainer implements IssuanceWorker {
       if (error instanceof Error && error.message.startsWith('NOGROUP')) {
         // Redis lost the stream or its group: rebuild a lost state (which recreates both), recreate a lost
         // group, and drain what is there.
-        await ensureLoaded(this.ctx, coupon, this.pending)
-          .then(() => ensureGroup(this.ctx, stream, this.group))
+        await this.loader
+          .ensureLoaded(coupon)
+          .then(() => ensureGroup(this.ctx.redis, stream, this.group))
           .then(() => this.wake(drain))
-          .catch(() => {})
+          .catch((rebuildError: unknown) => {
+            this.ctx.logger.warn(
+              { err: rebuildError, couponId: coupon.id },
+              `${this.name}: rebuilding a lost stream failed, the next sweep retries`,
+            )
+          })
         return
       }
       this.ctx.logger.warn({ err: error, couponId: coupon.id }, `${this.name}: sweep failed`)
@@ -368,21 +288,22 @@ export class StreamDrainer implements IssuanceWorker {
    * must never walk accepted requests towards the dead letters. Any other failure is retried entry by
    * entry, so one poison entry cannot hold up the rest.
    */
-  private async process(coupon: Coupon, entries: StreamEntry[]): Promise<void> {
+  private async process(drain: CouponDrain, entries: StreamEntry[]): Promise<void> {
+    const { coupon, state } = drain
     const ids = entries.map((entry) => entry.id)
     const keepClaimed = setInterval(
-      () => void this.touch(coupon.id, ids),
+      () => void this.touch(state, ids),
       Math.max(this.options.reclaimIdleMs / 3, 100),
     )
     try {
       await retry(
         async () => {
-          const held = await this.replicated(coupon.id, entries)
+          const held = await this.replicated(state, entries)
           if (held.length === 0) return
-          await this.sink(coupon, held)
+          await this.sink(coupon, held, state)
           // Only those: an entry this node has but not as pending here is read again (never deleted unseen).
           await this.acknowledge(
-            coupon.id,
+            state,
             held.map((entry) => entry.id),
           )
         },
@@ -407,9 +328,9 @@ export class StreamDrainer implements IssuanceWorker {
     }
     for (const entry of entries) {
       try {
-        if ((await this.replicated(coupon.id, [entry])).length === 0) continue
-        await this.sink(coupon, [entry])
-        await this.acknowledge(coupon.id, [entry.id])
+        if ((await this.replicated(state, [entry])).length === 0) continue
+        await this.sink(coupon, [entry], state)
+        await this.acknowledge(state, [entry.id])
       } catch (error) {
         // Left pending: reclaimed later, dead-lettered after maxDeliveries.
         this.lastErrors.set(entry.id, errorText(error))
@@ -423,27 +344,27 @@ export class StreamDrainer implements IssuanceWorker {
    * promoted replica: its user was answered 503, and it must not become a row (its unit and position are
    * free again there). Without the setting, every entry.
    */
-  private async replicated(couponId: number, entries: StreamEntry[]): Promise<StreamEntry[]> {
+  private async replicated(state: CouponState, entries: StreamEntry[]): Promise<StreamEntry[]> {
     if (this.ctx.replicaAck === undefined) return entries
-    const { stream } = couponKeys(this.ctx.redisPrefix, couponId)
     const ids = entries.map((entry) => entry.id)
-    const reply = await readReplicated(this.ctx, couponId, (pipeline) =>
-      pipeline.xclaim(stream, this.group, this.consumer, 0, ...ids, 'JUSTID'),
+    const reply = await state.readReplicated((pipeline) =>
+      pipeline.xclaim(state.keys.stream, this.group, this.consumer, 0, ...ids, 'JUSTID'),
     )
     const held = new Set(Array.isArray(reply) ? reply.map(String) : [])
     return entries.filter((entry) => held.has(entry.id))
   }
 
   /** Resets the idle time of entries still being worked on (XCLAIM JUSTID counts no delivery). */
-  private async touch(couponId: number, ids: string[]): Promise<void> {
-    const { stream } = couponKeys(this.ctx.redisPrefix, couponId)
+  private async touch(state: CouponState, ids: string[]): Promise<void> {
     // A missed touch only lets the entries look idle sooner; a batch taken over is written idempotently.
-    await this.ctx.redis.xclaim(stream, this.group, this.consumer, 0, ...ids, 'JUSTID').catch(() => {})
+    await this.ctx.redis
+      .xclaim(state.keys.stream, this.group, this.consumer, 0, ...ids, 'JUSTID')
+      .catch(() => {})
   }
 
   /** XACK, and XDEL unless the entries must stay readable (the Kafka relay: until Postgres has them). */
-  private async acknowledge(couponId: number, ids: string[]): Promise<void> {
-    const { stream } = couponKeys(this.ctx.redisPrefix, couponId)
+  private async acknowledge(state: CouponState, ids: string[]): Promise<void> {
+    const { stream } = state.keys
     const tx = this.ctx.redis.multi().xack(stream, this.group, ...ids)
     if (this.options.deleteOnAck) tx.xdel(stream, ...ids)
     await tx.exec()
@@ -451,8 +372,8 @@ export class StreamDrainer implements IssuanceWorker {
   }
 
   /** Takes over entries idle past reclaimIdleMs (a dead or stalled consumer, or an entry that failed). */
-  private async reclaim(coupon: Coupon): Promise<void> {
-    const { stream } = couponKeys(this.ctx.redisPrefix, coupon.id)
+  private async reclaim(drain: CouponDrain): Promise<void> {
+    const { coupon, key: stream } = drain
     let cursor = '0-0'
     do {
       const reply = await this.ctx.redis.xautoclaim(
@@ -469,14 +390,14 @@ export class StreamDrainer implements IssuanceWorker {
       const entries = claimed.entries
       if (entries.length === 0) continue
       const poison = await this.overDelivered(stream, entries)
-      if (poison.length > 0) await this.deadLetter(coupon.id, poison)
+      if (poison.length > 0) await this.deadLetter(drain.state, poison)
       const healthy = entries.filter((entry) => !poison.includes(entry))
       if (healthy.length > 0) {
         this.ctx.logger.info(
           { couponId: coupon.id, count: healthy.length },
           `${this.name}: reclaimed pending entries`,
         )
-        await this.process(coupon, healthy)
+        await this.process(drain, healthy)
       }
     } while (cursor !== '0-0' && this.running)
   }
@@ -495,8 +416,8 @@ export class StreamDrainer implements IssuanceWorker {
     return entries.filter((entry) => (deliveries.get(entry.id) ?? 0) > this.options.maxDeliveries)
   }
 
-  private async deadLetter(couponId: number, entries: StreamEntry[]): Promise<void> {
-    const keys = couponKeys(this.ctx.redisPrefix, couponId)
+  private async deadLetter(state: CouponState, entries: StreamEntry[]): Promise<void> {
+    const { keys, couponId } = state
     const tx = this.ctx.redis.multi()
     for (const entry of entries) {
       tx.xadd(
@@ -528,14 +449,4 @@ export class StreamDrainer implements IssuanceWorker {
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
-}
-
-/** Runs `task` over `items` with at most `limit` in flight. */
-async function forEachLimited<T>(items: T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
-  let next = 0
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) await task(items[next++]!)
-    }),
-  )
 }

@@ -1,6 +1,6 @@
-import { couponKeys } from '../../redis/keys.ts'
-import type { IssuanceContext } from '../context.ts'
-import type { PendingSource } from '../coupon-store.ts'
+import type { RedisClient } from '../../redis/client.ts'
+import type { CouponStates } from '../core/coupon-state.ts'
+import type { PendingSource } from '../core/rebuild.ts'
 
 /** Consumer groups on a coupon's stream: Postgres writers (stream mode) or the Kafka relay (kafka mode). */
 export const STREAM_GROUPS = { stream: 'writers', kafka: 'relay' } as const
@@ -73,15 +73,15 @@ export function deliveryCounts(reply: unknown): Map<string, number> {
 }
 
 /** Entries pending on the group's consumers (read, not acknowledged); throws NOGROUP if the group is gone. */
-export async function pendingCount(ctx: IssuanceContext, stream: string, group: string): Promise<number> {
-  const [count] = listOf('XPENDING', await ctx.redis.xpending(stream, group))
+export async function pendingCount(redis: RedisClient, stream: string, group: string): Promise<number> {
+  const [count] = listOf('XPENDING', await redis.xpending(stream, group))
   if (typeof count !== 'number') throw new Error('XPENDING: no count')
   return count
 }
 
-export async function ensureGroup(ctx: IssuanceContext, stream: string, group: string): Promise<void> {
+export async function ensureGroup(redis: RedisClient, stream: string, group: string): Promise<void> {
   try {
-    await ctx.redis.xgroup('CREATE', stream, group, '0', 'MKSTREAM')
+    await redis.xgroup('CREATE', stream, group, '0', 'MKSTREAM')
   } catch (error) {
     if (!(error instanceof Error) || !error.message.startsWith('BUSYGROUP')) throw error
   }
@@ -91,11 +91,11 @@ export async function ensureGroup(ctx: IssuanceContext, stream: string, group: s
  * The stream's rebuild input: its entries are accepted requests not yet written, each holding a unit of
  * stock. Also makes sure the consumer group exists (the stream may have been lost with the state).
  */
-export function streamPending(ctx: IssuanceContext, group: string): PendingSource {
+export function streamPending(states: CouponStates, group: string): PendingSource {
   return async (coupon) => {
-    const { stream } = couponKeys(ctx.redisPrefix, coupon.id)
-    const entries = await ctx.redis.xrange(stream, '-', '+')
-    await ensureGroup(ctx, stream, group)
+    const { redis, keys } = states.of(coupon.id)
+    const entries = await redis.xrange(keys.stream, '-', '+')
+    await ensureGroup(redis, keys.stream, group)
     return {
       reserveStock: true,
       records: entries.map(([, fields]) => {

@@ -1,9 +1,8 @@
-import type { Coupon } from '../../domain/coupon.ts'
-import type { IssuanceContext } from '../context.ts'
-import { admitToStream } from '../coupon-store.ts'
-import { writeIssued } from '../decisions.ts'
-import type { IssuanceMode, IssuanceWorker } from '../mode.ts'
-import { type RedisFirstSpec, redisFirstMode } from '../redis-first.ts'
+import type { IssuanceContext } from '../core/context.ts'
+import { CouponStates } from '../core/coupon-state.ts'
+import { writeIssued } from '../core/decisions.ts'
+import type { ClosableMode, IssuanceWorker } from '../core/mode.ts'
+import { type RedisFirstSpec, redisFirstMode } from '../core/redis-first.ts'
 import { type DrainOptions, StreamDrainer } from './stream-drainer.ts'
 import { STREAM_GROUPS, streamPending } from './stream-entries.ts'
 
@@ -17,17 +16,19 @@ export function streamAdmission(
   mode: 'stream' | 'kafka',
   group: string,
 ): RedisFirstSpec {
+  const states = new CouponStates(ctx)
   return {
     mode,
-    admit: admitToStream,
+    states,
+    admit: (state, userId) => state.admitToStream(userId),
     admittedStatus: 'ACCEPTED',
-    pending: streamPending(ctx, group),
+    pending: streamPending(states, group),
     undecided: (_coupon, counters, issued) => Math.max(counters.seq - issued, 0),
   }
 }
 
 /** `stream` (the default): atomic Redis admission, Redis Streams consumer group writing Postgres in batches. */
-export function streamMode(ctx: IssuanceContext): IssuanceMode & { close(): Promise<void> } {
+export function streamMode(ctx: IssuanceContext): ClosableMode {
   return redisFirstMode(ctx, streamAdmission(ctx, 'stream', STREAM_GROUPS.stream))
 }
 
@@ -37,9 +38,10 @@ export function streamWriters(ctx: IssuanceContext, options: Partial<DrainOption
     ctx,
     'stream',
     STREAM_GROUPS.stream,
-    async (coupon: Coupon, entries) => {
+    async (coupon, entries, state) => {
       await writeIssued(
         ctx,
+        state,
         coupon,
         entries.map((entry) => ({
           userId: entry.userId,

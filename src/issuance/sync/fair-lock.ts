@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import { AppError } from '../../domain/errors.ts'
 import { duplicateRedis, type RedisClient } from '../../redis/client.ts'
-import { channels, couponKeys } from '../../redis/keys.ts'
+import { channels } from '../../redis/keys.ts'
 import { defineScript, replyInteger, replyList } from '../../redis/scripts.ts'
-import type { IssuanceContext } from '../context.ts'
+import type { IssuanceContext } from '../core/context.ts'
+import { CouponStates } from '../core/coupon-state.ts'
 
 type LockContext = Pick<IssuanceContext, 'redis' | 'redisPrefix' | 'logger'>
 
@@ -136,12 +137,14 @@ export class FairLock {
   private readonly notifier: LockReleaseNotifier
   private readonly options: Required<FairLockOptions>
   private readonly channel: string
+  private readonly states: CouponStates
 
   constructor(ctx: LockContext, notifier: LockReleaseNotifier, options: FairLockOptions) {
     this.ctx = ctx
     this.notifier = notifier
     this.options = { ...DEFAULTS, ...options }
-    this.channel = channels(ctx.redisPrefix).lockReleased
+    this.states = new CouponStates(ctx)
+    this.channel = this.states.channels.lockReleased
     if (this.options.waiterTtlMs <= 2 * this.options.maxPollMs) {
       throw new Error('waiterTtlMs must be well above maxPollMs, or live waiters are dropped')
     }
@@ -149,7 +152,7 @@ export class FairLock {
 
   /** Waits in line until the lock is held; throws AppError UNAVAILABLE after maxWaitMs. */
   async acquire(couponId: number): Promise<FairLockGrant> {
-    const keys = couponKeys(this.ctx.redisPrefix, couponId)
+    const { keys } = this.states.of(couponId)
     const { leaseMs, maxWaitMs, pollMs, maxPollMs, waiterTtlMs } = this.options
     const token = randomUUID()
     const watch = this.notifier.watch(token)
@@ -211,7 +214,7 @@ export class FairLock {
   }
 
   private async releaseToken(couponId: number, token: string): Promise<boolean> {
-    const keys = couponKeys(this.ctx.redisPrefix, couponId)
+    const { keys } = this.states.of(couponId)
     return fairLockRelease.run(
       this.ctx.redis,
       [keys.lock, keys.lockWaiters, keys.lockDeadlines],

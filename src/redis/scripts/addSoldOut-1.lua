@@ -1,5 +1,5 @@
 --[[
-  Adds refusals answered from a process's memory (see issuance/sold-out-memo.ts) to a coupon's
+  Adds refusals answered from a process's memory (see issuance/core/sold-out-memo.ts) to a coupon's
   `soldOut` counter, unless Redis lost the coupon's state: a lone counter would make a partial state
   hash that hides the loss from the "stock is missing → rebuild" check.
 

@@ -1,6 +1,6 @@
 -- A user's issuance record in the users hash: "S|position|requestedAtMs|userCouponId|decidedAtMs", S one of
 -- P (pending), A (accepted), I (issued), X (sold out). The TypeScript side of the codec is in
--- issuance/coupon-store.ts; a record only ever moves forward (P/A -> I or X).
+-- issuance/core/record.ts; a record only ever moves forward (P/A -> I or X).
 local function encodeRecord(letter, position, requestedAtMs, userCouponId, decidedAtMs)
   return letter .. '|' .. position .. '|' .. requestedAtMs .. '|' .. (userCouponId or '') .. '|' .. (decidedAtMs or '')
 end

@@ -1,18 +1,19 @@
 import {
   assertIssuing,
   type Coupon,
+  type CouponStats,
   couponStatus,
   type Issuance,
   type IssueMode,
   type PublicCoupon,
-} from '../domain/coupon.ts'
-import { AppError } from '../domain/errors.ts'
-import { channels } from '../redis/keys.ts'
-import { insertCoupon, listCoupons, type NewCoupon } from '../storage/coupons.ts'
+} from '../../domain/coupon.ts'
+import { AppError } from '../../domain/errors.ts'
+import { channels } from '../../redis/keys.ts'
+import { insertCoupon, listCoupons, type NewCoupon } from '../../storage/coupons.ts'
+import type { IssuanceContext } from '../core/context.ts'
+import type { IssuanceMode, RequestOutcome } from '../core/mode.ts'
+import { CouponCache } from '../plumbing/coupon-cache.ts'
 import { auditCoupon, type CouponAudit } from './audit.ts'
-import type { IssuanceContext } from './context.ts'
-import { CouponCache } from './coupon-cache.ts'
-import type { CouponStats, IssuanceMode, RequestOutcome } from './mode.ts'
 import { ENABLED_BY } from './modes.ts'
 
 /** The coupon use cases behind the HTTP API, dispatching issuance to the coupon's mode. */

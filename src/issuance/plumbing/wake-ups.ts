@@ -1,6 +1,6 @@
-import { connectRedis, duplicateRedis } from '../redis/client.ts'
-import { channels } from '../redis/keys.ts'
-import type { IssuanceContext } from './context.ts'
+import { connectRedis, duplicateRedis } from '../../redis/client.ts'
+import { channels } from '../../redis/keys.ts'
+import type { IssuanceContext } from '../core/context.ts'
 
 export interface WakeUpHandlers {
   /** A stream's or queue's key the admission scripts published (its first entry since the flag was cleared). */

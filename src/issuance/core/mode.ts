@@ -1,6 +1,4 @@
-import type { Coupon, CouponStats, Issuance, IssueMode } from '../domain/coupon.ts'
-
-export type { CouponStats } from '../domain/coupon.ts'
+import type { Coupon, CouponStats, Issuance, IssueMode } from '../../domain/coupon.ts'
 
 /**
  * What `POST /coupons/{id}/issuance` answers, as a value: admitted (201 ISSUED in sync, 202 PENDING or
@@ -42,6 +40,9 @@ export interface IssuanceMode {
   /** Releases what the mode holds of its own (connections, timers). */
   close?(): Promise<void>
 }
+
+/** A mode as its factory hands it over: whoever made it closes it. */
+export type ClosableMode = IssuanceMode & { close(): Promise<void> }
 
 /** A background loop of a mode (queue scheduler, stream writers, Kafka relay and consumers). */
 export interface IssuanceWorker {

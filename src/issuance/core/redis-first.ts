@@ -1,27 +1,19 @@
-import type { Coupon, IssueMode } from '../domain/coupon.ts'
-import { issuedCount } from '../storage/coupons.ts'
+import type { Coupon, IssueMode } from '../../domain/coupon.ts'
+import { issuedCount } from '../../storage/coupons.ts'
 import type { IssuanceContext } from './context.ts'
-import {
-  type AdmissionReply,
-  addSoldOut,
-  type CouponCounters,
-  type PendingSource,
-  readCounters,
-  rebuildCouponState,
-  recordedIssuance,
-  requestHolders,
-  stockIfLoaded,
-  stockOf,
-  toIssuance,
-} from './coupon-store.ts'
-import { type IssuanceMode, type RequestOutcome, SOLD_OUT } from './mode.ts'
+import type { AdmissionReply, CouponCounters, CouponState, CouponStates } from './coupon-state.ts'
+import { type ClosableMode, type IssuanceMode, type RequestOutcome, SOLD_OUT } from './mode.ts'
+import { type PendingSource, StateLoader } from './rebuild.ts'
+import { toIssuance } from './record.ts'
 import { SoldOutMemo, type SoldOutMemoOptions, type SoldOutSource } from './sold-out-memo.ts'
 
 /** What makes one Redis-first mode (stream, queue, kafka) different from the others. */
 export interface RedisFirstSpec {
   mode: Extract<IssueMode, 'stream' | 'queue' | 'kafka'>
+  /** The coupons' Redis state the mode admits on. */
+  states: CouponStates
   /** The admission script: one round trip that admits, refuses, or finds the state lost. */
-  admit(ctx: IssuanceContext, couponId: number, userId: string): Promise<AdmissionReply>
+  admit(state: CouponState, userId: string): Promise<AdmissionReply>
   /** The status an admitted request has: ACCEPTED (a unit reserved for it) or PENDING (waits in line). */
   admittedStatus: 'ACCEPTED' | 'PENDING'
   /** The mode's requests that are admitted but not rows yet, for a rebuild. */
@@ -40,14 +32,16 @@ export function redisFirstMode(
   ctx: IssuanceContext,
   spec: RedisFirstSpec,
   memoOptions: Partial<SoldOutMemoOptions> = {},
-): IssuanceMode & { close(): Promise<void> } {
-  const rebuild = (coupon: Coupon) => rebuildCouponState(ctx, coupon, spec.pending)
+): ClosableMode {
+  const { states } = spec
+  const loader = new StateLoader(ctx, states, spec.pending)
 
   async function request(coupon: Coupon, userId: string): Promise<RequestOutcome> {
-    let reply = await spec.admit(ctx, coupon.id, userId)
+    const state = states.of(coupon.id)
+    let reply = await spec.admit(state, userId)
     if (reply.kind === 'notLoaded') {
-      await rebuild(coupon)
-      reply = await spec.admit(ctx, coupon.id, userId)
+      await loader.rebuild(coupon)
+      reply = await spec.admit(state, userId)
     }
     switch (reply.kind) {
       case 'admitted':
@@ -74,12 +68,12 @@ export function redisFirstMode(
   const mode: IssuanceMode = {
     mode: spec.mode,
     recordsEveryRequest: true,
-    prepare: rebuild,
+    prepare: (coupon) => loader.rebuild(coupon),
     request,
-    status: (coupon, userId) => recordedIssuance(ctx, coupon, userId, spec.pending),
+    status: (coupon, userId) => loader.recordedIssuance(coupon, userId),
     async stats(coupon) {
       const [counters, issued] = await Promise.all([
-        readCounters(ctx, coupon.id),
+        states.of(coupon.id).readCounters(),
         issuedCount(ctx.db, coupon.id),
       ])
       return {
@@ -91,18 +85,18 @@ export function redisFirstMode(
         remaining: counters.loaded ? counters.stock : coupon.quantity - issued,
       }
     },
-    remaining: (coupon) => stockOf(ctx, coupon, spec.pending),
+    remaining: (coupon) => loader.stockOf(coupon),
   }
-  return new SoldOutMemo(soldOutSource(ctx), ctx.logger, memoOptions).wrap(mode)
+  return new SoldOutMemo(soldOutSource(states), ctx.logger, memoOptions).wrap(mode)
 }
 
-/** The sold-out memo's view of the coupon store. */
-export function soldOutSource(ctx: IssuanceContext): SoldOutSource {
+/** The sold-out memo's view of the coupons' Redis state. */
+export function soldOutSource(states: CouponStates): SoldOutSource {
   return {
-    holders: (couponId, limit) => requestHolders(ctx, couponId, limit),
-    stock: (couponId) => stockIfLoaded(ctx, couponId),
+    holders: (couponId, limit) => states.of(couponId).requestHolders(limit),
+    stock: (couponId) => states.of(couponId).stockIfLoaded(),
     addRefusals: async (couponId, refusals) => {
-      await addSoldOut(ctx, couponId, refusals)
+      await states.of(couponId).addSoldOut(refusals)
     },
   }
 }

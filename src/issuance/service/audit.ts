@@ -1,8 +1,7 @@
-import type { Coupon } from '../domain/coupon.ts'
-import { couponKeys } from '../redis/keys.ts'
-import { auditRows } from '../storage/user-coupons.ts'
-import type { IssuanceContext } from './context.ts'
-import { readCounters, recordCount, scanRecords } from './coupon-store.ts'
+import type { Coupon } from '../../domain/coupon.ts'
+import { auditRows, rowHolders } from '../../storage/audit.ts'
+import type { IssuanceContext } from '../core/context.ts'
+import { CouponStates } from '../core/coupon-state.ts'
 
 export interface CouponAudit {
   quantity: number
@@ -29,12 +28,13 @@ export async function auditCoupon(
   coupon: Coupon,
   { recordsEveryRequest }: { recordsEveryRequest: boolean },
 ): Promise<CouponAudit> {
-  const keys = couponKeys(ctx.redisPrefix, coupon.id)
+  const redisState = new CouponStates(ctx).of(coupon.id)
+  const { keys } = redisState
   const [pg, state, deadLettered, userCount] = await Promise.all([
     auditRows(ctx.db, coupon.id),
-    readCounters(ctx, coupon.id),
+    redisState.readCounters(),
     ctx.redis.xlen(keys.deadLetters),
-    recordCount(ctx, coupon.id),
+    redisState.recordCount(),
   ])
   const rows = pg?.rows ?? 0
   const inconsistencies: string[] = []
@@ -52,15 +52,11 @@ export async function auditCoupon(
 
   let waiting = 0
   if (userCount <= MAX_USERS_COMPARED && recordsEveryRequest) {
-    const { rows: holders } = await ctx.db.query<{ user_id: string }>(
-      'SELECT user_id FROM user_coupons WHERE coupon_id = $1',
-      [coupon.id],
-    )
-    const withRow = new Set(holders.map((row) => row.user_id))
+    const withRow = await rowHolders(ctx.db, coupon.id)
     const issuedWithoutRow: string[] = []
     const soldOutWithRow: string[] = []
     const seen = new Set<string>()
-    await scanRecords(ctx, coupon.id, (userId, record) => {
+    await redisState.scanRecords((userId, record) => {
       seen.add(userId)
       if (record.status === 'ACCEPTED' || record.status === 'PENDING') {
         if (!withRow.has(userId)) waiting++

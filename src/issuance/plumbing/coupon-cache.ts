@@ -1,6 +1,6 @@
-import type { Coupon } from '../domain/coupon.ts'
-import { findCoupon } from '../storage/coupons.ts'
-import type { Db } from '../storage/postgres.ts'
+import type { Coupon } from '../../domain/coupon.ts'
+import { findCoupon } from '../../storage/coupons.ts'
+import type { Db } from '../../storage/postgres.ts'
 
 interface Entry {
   /** The last definition read, served even while a refresh is running or failing. */

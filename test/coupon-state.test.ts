@@ -1,14 +1,8 @@
 import assert from 'node:assert/strict'
 import { readdirSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
-import {
-  admitToQueue,
-  admitToStream,
-  couponScripts,
-  decodeRecord,
-  encodeRecord,
-  readRecord,
-} from '../src/issuance/coupon-store.ts'
+import { CouponStates, couponScripts } from '../src/issuance/core/coupon-state.ts'
+import { decodeRecord, encodeRecord } from '../src/issuance/core/record.ts'
 import { couponKeys } from '../src/redis/keys.ts'
 import { definedScriptNames, replyCode, SCRIPT_CODES, scriptFileNames } from '../src/redis/scripts.ts'
 // Imported for the wrappers they define (every script file has exactly one).
@@ -82,8 +76,10 @@ describe('the script layer', () => {
 
 describe('script wrappers decode the replies of real Redis', () => {
   let env: TestEnv
+  let states: CouponStates
   before(async () => {
     env = await createTestEnv('store')
+    states = new CouponStates(env)
   })
   after(() => env.close())
 
@@ -92,9 +88,9 @@ describe('script wrappers decode the replies of real Redis', () => {
   }
 
   it('admitStream: admitted with position and server time, then already requested with the record, sold out, not loaded', async () => {
-    assert.deepEqual(await admitToStream(env, 1, 'ann'), { kind: 'notLoaded' })
+    assert.deepEqual(await states.of(1).admitToStream('ann'), { kind: 'notLoaded' })
     await loaded(1, 1)
-    const first = await admitToStream(env, 1, 'ann')
+    const first = await states.of(1).admitToStream('ann')
     assert.equal(first.kind, 'admitted')
     if (first.kind !== 'admitted') return
     assert.equal(first.position, 1)
@@ -102,24 +98,24 @@ describe('script wrappers decode the replies of real Redis', () => {
     // The Lua record encoding agrees with the TypeScript one.
     const raw = await env.redis.hget(couponKeys(env.redisPrefix, 1).users, 'ann')
     assert.equal(raw, encodeRecord({ status: 'ACCEPTED', position: 1, requestedAtMs: first.requestedAtMs }))
-    assert.deepEqual(await admitToStream(env, 1, 'ann'), {
+    assert.deepEqual(await states.of(1).admitToStream('ann'), {
       kind: 'alreadyRequested',
       record: { status: 'ACCEPTED', position: 1, requestedAtMs: first.requestedAtMs },
     })
-    assert.deepEqual(await admitToStream(env, 1, 'bob'), { kind: 'soldOut' })
+    assert.deepEqual(await states.of(1).admitToStream('bob'), { kind: 'soldOut' })
     assert.equal(await env.redis.hget(couponKeys(env.redisPrefix, 1).state, 'soldOut'), '1')
   })
 
   it('admitQueue: the same codes, with a pending record', async () => {
-    assert.deepEqual(await admitToQueue(env, 2, 'ann'), { kind: 'notLoaded' })
+    assert.deepEqual(await states.of(2).admitToQueue('ann'), { kind: 'notLoaded' })
     await loaded(2, 1)
-    const first = await admitToQueue(env, 2, 'ann')
+    const first = await states.of(2).admitToQueue('ann')
     assert.equal(first.kind, 'admitted')
-    const again = await admitToQueue(env, 2, 'ann')
+    const again = await states.of(2).admitToQueue('ann')
     assert.equal(again.kind, 'alreadyRequested')
     assert.equal(again.kind === 'alreadyRequested' && again.record.status, 'PENDING')
     await env.redis.hset(couponKeys(env.redisPrefix, 2).state, 'stock', 0)
-    assert.deepEqual(await admitToQueue(env, 2, 'bob'), { kind: 'soldOut' })
+    assert.deepEqual(await states.of(2).admitToQueue('bob'), { kind: 'soldOut' })
   })
 
   it('the counters scripts answer undefined for a lost state and never create one', async () => {
@@ -143,9 +139,9 @@ describe('script wrappers decode the replies of real Redis', () => {
       ['ann', 'A|1|10||', 'bob', 'I|2|10|8|30', 'cy', 'A|3|10||'],
     )
     assert.equal(merged, 2)
-    assert.equal((await readRecord(env, 4, 'ann'))?.status, 'ISSUED')
-    assert.equal((await readRecord(env, 4, 'bob'))?.userCouponId, 8)
-    assert.equal((await readRecord(env, 4, 'cy'))?.status, 'ACCEPTED')
+    assert.equal((await states.of(4).readRecord('ann'))?.status, 'ISSUED')
+    assert.equal((await states.of(4).readRecord('bob'))?.userCouponId, 8)
+    assert.equal((await states.of(4).readRecord('cy'))?.status, 'ACCEPTED')
     assert.equal(await couponScripts.restoreState.run(env.redis, [keys.state], [7, 3, 2]), true)
     assert.equal(await couponScripts.restoreState.run(env.redis, [keys.state], [9, 3, 2]), false)
     assert.equal(await env.redis.hget(keys.state, 'stock'), '7')

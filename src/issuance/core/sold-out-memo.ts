@@ -1,6 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import type { Logger } from './context.ts'
-import { type IssuanceMode, SOLD_OUT } from './mode.ts'
+import { type ClosableMode, type IssuanceMode, SOLD_OUT } from './mode.ts'
 
 /** What the memo needs of a mode's store: its holders, its stock and its refusal counter. */
 export interface SoldOutSource {
@@ -74,7 +74,7 @@ export class SoldOutMemo {
    * The mode with this memo in front: a request it refuses never reaches the mode, and the mode's SOLD_OUT
    * answers start a memo. Only for modes whose sell-out is final (the Redis-first ones).
    */
-  wrap(mode: IssuanceMode): IssuanceMode & { close(): Promise<void> } {
+  wrap(mode: IssuanceMode): ClosableMode {
     return {
       ...mode,
       request: async (coupon, userId) => {

@@ -1,0 +1,348 @@
+import { ReplicaAckError } from '../../domain/errors.ts'
+import { execOnSlot, type RedisClient } from '../../redis/client.ts'
+import { type CouponKeys, channels, couponKeys } from '../../redis/keys.ts'
+import {
+  defineScript,
+  type ReplicaAck,
+  replyCode,
+  replyInteger,
+  replyString,
+  replyStrings,
+  type Script,
+} from '../../redis/scripts.ts'
+import type { IssuanceContext } from './context.ts'
+import { decodeRecord, encodeRecord, type IssuanceRecord } from './record.ts'
+
+/*
+ * The owner of a coupon's Redis state: the state hash (stock, seq, counters; "loaded" means it has a stock)
+ * and the users hash (userId -> issuance record, codec in record.ts). `CouponStates` is bound once to the
+ * Redis client and key prefix (as BullMQ's QueueKeys or @fastify/rate-limit's RedisStore); `of(couponId)`
+ * gives the coupon's handle, its keys resolved once. Nothing else names a coupon's keys: the modes and
+ * workers read them from the handle, whose methods run the Lua scripts through one typed wrapper each.
+ */
+
+/** What an admission script answered. `notLoaded`: Redis lost the coupon's state (rebuild, then retry). */
+export type AdmissionReply =
+  | { kind: 'admitted'; position: number; requestedAtMs: number }
+  | { kind: 'alreadyRequested'; record: IssuanceRecord }
+  | { kind: 'soldOut' }
+  | { kind: 'notLoaded' }
+
+const SOLD_OUT_REPLY: AdmissionReply = Object.freeze({ kind: 'soldOut' })
+const NOT_LOADED_REPLY: AdmissionReply = Object.freeze({ kind: 'notLoaded' })
+
+function admissionDecoder(name: string): (reply: unknown) => AdmissionReply {
+  return (reply) => {
+    const code = replyCode(name, reply)
+    if (typeof code === 'number') {
+      return { kind: 'admitted', position: code, requestedAtMs: replyInteger(name, reply, 1) }
+    }
+    if (code === 'alreadyRequested') {
+      return { kind: code, record: decodeRecord(replyString(name, reply, 1)) }
+    }
+    return code === 'soldOut' ? SOLD_OUT_REPLY : NOT_LOADED_REPLY
+  }
+}
+
+/** A reply `{ count }` or `{ -1 }`: the count, or undefined when the coupon has no state in Redis. */
+function countUnlessNotLoaded(name: string): (reply: unknown) => number | undefined {
+  return (reply) => {
+    const code = replyCode(name, reply)
+    if (typeof code === 'number') return code
+    if (code === 'notLoaded') return undefined
+    throw new Error(`script ${name} cannot answer ${code}`)
+  }
+}
+
+export const couponScripts = {
+  admitStream: defineScript('admitStream', admissionDecoder('admitStream')),
+  admitQueue: defineScript('admitQueue', admissionDecoder('admitQueue')),
+  markDecided: defineScript('markDecided', (reply) => replyInteger('markDecided', reply, 0)),
+  resolveSoldOut: defineScript('resolveSoldOut', (reply) => replyStrings('resolveSoldOut', reply)),
+  lowerQueueStock: defineScript('lowerQueueStock', countUnlessNotLoaded('lowerQueueStock')),
+  addSoldOut: defineScript('addSoldOut', countUnlessNotLoaded('addSoldOut')),
+  countSyncRequest: defineScript('countSyncRequest', countUnlessNotLoaded('countSyncRequest')),
+  mergeRecords: defineScript('mergeRecords', (reply) => replyInteger('mergeRecords', reply, 0)),
+  restoreState: defineScript('restoreState', (reply) => replyInteger('restoreState', reply, 0) === 1),
+}
+
+/** The state hash's counters as numbers (missing fields read as 0). */
+export interface CouponCounters {
+  loaded: boolean
+  stock: number
+  /** The last position given. */
+  seq: number
+  /** Requests refused as sold out at admission (and from memory). */
+  soldOut: number
+  /** Waiting users the queue scheduler resolved sold out. */
+  resolvedSoldOut: number
+  /** ISSUED records written by markDecided. */
+  issued: number
+  /** Requests the sync mode decided. */
+  requested: number
+}
+
+/** What the sync mode counts once Postgres decided a request (issued: with its absolute stock and position). */
+export type SyncDecision = { outcome: 'issued'; stock: number; position: number } | { outcome: 'soldOut' }
+
+type RedisSide = Pick<IssuanceContext, 'redis' | 'redisPrefix' | 'replicaAck'>
+type Pipeline = ReturnType<IssuanceContext['redis']['pipeline']>
+
+const HANDLE_CACHE_LIMIT = 10_000
+const MERGE_CHUNK = 500
+
+/** The coupons' Redis state, bound to one client and key prefix. */
+export class CouponStates {
+  readonly channels: ReturnType<typeof channels>
+  private readonly side: RedisSide
+  // Built once per coupon: the admission hot path asks for its handle on every request.
+  private readonly handles = new Map<number, CouponState>()
+
+  constructor(side: RedisSide) {
+    this.side = side
+    this.channels = channels(side.redisPrefix)
+  }
+
+  of(couponId: number): CouponState {
+    let handle = this.handles.get(couponId)
+    if (handle === undefined) {
+      if (this.handles.size >= HANDLE_CACHE_LIMIT) this.handles.clear()
+      handle = new CouponState(
+        this.side,
+        couponId,
+        couponKeys(this.side.redisPrefix, couponId),
+        this.channels,
+      )
+      this.handles.set(couponId, handle)
+    }
+    return handle
+  }
+}
+
+/** One coupon's Redis state, its keys resolved once. */
+export class CouponState {
+  readonly couponId: number
+  readonly keys: CouponKeys
+  /** The process-wide channels (decisions are published there by core/decisions.ts). */
+  readonly channels: ReturnType<typeof channels>
+  readonly redis: RedisClient
+  private readonly replicaAck: ReplicaAck | undefined
+
+  constructor(side: RedisSide, couponId: number, keys: CouponKeys, names: ReturnType<typeof channels>) {
+    this.redis = side.redis
+    this.replicaAck = side.replicaAck
+    this.couponId = couponId
+    this.keys = keys
+    this.channels = names
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Admission (the hot path: one script call, batched per event-loop turn).
+
+  /**
+   * Admits a user to the coupon's stream (stream, kafka): reserves a unit, appends to the outbox, and wakes
+   * the drainers when the stream had nothing they were told about.
+   */
+  admitToStream(userId: string): Promise<AdmissionReply> {
+    return this.admit(couponScripts.admitStream, this.keys.stream, userId)
+  }
+
+  /** Puts a user on the coupon's waiting queue (queue mode) and wakes the scheduler; it decides later. */
+  admitToQueue(userId: string): Promise<AdmissionReply> {
+    return this.admit(couponScripts.admitQueue, this.keys.queue, userId)
+  }
+
+  /**
+   * An admission script on the state, users and `outbox` keys. With a replica ack (REDIS_REPLICA_ACK), an
+   * admission the replicas did not confirm in time throws ReplicaAckError (503): it happened on the master,
+   * and may still end as a row, but a failover could lose it, so it is not told.
+   */
+  private async admit(script: Script<AdmissionReply>, outbox: string, userId: string) {
+    const { redis, replicaAck } = this
+    const { reply, replicas } = await script.runReplicated(
+      redis,
+      [this.keys.state, this.keys.users, outbox],
+      [userId, this.channels.wakeUp],
+      replicaAck,
+    )
+    const wanted = replicaAck?.replicas ?? 0
+    if (reply.kind === 'admitted' && replicas !== undefined && replicas < wanted) {
+      throw new ReplicaAckError(replicas, wanted)
+    }
+    return reply
+  }
+
+  /**
+   * Runs one command on the coupon's keys (`command` adds it to a pipeline) and returns its reply; with
+   * REDIS_REPLICA_ACK, only once the replicas hold the state that reply saw, else ReplicaAckError (retried
+   * by the caller). Used to read admitted requests before writing them on to Postgres or Kafka: an admission
+   * a failover would lose (it was answered 503) must not become a row the promoted replica knows nothing of,
+   * or its unit and position would be given a second time. The command, a marker write and `WAIT` go in one
+   * pipeline to one node: WAIT covers its connection's last write, the marker, which that node ran after
+   * every admission the command saw. A failover in between fails the pipeline, or the command runs on the
+   * new master and sees only what it has.
+   */
+  async readReplicated(command: (pipeline: Pipeline) => Pipeline): Promise<unknown> {
+    const { redis, replicaAck: ack } = this
+    const pipeline = command(redis.pipeline())
+    if (ack !== undefined) {
+      pipeline.set(this.keys.replicaProbe, '1', 'PX', 60_000).call('WAIT', ack.replicas, ack.timeoutMs)
+    }
+    const results = await execOnSlot(redis, pipeline)
+    for (const [error] of results) if (error) throw error
+    if (ack !== undefined) {
+      const replicas = Number(results[2]?.[1])
+      if (replicas < ack.replicas) throw new ReplicaAckError(replicas, ack.replicas)
+    }
+    return results[0]?.[1]
+  }
+
+  /** An admission set the coupon's wake flag and no drainer cleared it since (a wake-up nobody heard). */
+  async wakeIsSet(): Promise<boolean> {
+    return (await this.redis.hget(this.keys.state, 'wake')) !== null
+  }
+
+  /**
+   * A drainer is about to read the coupon's stream or queue: the next admission wakes the drainers again.
+   * Cleared before the read, so an entry appended after this call always publishes a wake-up of its own.
+   */
+  async clearWake(): Promise<void> {
+    await this.redis.hdel(this.keys.state, 'wake')
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Reads.
+
+  async isLoaded(): Promise<boolean> {
+    return (await this.redis.hexists(this.keys.state, 'stock')) === 1
+  }
+
+  async readRecord(userId: string): Promise<IssuanceRecord | undefined> {
+    const raw = await this.redis.hget(this.keys.users, userId)
+    return raw === null ? undefined : decodeRecord(raw)
+  }
+
+  /** The records of these users, in their order (undefined for a user without one). */
+  async readRecords(userIds: string[]): Promise<(IssuanceRecord | undefined)[]> {
+    const raw = await this.redis.hmget(this.keys.users, ...userIds)
+    return raw.map((value) => (value === null ? undefined : decodeRecord(value)))
+  }
+
+  async readCounters(): Promise<CouponCounters> {
+    const raw = await this.redis.hgetall(this.keys.state)
+    const field = (name: string) => Number(raw[name] ?? 0)
+    return {
+      loaded: raw.stock !== undefined,
+      stock: field('stock'),
+      seq: field('seq'),
+      soldOut: field('soldOut'),
+      resolvedSoldOut: field('resolvedSoldOut'),
+      issued: field('issued'),
+      requested: field('requested'),
+    }
+  }
+
+  /** The stock Redis still has to give, or undefined if Redis lost the coupon's state. */
+  async stockIfLoaded(): Promise<number | undefined> {
+    const stock = await this.redis.hget(this.keys.state, 'stock')
+    return stock === null ? undefined : Number(stock)
+  }
+
+  /**
+   * The users holding a request for the coupon (the users hash's fields), read in HSCAN pages so a large
+   * hash never blocks Redis; undefined when there are more than `limit` of them.
+   */
+  async requestHolders(limit: number): Promise<Set<string> | undefined> {
+    const holders = new Set<string>()
+    let more = true
+    await this.scanRaw(1_000, (userId) => {
+      holders.add(userId)
+      if (holders.size > limit) more = false
+      return more
+    })
+    return more ? holders : undefined
+  }
+
+  /** Every user's record, page by page (HSCAN): what the audit compares with Postgres. */
+  scanRecords(visit: (userId: string, record: IssuanceRecord) => void): Promise<void> {
+    return this.scanRaw(2_000, (userId, raw) => {
+      visit(userId, decodeRecord(raw))
+      return true
+    })
+  }
+
+  private async scanRaw(count: number, visit: (userId: string, raw: string) => boolean): Promise<void> {
+    let cursor = '0'
+    do {
+      const [next, flat] = await this.redis.hscan(this.keys.users, cursor, 'COUNT', count)
+      for (let i = 0; i < flat.length; i += 2) if (!visit(flat[i]!, flat[i + 1]!)) return
+      cursor = next
+    } while (cursor !== '0')
+  }
+
+  /** How many users hold a record. */
+  recordCount(): Promise<number> {
+    return this.redis.hlen(this.keys.users)
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Writes (the decisions go through core/decisions.ts, which publishes what these return).
+
+  /** Moves the users' records forward (`[userId, encodedRecord, ...]`) and takes them off the queue. */
+  async markDecided(pairs: string[]): Promise<void> {
+    await couponScripts.markDecided.run(
+      this.redis,
+      [this.keys.users, this.keys.queue, this.keys.state],
+      pairs,
+    )
+  }
+
+  /**
+   * Queue mode: resolves waiting users scored up to `maxScore` (at most `max`) SOLD_OUT; returns their
+   * `[userId, encodedRecord, ...]` pairs.
+   */
+  resolveQueueSoldOut(max: number, maxScore: number): Promise<string[]> {
+    return couponScripts.resolveSoldOut.run(
+      this.redis,
+      [this.keys.queue, this.keys.users, this.keys.state],
+      [max, maxScore],
+    )
+  }
+
+  /** Adds refusals answered outside Redis to the coupon's `soldOut` counter; false if Redis lost the state. */
+  async addSoldOut(refusals: number): Promise<boolean> {
+    return (await couponScripts.addSoldOut.run(this.redis, [this.keys.state], [refusals])) !== undefined
+  }
+
+  /** Queue mode: lowers Redis's stock to what Postgres has left (never raises it, never creates the state). */
+  async lowerQueueStock(remaining: number): Promise<void> {
+    await couponScripts.lowerQueueStock.run(this.redis, [this.keys.state], [remaining])
+  }
+
+  /** Sync mode: counts a request Postgres decided. */
+  async countSyncRequest(decided: SyncDecision): Promise<void> {
+    const args =
+      decided.outcome === 'issued' ? ['issued', decided.stock, decided.position] : ['soldOut', 0, 0]
+    await couponScripts.countSyncRequest.run(this.redis, [this.keys.state], args)
+  }
+
+  /**
+   * A rebuild's last step: merges the records (in chunks, so no call blocks Redis long), then writes the
+   * state hash, which makes the coupon loaded again: nobody is admitted against a half-built state.
+   */
+  async restore(
+    records: Map<string, IssuanceRecord>,
+    state: { stock: number; seq: number; issued: number },
+  ): Promise<void> {
+    const pairs = [...records].flatMap(([user, record]) => [user, encodeRecord(record)])
+    for (let i = 0; i < pairs.length; i += MERGE_CHUNK * 2) {
+      const chunk = pairs.slice(i, i + MERGE_CHUNK * 2)
+      await couponScripts.mergeRecords.run(this.redis, [this.keys.users], chunk)
+    }
+    await couponScripts.restoreState.run(
+      this.redis,
+      [this.keys.state],
+      [Math.max(state.stock, 0), state.seq, state.issued],
+    )
+  }
+}

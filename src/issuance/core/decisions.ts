@@ -1,0 +1,105 @@
+import type { Coupon, Issuance } from '../../domain/coupon.ts'
+import { inTransaction } from '../../storage/postgres.ts'
+import { type IssuedRow, type IssueRequest, issueBatch } from '../../storage/user-coupons.ts'
+import type { IssuanceContext } from './context.ts'
+import type { CouponState } from './coupon-state.ts'
+import { encodeRecord, type IssuanceRecord, toIssuance } from './record.ts'
+
+/*
+ * The decisions: a request becomes ISSUED once Postgres holds its row, or SOLD_OUT. This module builds the
+ * records, writes them to the coupon's Redis state and publishes them to every API process (the
+ * DecisionHub pushes them to the users' SSE streams), for every mode.
+ */
+
+/** A user's decided request: `[userId, record]`. */
+export type Decision = [string, IssuanceRecord]
+
+/** What a row must tell to become an ISSUED record. */
+type RowFacts = Pick<IssuedRow, 'id' | 'position' | 'requestedAt' | 'issuedAt'>
+
+/** The ISSUED record of a user's row; `positionIfNone` stands in for a row written without a position. */
+export function issuedRecord(row: RowFacts, positionIfNone = 0): IssuanceRecord {
+  return {
+    status: 'ISSUED',
+    position: row.position ?? positionIfNone,
+    requestedAtMs: row.requestedAt.getTime(),
+    userCouponId: row.id,
+    decidedAtMs: row.issuedAt.getTime(),
+  }
+}
+
+/** A user's row as their issuance status (rows are only ever ISSUED); a row without a position shows none. */
+export function issuanceOfRow(couponId: number, userId: string, row: RowFacts): Issuance {
+  const { position, ...issuance } = toIssuance(couponId, userId, issuedRecord(row))
+  return row.position === null ? issuance : { ...issuance, position }
+}
+
+/** Moves the users' records forward in Redis (and off the queue), then publishes them for SSE. */
+export async function recordDecisions(state: CouponState, decisions: Decision[]): Promise<void> {
+  if (decisions.length === 0) return
+  const pairs = decisions.flatMap(([userId, record]) => [userId, encodeRecord(record)])
+  await state.markDecided(pairs)
+  await publishDecisions(state, pairs)
+}
+
+/**
+ * Queue mode: resolves waiting users scored up to `maxScore` (at most `max`) SOLD_OUT and publishes them;
+ * returns how many.
+ */
+export async function resolveQueueSoldOut(
+  state: CouponState,
+  max: number,
+  maxScore: number,
+): Promise<number> {
+  const pairs = await state.resolveQueueSoldOut(max, maxScore)
+  await publishDecisions(state, pairs)
+  return pairs.length / 2
+}
+
+/**
+ * Writes accepted requests of one coupon to Postgres in one transaction, then records the decisions in Redis
+ * and announces them. Idempotent, so a batch replayed after a crash (or taken over from a stalled worker)
+ * issues nothing twice. Shared by the stream writers and the Kafka consumers.
+ */
+export async function writeIssued(
+  ctx: IssuanceContext,
+  state: CouponState,
+  coupon: Coupon,
+  requests: IssueRequest[],
+): Promise<Decision[]> {
+  const result = await inTransaction(ctx.db, (client) => issueBatch(client, coupon.id, requests))
+  const byUser = new Map(requests.map((request) => [request.userId, request]))
+  const decidedAtMs = Date.now()
+  const decisions: Decision[] = []
+  for (const row of result.issued) {
+    const request = byUser.get(row.userId)
+    if (request !== undefined) decisions.push([row.userId, issuedRecord(row, request.position)])
+  }
+  // Only after Redis lost state can Postgres run out before Redis did: those requests end SOLD_OUT, honestly.
+  for (const userId of result.soldOut) {
+    const request = byUser.get(userId)!
+    const { position, requestedAt } = request
+    decisions.push([
+      userId,
+      { status: 'SOLD_OUT', position, requestedAtMs: requestedAt.getTime(), decidedAtMs },
+    ])
+  }
+  await recordDecisions(state, decisions)
+  return decisions
+}
+
+/**
+ * A published batch of decisions, compact: the coupon and the flat `[userId, record, ...]` pairs the Redis
+ * script took. A process decodes only the users it has an SSE connection for (see DecisionHub).
+ */
+export interface DecisionMessage {
+  couponId: number
+  pairs: string[]
+}
+
+/** Announces decided requests to every API process (they push them to users over SSE). */
+async function publishDecisions(state: CouponState, pairs: string[]): Promise<void> {
+  if (pairs.length === 0) return
+  const message: DecisionMessage = { couponId: state.couponId, pairs }
+  await state.redis.publish(state.channels.decisions, JSON.stringify(message))
+}

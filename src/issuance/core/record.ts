@@ -1,0 +1,64 @@
+import type { Issuance, IssuanceStatus } from '../../domain/coupon.ts'
+
+/*
+ * The issuance record codec, the TypeScript twin of src/redis/scripts/includes/record.lua: a user's record in
+ * the coupon's users hash is `S|position|requestedAtMs|userCouponId|decidedAtMs`, S one of P (pending),
+ * A (accepted), I (issued), X (sold out). A record only ever moves forward (P/A -> I or X).
+ */
+
+const STATUS_BY_LETTER: Record<string, IssuanceStatus> = {
+  P: 'PENDING',
+  A: 'ACCEPTED',
+  I: 'ISSUED',
+  X: 'SOLD_OUT',
+}
+const LETTER_BY_STATUS: Record<IssuanceStatus, string> = {
+  PENDING: 'P',
+  ACCEPTED: 'A',
+  ISSUED: 'I',
+  SOLD_OUT: 'X',
+}
+
+export interface IssuanceRecord {
+  status: IssuanceStatus
+  position: number
+  requestedAtMs: number
+  userCouponId?: number
+  decidedAtMs?: number
+}
+
+export function encodeRecord(record: IssuanceRecord): string {
+  return [
+    LETTER_BY_STATUS[record.status],
+    record.position,
+    record.requestedAtMs,
+    record.userCouponId ?? '',
+    record.decidedAtMs ?? '',
+  ].join('|')
+}
+
+export function decodeRecord(raw: string): IssuanceRecord {
+  const [letter = '', position = '', requestedAt = '', userCouponId = '', decidedAt = ''] = raw.split('|')
+  const status = STATUS_BY_LETTER[letter]
+  if (status === undefined) throw new Error(`bad issuance record "${raw}"`)
+  return {
+    status,
+    position: Number(position),
+    requestedAtMs: Number(requestedAt),
+    ...(userCouponId === '' ? {} : { userCouponId: Number(userCouponId) }),
+    ...(decidedAt === '' ? {} : { decidedAtMs: Number(decidedAt) }),
+  }
+}
+
+/** The record as the API shows it. */
+export function toIssuance(couponId: number, userId: string, record: IssuanceRecord): Issuance {
+  return {
+    couponId,
+    userId,
+    status: record.status,
+    position: record.position,
+    ...(record.userCouponId === undefined ? {} : { userCouponId: record.userCouponId }),
+    requestedAt: new Date(record.requestedAtMs).toISOString(),
+    ...(record.decidedAtMs === undefined ? {} : { decidedAt: new Date(record.decidedAtMs).toISOString() }),
+  }
+}
