@@ -1,4 +1,4 @@
-/** Every error a client can see, with its stable `code` and HTTP status (SPEC.md "Errors"). */
+/** Every error a client can see, with its stable `code` and HTTP status (docs/api.md "Errors"). */
 export const ERROR_CODES = {
   VALIDATION_ERROR: { status: 400, title: 'The request is not valid' },
   UNAUTHENTICATED: { status: 401, title: 'Authentication is required' },
