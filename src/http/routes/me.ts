@@ -14,12 +14,22 @@ import {
 } from '../schemas.ts'
 import { openEventStream } from '../sse.ts'
 
+type App = Parameters<FastifyPluginAsyncTypebox>[0]
+type UserCoupons = ReturnType<typeof userCouponService>
+
+const security = [{ userToken: [] }]
+const UserCouponParams = Type.Object({ userCouponId: Id }, { additionalProperties: false })
+
+/** The caller's own routes: their coupons, redeeming and cancelling, and their decisions as events. */
 export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.addHook('onRequest', app.authenticateUser)
-  const security = [{ userToken: [] }]
   const userCoupons = userCouponService(app.db)
-  const UserCouponParams = Type.Object({ userCouponId: Id }, { additionalProperties: false })
+  listRoute(app, userCoupons)
+  redemptionRoutes(app, userCoupons)
+  eventsRoute(app)
+}
 
+function listRoute(app: App, userCoupons: UserCoupons): void {
   app.get(
     '/me/coupons',
     {
@@ -47,7 +57,9 @@ export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
         status: coupon.status,
       })),
   )
+}
 
+function redemptionRoutes(app: App, userCoupons: UserCoupons): void {
   app.post(
     '/me/coupons/:userCouponId/redeem',
     {
@@ -92,7 +104,9 @@ export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
       }
     },
   )
+}
 
+function eventsRoute(app: App): void {
   app.get(
     '/me/events',
     {
