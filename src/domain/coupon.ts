@@ -1,6 +1,7 @@
 /** Pure coupon rules: no I/O here, so they are unit-testable and shared by every mode. */
 import { type Static, Type } from 'typebox'
 import { Value } from 'typebox/value'
+import { Amount, Discount } from './discount.ts'
 import { AppError } from './errors.ts'
 
 /*
@@ -13,26 +14,6 @@ export type { CouponStats, Issuance, IssuanceStatus } from './issuance.ts'
 /** The issue modes; the SQL CHECK on coupons.issue_mode lists them too (a test proves they agree). */
 export const ISSUE_MODES = ['sync', 'queue', 'stream', 'kafka'] as const
 export type IssueMode = (typeof ISSUE_MODES)[number]
-
-/** The largest amount of money anywhere in the API (discounts, orders). */
-export const MAX_AMOUNT = 1_000_000_000
-const Amount = Type.Integer({ minimum: 1, maximum: MAX_AMOUNT })
-
-export const Discount = Type.Union(
-  [
-    Type.Object({ type: Type.Literal('FIXED'), amount: Amount }, { additionalProperties: false }),
-    Type.Object(
-      {
-        type: Type.Literal('RATE'),
-        percent: Type.Integer({ minimum: 1, maximum: 100 }),
-        maxAmount: Type.Optional(Amount),
-      },
-      { additionalProperties: false },
-    ),
-  ],
-  { description: 'FIXED: a fixed amount off; RATE: a percentage off, optionally capped' },
-)
-export type Discount = Static<typeof Discount>
 
 export interface Coupon {
   id: number
@@ -121,29 +102,6 @@ export function assertIssuing(coupon: Pick<Coupon, 'issueStartsAt' | 'issueEndsA
   }
   if (now >= coupon.issueEndsAt)
     throw new AppError('ISSUE_ENDED', `issuance ended at ${coupon.issueEndsAt.toISOString()}`)
-}
-
-/** When a coupon issued at `issuedAt` stops being usable: the earlier of validDays and validUntil. */
-export function expiryOf(coupon: Pick<Coupon, 'validDays' | 'validUntil'>, issuedAt: Date): Date {
-  const candidates: number[] = []
-  if (coupon.validDays !== null) candidates.push(issuedAt.getTime() + coupon.validDays * 86_400_000)
-  if (coupon.validUntil !== null) candidates.push(coupon.validUntil.getTime())
-  return new Date(Math.min(...candidates))
-}
-
-/** The discount for an order: FIXED takes min(amount, order); RATE floors order×percent/100, capped. */
-export function discountFor(discount: Discount, orderAmount: number): number {
-  if (discount.type === 'FIXED') return Math.min(discount.amount, orderAmount)
-  const byRate = Math.floor((orderAmount * discount.percent) / 100)
-  return discount.maxAmount === undefined ? byRate : Math.min(byRate, discount.maxAmount)
-}
-
-export const USER_COUPON_STATUSES = ['AVAILABLE', 'REDEEMED', 'EXPIRED'] as const
-export type UserCouponStatus = (typeof USER_COUPON_STATUSES)[number]
-
-export function userCouponStatus(redeemedAt: Date | null, expiresAt: Date, now: Date): UserCouponStatus {
-  if (redeemedAt !== null) return 'REDEEMED'
-  return now >= expiresAt ? 'EXPIRED' : 'AVAILABLE'
 }
 
 /** A coupon as shoppers see it (GET /coupons/{id}); dates as ISO 8601. */

@@ -3,7 +3,7 @@
  * call with the same order id gets its first answer again) and cancelling it when the order is refunded.
  * No I/O: the caller reads the coupon's redemptions under a row lock and applies the decision.
  */
-import { type Discount, discountFor } from './coupon.ts'
+import { type Discount, discountFor } from './discount.ts'
 import { AppError } from './errors.ts'
 
 /** One redemption of a user coupon, live (`cancelledAt` null) or cancelled. */

@@ -1,7 +1,9 @@
 import { type Static, Type } from 'typebox'
 import * as domain from '../domain/coupon.ts'
-import { Discount, MAX_AMOUNT, NewCouponFields } from '../domain/coupon.ts'
+import { NewCouponFields } from '../domain/coupon.ts'
+import { Discount, MAX_AMOUNT } from '../domain/discount.ts'
 import { ISSUANCE_STATUSES } from '../domain/issuance.ts'
+import { USER_COUPON_STATUSES } from '../domain/user-coupon.ts'
 
 /**
  * TypeBox schemas: one source for request validation, handler types and the OpenAPI document. The views
@@ -31,7 +33,7 @@ export { Discount }
 
 export const IssueMode = NewCouponFields.properties.issueMode
 export const CouponStatus = Type.Enum(domain.COUPON_STATUSES)
-export const UserCouponStatus = Type.Enum(domain.USER_COUPON_STATUSES)
+export const UserCouponStatus = Type.Enum(USER_COUPON_STATUSES)
 export const IssuanceStatus = Type.Enum(ISSUANCE_STATUSES)
 
 /** The request/decision state of one user for one coupon (GET /coupons/{id}/issuance). */

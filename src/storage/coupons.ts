@@ -1,10 +1,5 @@
-import {
-  type Coupon,
-  checkNewCoupon,
-  type Discount,
-  type IssueMode,
-  type NewCoupon,
-} from '../domain/coupon.ts'
+import { type Coupon, checkNewCoupon, type IssueMode, type NewCoupon } from '../domain/coupon.ts'
+import type { Discount } from '../domain/discount.ts'
 import { type Db, type DbClient, inTransaction } from './postgres.ts'
 
 type Queryable = Db | DbClient

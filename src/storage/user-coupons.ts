@@ -1,4 +1,4 @@
-import type { Discount } from '../domain/coupon.ts'
+import type { Discount } from '../domain/discount.ts'
 import { type Db, type DbClient, inTransaction } from './postgres.ts'
 
 type Queryable = Db | DbClient

@@ -1,6 +1,6 @@
-import { type UserCouponStatus, userCouponStatus } from '../domain/coupon.ts'
 import { AppError } from '../domain/errors.ts'
 import { decideCancel, decideRedeem, type Order } from '../domain/redemption.ts'
+import { type UserCouponStatus, userCouponStatus } from '../domain/user-coupon.ts'
 import { type Db, type DbClient, inTransaction } from '../storage/postgres.ts'
 import { cancelLiveRedemption, insertRedemption, redemptionsOf } from '../storage/redemptions.ts'
 import { lockUserCoupon } from '../storage/user-coupons.ts'

@@ -1,5 +1,5 @@
-import { type UserCouponStatus, userCouponStatus } from '../domain/coupon.ts'
 import type { Order } from '../domain/redemption.ts'
+import { type UserCouponStatus, userCouponStatus } from '../domain/user-coupon.ts'
 import type { Db } from '../storage/postgres.ts'
 import { listUserCoupons, type UserCouponView } from '../storage/user-coupons.ts'
 import { cancelRedemption, type Redemption, type RedemptionCancellation, redeemUserCoupon } from './redeem.ts'
