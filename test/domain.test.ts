@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
-import { couponStatus, discountFor, expiryOf, userCouponStatus } from '../src/domain/coupon.ts'
+import { couponStatus } from '../src/domain/coupon.ts'
+import { discountFor } from '../src/domain/discount.ts'
+import { expiryOf, userCouponStatus } from '../src/domain/user-coupon.ts'
 import { decodeRecord, encodeRecord, type IssuanceRecord } from '../src/issuance/core/record.ts'
 
 describe('discounts', () => {

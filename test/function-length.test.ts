@@ -15,8 +15,6 @@ const LIMIT = 80
 const SRC_KNOWN_LONG = new Set([
   'src/http/routes/admin.ts adminRoutes',
   'src/http/routes/coupons.ts couponRoutes',
-  'src/http/routes/me.ts meRoutes',
-  'src/issuance/sync/sync-mode.ts syncMode',
 ])
 
 function describeAll(found: ReturnType<typeof longFunctions>): string[] {

@@ -215,22 +215,29 @@ describe('HTTP API contract', () => {
 
       const stolen = await t.http('POST', `/me/coupons/${userCouponId}/redeem`, {
         token: t.tokenFor('grace'),
-        body: { orderAmount: 5000 },
+        body: { orderId: 'order-1', orderAmount: 5000 },
       })
       assert.equal(stolen.status, 404)
       assert.equal(stolen.body.code, 'USER_COUPON_NOT_FOUND')
 
-      const attempts = await runConcurrently(10, 10, () =>
+      // Ten different orders at once: one wins, the others are told the coupon is taken.
+      const attempts = await runConcurrently(10, 10, (index) =>
         t.http('POST', `/me/coupons/${userCouponId}/redeem`, {
           token: t.tokenFor('frank'),
-          body: { orderAmount: 5000 },
+          body: { orderId: `order-${index}`, orderAmount: 5000 },
         }),
       )
       const ok = attempts.filter((a) => a.status === 200)
       assert.equal(ok.length, 1, 'redeemed exactly once')
       assert.deepEqual(
-        { ...ok[0]!.body, redeemedAt: undefined },
-        { discountAmount: 750, payAmount: 4250, redeemedAt: undefined },
+        { ...ok[0]!.body, orderId: undefined, redeemedAt: undefined },
+        {
+          orderId: undefined,
+          orderAmount: 5000,
+          discountAmount: 750,
+          payAmount: 4250,
+          redeemedAt: undefined,
+        },
       )
       assert.ok(attempts.filter((a) => a.status === 409).every((a) => a.body.code === 'ALREADY_REDEEMED'))
       const after = await t.http('GET', '/me/coupons', { token: t.tokenFor('frank') })
@@ -240,7 +247,7 @@ describe('HTTP API contract', () => {
       )
       const badBody = await t.http('POST', `/me/coupons/${userCouponId}/redeem`, {
         token: t.tokenFor('frank'),
-        body: { orderAmount: 0 },
+        body: { orderId: 'order-0', orderAmount: 0 },
       })
       assert.equal(badBody.status, 400)
     })
@@ -254,7 +261,7 @@ describe('HTTP API contract', () => {
       ])
       const answer = await t.http('POST', `/me/coupons/${userCouponId}/redeem`, {
         token: t.tokenFor('henry'),
-        body: { orderAmount: 9000 },
+        body: { orderId: 'order-h', orderAmount: 9000 },
       })
       assert.equal(answer.status, 410)
       assert.equal(answer.body.code, 'COUPON_EXPIRED')

@@ -274,6 +274,7 @@ describe('bad input, generated, at every endpoint', () => {
     { method: 'GET', path: (id) => `/admin/coupons/${id}/audit`, token: tokens().admin },
     { method: 'GET', path: (id) => `/admin/coupons/${id}/events`, token: tokens().admin },
     { method: 'POST', path: (id) => `/me/coupons/${id}/redeem`, token: tokens().user },
+    { method: 'POST', path: (id) => `/me/coupons/${id}/redemption/cancel`, token: tokens().user },
   ]
 
   function assertRefused(answer: RawAnswer, what: string) {
@@ -301,12 +302,14 @@ describe('bad input, generated, at every endpoint', () => {
 
   it('refuses bad ids in every path', async () => {
     await fc.assert(
-      fc.asyncProperty(notId, fc.nat({ max: 6 }), async (id, index) => {
+      fc.asyncProperty(notId, fc.nat({ max: idRoutes().length - 1 }), async (id, index) => {
         const route = idRoutes()[index]!
         const path = route.path(id)
         const answer = await rawRequest(t, route.method, path, {
           ...(route.token === undefined ? {} : { token: route.token }),
-          ...(route.method === 'POST' && path.endsWith('/redeem') ? { body: '{"orderAmount":1000}' } : {}),
+          ...(route.method === 'POST' && path.startsWith('/me/')
+            ? { body: '{"orderId":"o-1","orderAmount":1000}' }
+            : {}),
         })
         assertRefused(answer, `${route.method} ${path}`)
       }),
@@ -358,13 +361,20 @@ describe('bad input, generated, at every endpoint', () => {
     )
   })
 
-  it('refuses bad redeem bodies and leaves the coupon unredeemed', async () => {
+  it('refuses bad redeem and cancel bodies and leaves the coupon unredeemed', async () => {
+    // JSON texts that are no order id: empty, over 100 characters, with NUL, not a string.
+    const badOrderId = fc.oneof(
+      fc.constantFrom('""', '"a\\u0000b"', '42', 'null', 'true', '["o-1"]', '{}'),
+      fc.string({ minLength: 101, maxLength: 160 }).map((text) => JSON.stringify(text)),
+    )
     const body = fc.oneof(
-      badInteger(1, 1e9).map((amount) => `{"orderAmount":${amount}}`),
+      badInteger(1, 1e9).map((amount) => `{"orderId":"o-1","orderAmount":${amount}}`),
+      badOrderId.map((orderId) => `{"orderId":${orderId},"orderAmount":1000}`),
       fc.constantFrom(
         '{}',
-        '{"orderAmount":10,"extra":1}',
-        '{"orderAmount":10,"__proto__":{"orderAmount":1}}',
+        '{"orderAmount":10}',
+        '{"orderId":"o-1","orderAmount":10,"extra":1}',
+        '{"orderId":"o-1","orderAmount":10,"__proto__":{"orderAmount":1}}',
         '[]',
         '',
         'null',
@@ -383,6 +393,22 @@ describe('bad input, generated, at every endpoint', () => {
         )
       }),
       { numRuns: RUNS },
+    )
+    const cancelBody = fc.oneof(
+      badOrderId.map((orderId) => `{"orderId":${orderId}}`),
+      fc.constantFrom('{}', '{"orderId":"o-1","extra":1}', '[]', '', 'null', '{"orderId":'),
+    )
+    await fc.assert(
+      fc.asyncProperty(cancelBody, async (text) => {
+        assertRefused(
+          await rawRequest(t, 'POST', `/me/coupons/${userCouponId}/redemption/cancel`, {
+            token: t.tokenFor(user),
+            body: text,
+          }),
+          text,
+        )
+      }),
+      { numRuns: RUNS / 2 },
     )
   })
 

@@ -19,7 +19,7 @@ import {
   type TestApp,
 } from './support/app.ts'
 import { createTestEnv, eventually, insertTestCoupon, type TestEnv } from './support/infra.ts'
-import { type Child, spawnNode } from './support/processes.ts'
+import { type Child, spawnNode, waitUntilReady } from './support/processes.ts'
 
 const passed = (answers: HttpResult[]) => answers.filter((answer) => answer.status !== 429).length
 
@@ -241,16 +241,7 @@ describe('two server processes', () => {
         ),
       )
     }
-    for (const port of ports) {
-      await eventually(
-        () =>
-          request(`http://127.0.0.1:${port}/readyz`)
-            .then((r) => r.body.text().then(() => r.statusCode === 200))
-            .catch(() => false),
-        `API on ${port} ready`,
-        30_000,
-      )
-    }
+    for (const port of ports) await waitUntilReady(port)
   })
   after(async () => {
     await Promise.all(children.map((child) => child.kill('SIGTERM')))

@@ -5,7 +5,7 @@ import { freePort } from '../bench/lib/infra.ts'
 import { signUserToken } from '../src/auth/tokens.ts'
 import { runConcurrently, TEST_ADMIN_TOKEN, TEST_JWT_SECRET } from './support/app.ts'
 import { createTestEnv, eventually, issuedRows, type TestEnv } from './support/infra.ts'
-import { type Child, spawnNode } from './support/processes.ts'
+import { type Child, spawnNode, waitUntilReady } from './support/processes.ts'
 
 async function call(port: number, method: 'GET' | 'POST', path: string, token: string, body?: unknown) {
   const response = await request(`http://127.0.0.1:${port}${path}`, {
@@ -41,16 +41,7 @@ describe('API and worker processes side by side', () => {
       )
     }
     children.push(spawnNode('bin/coupon-rush.mjs', common, ['worker']))
-    for (const port of ports) {
-      await eventually(
-        () =>
-          request(`http://127.0.0.1:${port}/readyz`)
-            .then((r) => r.body.text().then(() => r.statusCode === 200))
-            .catch(() => false),
-        `API on ${port} ready`,
-        30_000,
-      )
-    }
+    for (const port of ports) await waitUntilReady(port)
   })
   after(async () => {
     await Promise.all(children.map((child) => child.kill('SIGTERM')))

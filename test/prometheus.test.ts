@@ -14,7 +14,7 @@ import { freePort } from '../bench/lib/infra.ts'
 import { signUserToken } from '../src/auth/tokens.ts'
 import { runConcurrently, TEST_ADMIN_TOKEN, TEST_JWT_SECRET } from './support/app.ts'
 import { createTestEnv, eventually, issuedRows, type TestEnv } from './support/infra.ts'
-import { type Child, ROOT, spawnNode } from './support/processes.ts'
+import { type Child, ROOT, spawnNode, waitUntilReady } from './support/processes.ts'
 
 const RULE_FILES = ['coupon-rush.rules.yml', 'coupon-rush.alerts.yml'].map((file) =>
   join(ROOT, 'deploy/prometheus', file),
@@ -104,15 +104,7 @@ describe('Prometheus with the deploy/ rules, scraping an API process and a worke
     const promPort = await freePort()
     promUrl = `http://127.0.0.1:${promPort}`
     prometheus = startPrometheus(promPort, `127.0.0.1:${apiPort}`, dir)
-    await eventually(
-      () =>
-        fetch(`http://127.0.0.1:${apiPort}/readyz`).then(
-          (r) => r.ok,
-          () => false,
-        ),
-      'API ready',
-      30_000,
-    )
+    await waitUntilReady(apiPort)
     await eventually(
       () =>
         fetch(`${promUrl}/-/ready`).then(

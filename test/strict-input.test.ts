@@ -79,7 +79,7 @@ describe('strict input', () => {
         assertProblem(
           await rawRequest(t, 'POST', '/me/coupons/1/redeem', {
             token: t.tokenFor('nina'),
-            body: `{"orderAmount":${value}}`,
+            body: `{"orderId":"o-1","orderAmount":${value}}`,
           }),
           400,
           'VALIDATION_ERROR',
@@ -111,7 +111,7 @@ describe('strict input', () => {
         assertProblem(
           await rawRequest(t, 'POST', `/me/coupons/${userCouponId}/redeem`, {
             token: t.tokenFor('otto'),
-            body: `{"orderAmount":${value}}`,
+            body: `{"orderId":"o-1","orderAmount":${value}}`,
           }),
           400,
           'VALIDATION_ERROR',
@@ -122,7 +122,7 @@ describe('strict input', () => {
       assert.equal((mine.json as unknown as { status: string }[])[0]?.status, 'AVAILABLE')
       const redeemed = await rawRequest(t, 'POST', `/me/coupons/${userCouponId}/redeem`, {
         token: t.tokenFor('otto'),
-        body: '{"orderAmount":1000}',
+        body: '{"orderId":"o-1","orderAmount":1000}',
       })
       assert.equal(redeemed.status, 200)
       assert.equal(redeemed.json?.discountAmount, 1000, 'FIXED 5000 off an order of 1000')
@@ -480,7 +480,7 @@ describe('strict input', () => {
       }
       const redeem = await rawRequest(t, 'POST', '/me/coupons/999999/redeem', {
         token: t.tokenFor('rita'),
-        body: '{"orderAmount":100}',
+        body: '{"orderId":"o-1","orderAmount":100}',
       })
       assert.equal(redeem.status, 404)
       assert.equal(redeem.headers['cache-control'], 'no-store')

@@ -1,6 +1,7 @@
 /** Pure coupon rules: no I/O here, so they are unit-testable and shared by every mode. */
 import { type Static, Type } from 'typebox'
 import { Value } from 'typebox/value'
+import { Amount, Discount } from './discount.ts'
 import { AppError } from './errors.ts'
 import { ProofOfWork } from './proof-of-work.ts'
 
@@ -15,26 +16,6 @@ export type { CouponStats, Issuance, IssuanceStatus } from './issuance.ts'
 export const ISSUE_MODES = ['sync', 'queue', 'stream', 'kafka'] as const
 export type IssueMode = (typeof ISSUE_MODES)[number]
 
-/** The largest amount of money anywhere in the API (discounts, orders). */
-export const MAX_AMOUNT = 1_000_000_000
-const Amount = Type.Integer({ minimum: 1, maximum: MAX_AMOUNT })
-
-export const Discount = Type.Union(
-  [
-    Type.Object({ type: Type.Literal('FIXED'), amount: Amount }, { additionalProperties: false }),
-    Type.Object(
-      {
-        type: Type.Literal('RATE'),
-        percent: Type.Integer({ minimum: 1, maximum: 100 }),
-        maxAmount: Type.Optional(Amount),
-      },
-      { additionalProperties: false },
-    ),
-  ],
-  { description: 'FIXED: a fixed amount off; RATE: a percentage off, optionally capped' },
-)
-export type Discount = Static<typeof Discount>
-
 export interface Coupon {
   id: number
   name: string
@@ -48,12 +29,13 @@ export interface Coupon {
   issueMode: IssueMode
   /** Set: each issuance request must carry a solved challenge; null: off. */
   proofOfWork: ProofOfWork | null
+  /** The least order amount the coupon can be redeemed against; null: any order. */
+  minOrderAmount: number | null
   createdAt: Date
 }
 
-export type NewCoupon = Omit<Coupon, 'id' | 'issuedCount' | 'createdAt' | 'proofOfWork'> & {
-  proofOfWork?: ProofOfWork | null
-}
+export type NewCoupon = Omit<Coupon, 'id' | 'issuedCount' | 'createdAt' | 'proofOfWork' | 'minOrderAmount'> &
+  Partial<Pick<Coupon, 'proofOfWork' | 'minOrderAmount'>>
 
 /** The fields of a new coupon that a schema can check on their own (the dates are checked below). */
 export const NewCouponFields = Type.Object({
@@ -69,6 +51,7 @@ export const NewCouponFields = Type.Object({
   validDays: Type.Union([Type.Integer({ minimum: 1, maximum: 3650 }), Type.Null()]),
   issueMode: Type.Enum(ISSUE_MODES, { description: 'How requests are admitted and issued' }),
   proofOfWork: Type.Union([ProofOfWork, Type.Null()]),
+  minOrderAmount: Type.Union([Amount, Type.Null()]),
 })
 
 /**
@@ -86,6 +69,7 @@ export function checkNewCoupon(coupon: NewCoupon): void {
     validDays: coupon.validDays,
     issueMode: coupon.issueMode,
     proofOfWork: coupon.proofOfWork ?? null,
+    minOrderAmount: coupon.minOrderAmount ?? null,
   }
   for (const error of Value.Errors(NewCouponFields, fields))
     refuse(`${error.instancePath.slice(1)} ${error.message}`)
@@ -125,29 +109,6 @@ export function assertIssuing(coupon: Pick<Coupon, 'issueStartsAt' | 'issueEndsA
     throw new AppError('ISSUE_ENDED', `issuance ended at ${coupon.issueEndsAt.toISOString()}`)
 }
 
-/** When a coupon issued at `issuedAt` stops being usable: the earlier of validDays and validUntil. */
-export function expiryOf(coupon: Pick<Coupon, 'validDays' | 'validUntil'>, issuedAt: Date): Date {
-  const candidates: number[] = []
-  if (coupon.validDays !== null) candidates.push(issuedAt.getTime() + coupon.validDays * 86_400_000)
-  if (coupon.validUntil !== null) candidates.push(coupon.validUntil.getTime())
-  return new Date(Math.min(...candidates))
-}
-
-/** The discount for an order: FIXED takes min(amount, order); RATE floors order×percent/100, capped. */
-export function discountFor(discount: Discount, orderAmount: number): number {
-  if (discount.type === 'FIXED') return Math.min(discount.amount, orderAmount)
-  const byRate = Math.floor((orderAmount * discount.percent) / 100)
-  return discount.maxAmount === undefined ? byRate : Math.min(byRate, discount.maxAmount)
-}
-
-export const USER_COUPON_STATUSES = ['AVAILABLE', 'REDEEMED', 'EXPIRED'] as const
-export type UserCouponStatus = (typeof USER_COUPON_STATUSES)[number]
-
-export function userCouponStatus(redeemedAt: Date | null, expiresAt: Date, now: Date): UserCouponStatus {
-  if (redeemedAt !== null) return 'REDEEMED'
-  return now >= expiresAt ? 'EXPIRED' : 'AVAILABLE'
-}
-
 /** A coupon as shoppers see it (GET /coupons/{id}); dates as ISO 8601. */
 export interface PublicCoupon {
   id: number
@@ -161,4 +122,5 @@ export interface PublicCoupon {
   issueMode: IssueMode
   /** Set when each issuance request must carry a solved challenge (GET /coupons/{id}/challenge). */
   proofOfWork?: ProofOfWork
+  minOrderAmount: number | null
 }

@@ -1,4 +1,4 @@
-/** Every error a client can see, with its stable `code` and HTTP status (SPEC.md "Errors"). */
+/** Every error a client can see, with its stable `code` and HTTP status (docs/api.md "Errors"). */
 export const ERROR_CODES = {
   VALIDATION_ERROR: { status: 400, title: 'The request is not valid' },
   UNAUTHENTICATED: { status: 401, title: 'Authentication is required' },
@@ -14,6 +14,9 @@ export const ERROR_CODES = {
   REQUEST_TIMEOUT: { status: 408, title: 'The request took too long to arrive' },
   ALREADY_REQUESTED: { status: 409, title: 'This user already requested this coupon' },
   ALREADY_REDEEMED: { status: 409, title: 'This coupon was already redeemed' },
+  ORDER_MISMATCH: { status: 409, title: 'The order does not match the redemption' },
+  NOT_REDEEMED: { status: 409, title: 'This coupon holds no redemption to cancel' },
+  REDEMPTION_CANCELLED: { status: 409, title: 'This order’s redemption was cancelled' },
   SOLD_OUT: { status: 410, title: 'The coupon is sold out' },
   COUPON_EXPIRED: { status: 410, title: 'The coupon has expired' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
@@ -23,6 +26,7 @@ export const ERROR_CODES = {
   ISSUE_NOT_STARTED: { status: 422, title: 'Issuance has not started yet' },
   ISSUE_ENDED: { status: 422, title: 'Issuance has ended' },
   MODE_UNAVAILABLE: { status: 422, title: 'This issuance mode is not available here' },
+  ORDER_BELOW_MINIMUM: { status: 422, title: 'The order is below the coupon’s minimum amount' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
   HEADERS_TOO_LARGE: { status: 431, title: 'The request headers are too large' },
   UNAVAILABLE: { status: 503, title: 'The service cannot take the request right now' },

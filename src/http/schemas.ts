@@ -1,8 +1,10 @@
 import { type Static, Type } from 'typebox'
 import * as domain from '../domain/coupon.ts'
-import { Discount, MAX_AMOUNT, NewCouponFields } from '../domain/coupon.ts'
+import { NewCouponFields } from '../domain/coupon.ts'
+import { Discount, MAX_AMOUNT } from '../domain/discount.ts'
 import { ISSUANCE_STATUSES } from '../domain/issuance.ts'
 import { ProofOfWork } from '../domain/proof-of-work.ts'
+import { USER_COUPON_STATUSES } from '../domain/user-coupon.ts'
 
 /**
  * TypeBox schemas: one source for request validation, handler types and the OpenAPI document. The views
@@ -32,7 +34,7 @@ export { Discount }
 
 export const IssueMode = NewCouponFields.properties.issueMode
 export const CouponStatus = Type.Enum(domain.COUPON_STATUSES)
-export const UserCouponStatus = Type.Enum(domain.USER_COUPON_STATUSES)
+export const UserCouponStatus = Type.Enum(USER_COUPON_STATUSES)
 export const IssuanceStatus = Type.Enum(ISSUANCE_STATUSES)
 
 /** The request/decision state of one user for one coupon (GET /coupons/{id}/issuance). */
@@ -78,6 +80,9 @@ const couponViewFields = {
       { description: 'present when each issuance request must carry a solved challenge' },
     ),
   ),
+  minOrderAmount: Type.Union([Type.Integer(), Type.Null()], {
+    description: 'the least order amount it redeems against; null: any',
+  }),
 }
 
 /** A coupon as shoppers see it (GET /coupons/{id}). */
@@ -117,6 +122,7 @@ export const CreateCouponBody = Type.Object(
       ...ProofOfWork,
       description: 'each issuance request must carry a solved ALTCHA challenge (GET /coupons/{id}/challenge)',
     }),
+    minOrderAmount: Type.Optional(NewCouponFields.properties.minOrderAmount.anyOf[0]),
   },
   { additionalProperties: false },
 )
@@ -137,19 +143,45 @@ export const UserCoupon = Type.Object({
   discount: Discount,
   issuedAt: Type.String({ format: 'date-time' }),
   expiresAt: Type.String({ format: 'date-time' }),
+  minOrderAmount: Type.Union([Type.Integer(), Type.Null()]),
   redeemedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  orderId: Type.Union([Type.String(), Type.Null()], { description: 'the order of the current redemption' }),
+  orderAmount: Type.Union([Type.Integer(), Type.Null()]),
+  discountAmount: Type.Union([Type.Integer(), Type.Null()]),
+  cancelledAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+    description: 'when the last redemption was cancelled (null once redeemed again)',
+  }),
   status: UserCouponStatus,
 })
 
+/** A shop's order id: the key that makes redeem and cancel idempotent. */
+const OrderId = Type.String({
+  minLength: 1,
+  maxLength: 100,
+  pattern: '^[^\\u0000]*$',
+  description: "the shop's order id: 1-100 characters, no NUL",
+})
+
 export const RedeemBody = Type.Object(
-  { orderAmount: Type.Integer({ minimum: 1, maximum: MAX_AMOUNT }) },
+  { orderId: OrderId, orderAmount: Type.Integer({ minimum: 1, maximum: MAX_AMOUNT }) },
   { additionalProperties: false },
 )
 
 export const Redemption = Type.Object({
+  orderId: Type.String(),
+  orderAmount: Type.Integer(),
   discountAmount: Type.Integer(),
   payAmount: Type.Integer(),
   redeemedAt: Type.String({ format: 'date-time' }),
+})
+
+export const CancelRedemptionBody = Type.Object({ orderId: OrderId }, { additionalProperties: false })
+
+export const RedemptionCancellation = Type.Object({
+  orderId: Type.String(),
+  redeemedAt: Type.String({ format: 'date-time' }),
+  cancelledAt: Type.String({ format: 'date-time' }),
+  status: UserCouponStatus,
 })
 
 export const Audit = Type.Object({

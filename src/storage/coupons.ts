@@ -1,10 +1,5 @@
-import {
-  type Coupon,
-  checkNewCoupon,
-  type Discount,
-  type IssueMode,
-  type NewCoupon,
-} from '../domain/coupon.ts'
+import { type Coupon, checkNewCoupon, type IssueMode, type NewCoupon } from '../domain/coupon.ts'
+import type { Discount } from '../domain/discount.ts'
 import { type Db, type DbClient, inTransaction } from './postgres.ts'
 
 type Queryable = Db | DbClient
@@ -21,11 +16,12 @@ interface CouponRow {
   valid_until: Date | null
   issue_mode: IssueMode
   pow_max_number: number | null
+  min_order_amount: number | null
   created_at: Date
 }
 
 const COLUMNS = `id, name, discount, quantity, issued_count, issue_starts_at, issue_ends_at,
-  valid_days, valid_until, issue_mode, pow_max_number, created_at`
+  valid_days, valid_until, issue_mode, pow_max_number, min_order_amount, created_at`
 
 function toCoupon(row: CouponRow): Coupon {
   return {
@@ -40,6 +36,7 @@ function toCoupon(row: CouponRow): Coupon {
     validUntil: row.valid_until,
     issueMode: row.issue_mode,
     proofOfWork: row.pow_max_number === null ? null : { maxNumber: row.pow_max_number },
+    minOrderAmount: row.min_order_amount,
     createdAt: row.created_at,
   }
 }
@@ -58,8 +55,9 @@ export async function insertCoupon(
   checkNewCoupon(coupon)
   return inTransaction(db, async (client) => {
     const { rows } = await client.query<CouponRow>(
-      `INSERT INTO coupons (name, discount, quantity, issue_starts_at, issue_ends_at, valid_days, valid_until, issue_mode, pow_max_number)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ${COLUMNS}`,
+      `INSERT INTO coupons (name, discount, quantity, issue_starts_at, issue_ends_at, valid_days, valid_until, issue_mode,
+         pow_max_number, min_order_amount)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ${COLUMNS}`,
       [
         coupon.name,
         JSON.stringify(coupon.discount),
@@ -70,6 +68,7 @@ export async function insertCoupon(
         coupon.validUntil,
         coupon.issueMode,
         coupon.proofOfWork?.maxNumber ?? null,
+        coupon.minOrderAmount ?? null,
       ],
     )
     const created = toCoupon(rows[0]!)

@@ -102,3 +102,8 @@ export async function inTransaction<T>(db: Db, work: (client: DbClient) => Promi
     client.release(lost)
   }
 }
+
+/** The readiness probe's round trip: Postgres answers a query on a pool connection. */
+export async function ping(db: Db): Promise<void> {
+  await db.query('SELECT 1')
+}

@@ -1,4 +1,4 @@
-import type { Discount } from '../domain/coupon.ts'
+import type { Discount } from '../domain/discount.ts'
 import { type Db, type DbClient, inTransaction } from './postgres.ts'
 
 type Queryable = Db | DbClient
@@ -121,10 +121,18 @@ export interface UserCouponView {
   requestedAt: Date
   issuedAt: Date
   expiresAt: Date
+  minOrderAmount: number | null
+  /** The current redemption (all null while the coupon is not redeemed). */
   redeemedAt: Date | null
+  orderId: string | null
+  orderAmount: number | null
+  discountAmount: number | null
+  /** When the last redemption was cancelled; null once redeemed again. */
+  cancelledAt: Date | null
 }
 
-const VIEW = `uc.id, uc.coupon_id, c.name, c.discount, uc.position, uc.requested_at, uc.issued_at, uc.expires_at, uc.redeemed_at`
+const VIEW = `uc.id, uc.coupon_id, c.name, c.discount, uc.position, uc.requested_at, uc.issued_at, uc.expires_at,
+  c.min_order_amount, uc.redeemed_at, uc.order_id, uc.order_amount, uc.discount_amount, uc.cancelled_at`
 
 interface ViewRow {
   id: number
@@ -135,7 +143,12 @@ interface ViewRow {
   requested_at: Date
   issued_at: Date
   expires_at: Date
+  min_order_amount: number | null
   redeemed_at: Date | null
+  order_id: string | null
+  order_amount: number | null
+  discount_amount: number | null
+  cancelled_at: Date | null
 }
 
 function toView(row: ViewRow): UserCouponView {
@@ -148,7 +161,12 @@ function toView(row: ViewRow): UserCouponView {
     requestedAt: row.requested_at,
     issuedAt: row.issued_at,
     expiresAt: row.expires_at,
+    minOrderAmount: row.min_order_amount,
     redeemedAt: row.redeemed_at,
+    orderId: row.order_id,
+    orderAmount: row.order_amount,
+    discountAmount: row.discount_amount,
+    cancelledAt: row.cancelled_at,
   }
 }
 
@@ -178,20 +196,6 @@ export async function lockUserCoupon(client: DbClient, id: number, userId: strin
     [id, userId],
   )
   return rows[0] && toView(rows[0])
-}
-
-export async function markRedeemed(
-  client: DbClient,
-  id: number,
-  orderAmount: number,
-  discountAmount: number,
-) {
-  const { rows } = await client.query<{ redeemed_at: Date }>(
-    `UPDATE user_coupons SET redeemed_at = now(), order_amount = $2, discount_amount = $3
-     WHERE id = $1 AND redeemed_at IS NULL RETURNING redeemed_at`,
-    [id, orderAmount, discountAmount],
-  )
-  return rows[0]?.redeemed_at
 }
 
 /** Rows of a coupon (of the given users only, if any): what recovery and the queue's reconciliation read. */

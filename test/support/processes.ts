@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { eventually } from './infra.ts'
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 
@@ -77,4 +78,20 @@ export function spawnNode(
       }
     },
   }
+}
+
+/** Waits until the API process on `port` answers `GET /readyz` with 200. */
+export async function waitUntilReady(port: number, timeoutMs = 30_000): Promise<void> {
+  await eventually(
+    () =>
+      fetch(`http://127.0.0.1:${port}/readyz`).then(
+        async (response) => {
+          await response.body?.cancel()
+          return response.ok
+        },
+        () => false,
+      ),
+    `API on ${port} ready`,
+    timeoutMs,
+  )
 }

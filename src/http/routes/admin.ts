@@ -26,6 +26,7 @@ function adminView(coupon: Coupon, stats?: CouponStats) {
     validUntil: coupon.validUntil?.toISOString() ?? null,
     issueMode: coupon.issueMode,
     ...(coupon.proofOfWork === null ? {} : { proofOfWork: coupon.proofOfWork }),
+    minOrderAmount: coupon.minOrderAmount,
     createdAt: coupon.createdAt.toISOString(),
     ...(stats === undefined ? {} : { stats }),
   }
@@ -59,6 +60,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
         validUntil: body.validUntil === undefined ? null : new Date(body.validUntil),
         issueMode: body.issueMode ?? 'stream',
         proofOfWork: body.proofOfWork === undefined ? null : proofOfWorkSetting(body.proofOfWork),
+        minOrderAmount: body.minOrderAmount ?? null,
       })
       return reply.code(201).send(adminView(coupon))
     },

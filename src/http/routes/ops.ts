@@ -4,6 +4,7 @@ import { Gauge } from 'prom-client'
 import { Type } from 'typebox'
 import { AppError } from '../../domain/errors.ts'
 import { DURABILITY_VERDICTS, RedisDurabilitySchema, readRedisDurability } from '../../redis/durability.ts'
+import { ping } from '../../storage/postgres.ts'
 
 /** Open against the cap: HTTP_MAX_CONNECTIONS, SSE_MAX_STREAMS. */
 const Budget = Type.Object({ open: Type.Integer(), limit: Type.Integer() })
@@ -60,7 +61,7 @@ export const opsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async () => {
-      const [redis, postgres] = await Promise.allSettled([app.redis.ping(), app.db.query('SELECT 1')])
+      const [redis, postgres] = await Promise.allSettled([app.redis.ping(), ping(app.db)])
       const down = [
         redis.status === 'rejected' && 'Redis',
         postgres.status === 'rejected' && 'Postgres',

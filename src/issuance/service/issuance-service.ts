@@ -85,6 +85,7 @@ export class IssuanceService {
       issueStartsAt: coupon.issueStartsAt.toISOString(),
       issueEndsAt: coupon.issueEndsAt.toISOString(),
       issueMode: coupon.issueMode,
+      minOrderAmount: coupon.minOrderAmount,
     }
   }
 
