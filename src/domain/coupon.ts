@@ -46,9 +46,11 @@ export interface Coupon {
   validUntil: Date | null
   issueMode: IssueMode
   createdAt: Date
+  /** Issuance refused with ISSUE_PAUSED while true (PATCH /admin/coupons/{id}). */
+  paused: boolean
 }
 
-export type NewCoupon = Omit<Coupon, 'id' | 'issuedCount' | 'createdAt'>
+export type NewCoupon = Omit<Coupon, 'id' | 'issuedCount' | 'createdAt' | 'paused'>
 
 /** The fields of a new coupon that a schema can check on their own (the dates are checked below). */
 export const NewCouponFields = Type.Object({
@@ -109,13 +111,20 @@ export function couponStatus(
   return remaining <= 0 ? 'SOLD_OUT' : 'ISSUING'
 }
 
-/** Throws unless `now` is inside the coupon's issue window [issueStartsAt, issueEndsAt). */
-export function assertIssuing(coupon: Pick<Coupon, 'issueStartsAt' | 'issueEndsAt'>, now: Date): void {
+/**
+ * Throws unless `now` is inside the coupon's issue window [issueStartsAt, issueEndsAt) and the sale is not
+ * paused (a coupon without `paused` is not).
+ */
+export function assertIssuing(
+  coupon: Pick<Coupon, 'issueStartsAt' | 'issueEndsAt'> & { paused?: boolean },
+  now: Date,
+): void {
   if (now < coupon.issueStartsAt) {
     throw new AppError('ISSUE_NOT_STARTED', `issuance starts at ${coupon.issueStartsAt.toISOString()}`)
   }
   if (now >= coupon.issueEndsAt)
     throw new AppError('ISSUE_ENDED', `issuance ended at ${coupon.issueEndsAt.toISOString()}`)
+  if (coupon.paused === true) throw new AppError('ISSUE_PAUSED', 'issuance is paused by the shop')
 }
 
 /** When a coupon issued at `issuedAt` stops being usable: the earlier of validDays and validUntil. */

@@ -7,7 +7,7 @@ import {
 } from '../domain/coupon.ts'
 import { type Db, type DbClient, inTransaction } from './postgres.ts'
 
-type Queryable = Db | DbClient
+export type Queryable = Db | DbClient
 
 interface CouponRow {
   id: number
@@ -21,10 +21,11 @@ interface CouponRow {
   valid_until: Date | null
   issue_mode: IssueMode
   created_at: Date
+  paused: boolean
 }
 
 const COLUMNS = `id, name, discount, quantity, issued_count, issue_starts_at, issue_ends_at,
-  valid_days, valid_until, issue_mode, created_at`
+  valid_days, valid_until, issue_mode, created_at, paused`
 
 function toCoupon(row: CouponRow): Coupon {
   return {
@@ -39,6 +40,7 @@ function toCoupon(row: CouponRow): Coupon {
     validUntil: row.valid_until,
     issueMode: row.issue_mode,
     createdAt: row.created_at,
+    paused: row.paused,
   }
 }
 
@@ -73,6 +75,23 @@ export async function insertCoupon(
     await prepare(created)
     return created
   })
+}
+
+/** The coupon row locked for this transaction (FOR UPDATE), or undefined. */
+export async function lockCoupon(client: DbClient, id: number): Promise<Coupon | undefined> {
+  const { rows } = await client.query<CouponRow>(`SELECT ${COLUMNS} FROM coupons WHERE id = $1 FOR UPDATE`, [
+    id,
+  ])
+  return rows[0] && toCoupon(rows[0])
+}
+
+/** Writes the steerable fields of a coupon (its row locked by the caller). */
+export async function writeSteerableFields(client: DbClient, coupon: Coupon): Promise<void> {
+  await client.query(
+    `UPDATE coupons SET name = $2, issue_starts_at = $3, issue_ends_at = $4, quantity = $5, paused = $6
+     WHERE id = $1`,
+    [coupon.id, coupon.name, coupon.issueStartsAt, coupon.issueEndsAt, coupon.quantity, coupon.paused],
+  )
 }
 
 export async function findCoupon(db: Queryable, id: number): Promise<Coupon | undefined> {
