@@ -14,7 +14,7 @@ import { assertRowsAsTold, undecidedPending } from './support/invariants.ts'
  * stock added once sold out, and is ended now, with the invariants of docs/api.md checked throughout.
  */
 
-const USERS = 3_000
+const USERS = 5_000
 const INITIAL = 300
 const ADDED = 300
 const CONCURRENCY = 100
@@ -295,9 +295,9 @@ describe('steering a live sale', () => {
       const coupon = await t.createCoupon({ quantity: INITIAL, issueMode: mode })
       const steps: Step[] = [
         { afterAnswers: 150, body: { paused: true } },
-        { afterAnswers: 150, body: { paused: false } },
-        { afterAnswers: 900, body: { quantity: INITIAL + ADDED } },
-        { afterAnswers: 700, body: { issueEndsAt: new Date(0).toISOString() } },
+        { afterAnswers: 250, body: { paused: false } },
+        { afterAnswers: 1_500, body: { quantity: INITIAL + ADDED } },
+        { afterAnswers: 1_500, body: { issueEndsAt: new Date(0).toISOString() } },
       ]
       const answers = await runSteeredSale(t, coupon.id, mode, steps)
       await checkSteeredSale(t, coupon.id, mode, answers, steps)
