@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { IssueMode } from '../src/domain/coupon.ts'
+import { couponScripts } from '../src/issuance/core/coupon-state.ts'
 import { decodeRecord } from '../src/issuance/core/record.ts'
+import { queueMode, queueScheduler } from '../src/issuance/queue/queue-mode.ts'
+import { IssuanceService } from '../src/issuance/service/issuance-service.ts'
 import { couponKeys } from '../src/redis/keys.ts'
 import { runConcurrently, startTestApp, type TestApp } from './support/app.ts'
 import { TEST_KAFKA_BROKERS } from './support/cluster-app.ts'
-import { eventually, issuedRows } from './support/infra.ts'
+import { createTestEnv, eventually, insertTestCoupon, issuedRows } from './support/infra.ts'
 import { assertRowsAsTold, undecidedPending } from './support/invariants.ts'
 
 /**
@@ -15,6 +18,8 @@ import { assertRowsAsTold, undecidedPending } from './support/invariants.ts'
  */
 
 const USERS = 5_000
+/** sync issues one user per Postgres transaction under its fair lock: fewer users keep the file under a minute. */
+const SYNC_USERS = 3_000
 const INITIAL = 300
 const ADDED = 300
 const CONCURRENCY = 100
@@ -40,7 +45,7 @@ function hoursFromNow(hours: number): string {
 }
 
 /**
- * The sale: USERS distinct users, CONCURRENCY in flight. The steps run one after the other, each once
+ * The sale: `users` distinct users, CONCURRENCY in flight. The steps run one after the other, each once
  * `afterAnswers` requests were answered since the previous one's PATCH returned; the worker that reaches it
  * sends the PATCH while the other CONCURRENCY - 1 keep sending.
  */
@@ -49,6 +54,7 @@ async function runSteeredSale(
   couponId: number,
   mode: IssueMode,
   steps: Step[],
+  users: number,
 ): Promise<Answer[]> {
   let answeredSinceStep = 0
   let steering = false
@@ -65,7 +71,7 @@ async function runSteeredSale(
     steering = false
     assert.equal(result.status, 200, `PATCH ${JSON.stringify(step.body)}: ${JSON.stringify(result.body)}`)
   }
-  return runConcurrently(USERS, CONCURRENCY, async (i) => {
+  return runConcurrently(users, CONCURRENCY, async (i) => {
     const userId = `${mode}-u${i}`
     const sentAt = performance.now()
     const result = await t.http('POST', `/coupons/${couponId}/issuance`, { token: t.tokenFor(userId) })
@@ -291,15 +297,16 @@ describe('steering a live sale', () => {
   })
 
   for (const mode of ['stream', 'queue', 'kafka', 'sync'] as const) {
-    it(`${mode}: paused, resumed, stock added once sold out and ended now under ${USERS} users`, async () => {
+    const users = mode === 'sync' ? SYNC_USERS : USERS
+    it(`${mode}: paused, resumed, stock added once sold out and ended now under ${users} users`, async () => {
       const coupon = await t.createCoupon({ quantity: INITIAL, issueMode: mode })
       const steps: Step[] = [
-        { afterAnswers: 150, body: { paused: true } },
-        { afterAnswers: 250, body: { paused: false } },
-        { afterAnswers: 1_500, body: { quantity: INITIAL + ADDED } },
-        { afterAnswers: 1_500, body: { issueEndsAt: new Date(0).toISOString() } },
+        { afterAnswers: users * 0.03, body: { paused: true } },
+        { afterAnswers: users * 0.05, body: { paused: false } },
+        { afterAnswers: users * 0.3, body: { quantity: INITIAL + ADDED } },
+        { afterAnswers: users * 0.3, body: { issueEndsAt: new Date(0).toISOString() } },
       ]
-      const answers = await runSteeredSale(t, coupon.id, mode, steps)
+      const answers = await runSteeredSale(t, coupon.id, mode, steps, users)
       await checkSteeredSale(t, coupon.id, mode, answers, steps)
       const history = await t.http('GET', `/admin/coupons/${coupon.id}/history`, { token: t.adminToken })
       const entries = history.body as unknown as { admin: string; change: Record<string, unknown> }[]
@@ -314,4 +321,61 @@ describe('steering a live sale', () => {
       )
     })
   }
+})
+
+describe('adding stock in queue mode', () => {
+  it('gives the new units to the users still waiting, in queue order; those resolved SOLD_OUT stay so', async () => {
+    const env = await createTestEnv('steerqueue')
+    const mode = queueMode(env)
+    const service = new IssuanceService(env, [mode])
+    // No cron tick during the test: each drain below is explicit.
+    const scheduler = queueScheduler(env, { cron: '0 0 0 1 1 *' })
+    try {
+      const coupon = await insertTestCoupon(env.db, { quantity: 2, issueMode: 'queue' })
+      await mode.prepare(coupon)
+      for (const user of ['a', 'b', 'c', 'd'])
+        assert.equal((await mode.request(coupon, user)).kind, 'admitted')
+      await service.updateCoupon(coupon.id, { quantity: 3 }, 'ops')
+      await scheduler.drainCoupon(coupon)
+      const statusOf = async (user: string) => (await mode.status(coupon, user))?.status
+      assert.deepEqual(
+        (await issuedRows(env.db, coupon.id)).map((row) => row.user_id),
+        ['a', 'b', 'c'],
+      )
+      assert.equal(await statusOf('d'), 'SOLD_OUT')
+
+      // Sold out and resolved: new stock goes to the next arrivals; d's answer stands.
+      assert.equal((await mode.request(coupon, 'e')).kind, 'soldOut')
+      await service.updateCoupon(coupon.id, { quantity: 5 }, 'ops')
+      for (const user of ['f', 'g', 'h']) assert.equal((await mode.request(coupon, user)).kind, 'admitted')
+      await scheduler.drainCoupon(coupon)
+      assert.deepEqual(
+        (await issuedRows(env.db, coupon.id)).map((row) => row.user_id),
+        ['a', 'b', 'c', 'f', 'g'],
+      )
+      assert.equal(await statusOf('d'), 'SOLD_OUT')
+      assert.equal(await statusOf('h'), 'SOLD_OUT')
+    } finally {
+      await scheduler.stop()
+      await service.close()
+      await env.close()
+    }
+  })
+
+  it('addStock adds the difference once; a stock count read under the old quantity cannot take it back', async () => {
+    const env = await createTestEnv('steerscripts')
+    try {
+      const { state } = couponKeys(env.redisPrefix, 1)
+      assert.equal(await couponScripts.addStock.run(env.redis, [state], [12, 10]), undefined, 'not loaded')
+      assert.equal(await env.redis.exists(state), 0, 'no partial state hash')
+      await env.redis.hset(state, 'stock', 0)
+      assert.equal(await couponScripts.addStock.run(env.redis, [state], [12, 10]), 2)
+      assert.equal(await couponScripts.addStock.run(env.redis, [state], [12, 10]), 2, 'a repeat adds nothing')
+      assert.equal(await couponScripts.lowerQueueStock.run(env.redis, [state], [0, 10]), 2, 'stale: ignored')
+      assert.equal(await couponScripts.lowerQueueStock.run(env.redis, [state], [1, 12]), 1, 'current: lowers')
+      assert.equal(await couponScripts.addStock.run(env.redis, [state], [15, 12]), 4)
+    } finally {
+      await env.close()
+    }
+  })
 })

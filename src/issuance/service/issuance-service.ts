@@ -77,6 +77,8 @@ export class IssuanceService {
 
   /** Keeps the coupon in this process and tells every other process to drop its copy (coupon-changed). */
   private async announce(coupon: Coupon): Promise<void> {
+    // This process at once (its sold-out memo too), without waiting for its own message to come back.
+    this.forget(coupon.id)
     this.cache.set(coupon)
     await this.ctx.redis.publish(channels(this.ctx.redisPrefix).couponChanged, String(coupon.id))
   }
@@ -151,7 +153,7 @@ export class IssuanceService {
       if (closed) await this.ctx.redis.del(state.keys.state)
       throw error
     }
-    this.cache.invalidate(id)
+    this.forget(id)
     await this.ctx.redis.publish(channels(this.ctx.redisPrefix).couponChanged, String(id))
     await state.expireAll(RETIRED_STATE_MS)
   }
