@@ -139,7 +139,7 @@ export class IssuanceService {
   async deleteCoupon(id: number, admin: string): Promise<void> {
     const coupon = await this.get(id)
     // A Redis that lost the coupon's state could hide requests: load it first (sync reads Postgres).
-    await this.modeOf(coupon).remaining(coupon)
+    await this.modes.get(coupon.issueMode)?.remaining(coupon)
     const state = this.states.of(id)
     let closed = false
     try {
