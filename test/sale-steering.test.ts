@@ -211,6 +211,9 @@ describe('steering a live sale', () => {
       assert.equal(result.body.code, code)
       assert.match(String(result.headers['content-type']), /application\/problem\+json/)
     }
+    const nameless = await patch(running.id, { name: 'x' }, 'a'.repeat(65))
+    assert.equal(nameless.status, 400, 'X-Admin-Name over 64 characters')
+    assert.equal(nameless.body.code, 'VALIDATION_ERROR')
     // A coupon usable until a date cannot be issued past it.
     const withValidUntil = await t.createCoupon({ validUntil: hoursFromNow(48) })
     const beyondValidity = await patch(withValidUntil.id, { issueEndsAt: hoursFromNow(72) })
