@@ -197,6 +197,56 @@ describe('the dashboard in Chromium', () => {
     assert.deepEqual(violations, [], 'nothing blocked by the policy')
   })
 
+  it('pauses, resumes, adds stock to and ends a sale, and lists every change as it happens', async () => {
+    const sale = await t.createCoupon({ name: 'Steered sale', quantity: 5 })
+    const ask = (userId: string) =>
+      t.http('POST', `/coupons/${sale.id}/issuance`, { token: t.tokenFor(userId) })
+    const page = await openPage()
+    await signIn(page, t.adminToken)
+    await page.locator(`tr.coupon[data-id="${sale.id}"]`).click()
+    await page.locator('#live-status').filter({ hasText: 'live, updated' }).waitFor()
+    await page.locator('#steer-admin').fill('browser-admin')
+
+    await page.locator('#steer-pause').click()
+    await page.locator('#paused-flag').waitFor({ state: 'visible' })
+    assert.equal((await ask('steered-1')).body.code, 'ISSUE_PAUSED')
+    await page.locator('#steer-resume').click()
+    await page.locator('#paused-flag').waitFor({ state: 'hidden' })
+    assert.equal((await ask('steered-1')).status, 202)
+
+    await page.locator('#steer-units').fill('3')
+    await page.locator('#steer-add-button').click()
+    await page.locator('#live-quantity').filter({ hasText: '8' }).waitFor()
+    await page.locator('#s-remaining').filter({ hasText: /^7$/ }).waitFor()
+    // Another admin's change, through the API, shows up too.
+    await t.http('PATCH', `/admin/coupons/${sale.id}`, {
+      token: t.adminToken,
+      body: { name: 'Renamed by the API' },
+      headers: { 'x-admin-name': 'api-admin' },
+    })
+    await page.locator('#steer-end').click()
+    await page.locator('#history li').nth(4).waitFor()
+    assert.equal((await ask('steered-2')).body.code, 'ISSUE_ENDED')
+    const lines = await page.locator('#history li').allTextContents()
+    assert.deepEqual(
+      lines.map((line) => line.replace(/^[\d:]+ (AM |PM )?/, '').replace(/issueEndsAt: .*/, 'issueEndsAt')),
+      [
+        'browser-admin: paused: false → true',
+        'browser-admin: paused: true → false',
+        'browser-admin: quantity: 5 → 8',
+        'api-admin: name: Steered sale → Renamed by the API',
+        'browser-admin: issueEndsAt',
+      ],
+    )
+    assert.equal(await page.locator('#steer-message').textContent(), '')
+    await page.locator('#steer-pause').click()
+    await page
+      .locator('#steer-message')
+      .filter({ hasText: /refused: the sale ended/ })
+      .waitFor()
+    await closePage(page)
+  })
+
   it('lists the coupons, refreshes the list by itself, and follows a running sale until it matches the admin API', async () => {
     const quantity = 150
     const users = 240

@@ -1,5 +1,5 @@
 /** Pure coupon rules: no I/O here, so they are unit-testable and shared by every mode. */
-import { type Static, Type } from 'typebox'
+import { Type } from 'typebox'
 import { Value } from 'typebox/value'
 import { Amount, Discount } from './discount.ts'
 import { AppError } from './errors.ts'
@@ -32,9 +32,14 @@ export interface Coupon {
   /** The least order amount the coupon can be redeemed against; null: any order. */
   minOrderAmount: number | null
   createdAt: Date
+  /** Issuance refused with ISSUE_PAUSED while true (PATCH /admin/coupons/{id}). */
+  paused: boolean
 }
 
-export type NewCoupon = Omit<Coupon, 'id' | 'issuedCount' | 'createdAt' | 'proofOfWork' | 'minOrderAmount'> &
+export type NewCoupon = Omit<
+  Coupon,
+  'id' | 'issuedCount' | 'createdAt' | 'paused' | 'proofOfWork' | 'minOrderAmount'
+> &
   Partial<Pick<Coupon, 'proofOfWork' | 'minOrderAmount'>>
 
 /** The fields of a new coupon that a schema can check on their own (the dates are checked below). */
@@ -100,13 +105,20 @@ export function couponStatus(
   return remaining <= 0 ? 'SOLD_OUT' : 'ISSUING'
 }
 
-/** Throws unless `now` is inside the coupon's issue window [issueStartsAt, issueEndsAt). */
-export function assertIssuing(coupon: Pick<Coupon, 'issueStartsAt' | 'issueEndsAt'>, now: Date): void {
+/**
+ * Throws unless `now` is inside the coupon's issue window [issueStartsAt, issueEndsAt) and the sale is not
+ * paused (a coupon without `paused` is not).
+ */
+export function assertIssuing(
+  coupon: Pick<Coupon, 'issueStartsAt' | 'issueEndsAt'> & { paused?: boolean },
+  now: Date,
+): void {
   if (now < coupon.issueStartsAt) {
     throw new AppError('ISSUE_NOT_STARTED', `issuance starts at ${coupon.issueStartsAt.toISOString()}`)
   }
   if (now >= coupon.issueEndsAt)
     throw new AppError('ISSUE_ENDED', `issuance ended at ${coupon.issueEndsAt.toISOString()}`)
+  if (coupon.paused === true) throw new AppError('ISSUE_PAUSED', 'issuance is paused by the shop')
 }
 
 /** A coupon as shoppers see it (GET /coupons/{id}); dates as ISO 8601. */

@@ -133,7 +133,54 @@ export const AdminCoupon = Type.Object({
   validDays: Type.Union([Type.Integer(), Type.Null()]),
   validUntil: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   createdAt: Type.String({ format: 'date-time' }),
+  paused: Type.Boolean({ description: 'issuance refused with ISSUE_PAUSED while true' }),
   stats: Type.Optional(CouponStats),
+})
+
+/** PATCH /admin/coupons/{id}: any of the steerable fields (which change is allowed when: docs/api.md). */
+export const PatchCouponBody = Type.Object(
+  {
+    name: Type.Optional(NewCouponFields.properties.name),
+    issueStartsAt: Type.Optional(
+      Type.String({ format: 'date-time', description: 'only before the sale starts, not in the past' }),
+    ),
+    issueEndsAt: Type.Optional(
+      Type.String({
+        format: 'date-time',
+        description: 'later extends, earlier shortens; now or past ends it now',
+      }),
+    ),
+    quantity: Type.Optional({ ...NewCouponFields.properties.quantity, description: 'can only grow' }),
+    paused: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false, minProperties: 1 },
+)
+
+/** The admin making a change, recorded in the coupon's history (the admin token names nobody). */
+export const AdminNameHeaders = Type.Object({
+  'x-admin-name': Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 64,
+      pattern: '^[\\x20-\\x7e]+$',
+      description: 'who makes the change, for the history; "admin" when absent',
+    }),
+  ),
+})
+
+const ChangedValue = Type.Union([Type.String(), Type.Number(), Type.Boolean()])
+
+/** One entry of GET /admin/coupons/{id}/history. */
+export const CouponChange = Type.Object({
+  id: Type.Integer(),
+  couponId: Type.Integer(),
+  at: Type.String({ format: 'date-time' }),
+  admin: Type.String(),
+  change: Type.Record(
+    Type.String(),
+    Type.Union([Type.Object({ from: ChangedValue, to: ChangedValue }), Type.Boolean()]),
+    { description: '{ field: { from, to } } for each field a PATCH changed; { deleted: true } for a DELETE' },
+  ),
 })
 
 export const UserCoupon = Type.Object({

@@ -2,7 +2,7 @@ import { type Coupon, checkNewCoupon, type IssueMode, type NewCoupon } from '../
 import type { Discount } from '../domain/discount.ts'
 import { type Db, type DbClient, inTransaction } from './postgres.ts'
 
-type Queryable = Db | DbClient
+export type Queryable = Db | DbClient
 
 interface CouponRow {
   id: number
@@ -18,10 +18,11 @@ interface CouponRow {
   pow_max_number: number | null
   min_order_amount: number | null
   created_at: Date
+  paused: boolean
 }
 
 const COLUMNS = `id, name, discount, quantity, issued_count, issue_starts_at, issue_ends_at,
-  valid_days, valid_until, issue_mode, pow_max_number, min_order_amount, created_at`
+  valid_days, valid_until, issue_mode, pow_max_number, min_order_amount, created_at, paused`
 
 function toCoupon(row: CouponRow): Coupon {
   return {
@@ -38,6 +39,7 @@ function toCoupon(row: CouponRow): Coupon {
     proofOfWork: row.pow_max_number === null ? null : { maxNumber: row.pow_max_number },
     minOrderAmount: row.min_order_amount,
     createdAt: row.created_at,
+    paused: row.paused,
   }
 }
 
@@ -75,6 +77,23 @@ export async function insertCoupon(
     await prepare(created)
     return created
   })
+}
+
+/** The coupon row locked for this transaction (FOR UPDATE), or undefined. */
+export async function lockCoupon(client: DbClient, id: number): Promise<Coupon | undefined> {
+  const { rows } = await client.query<CouponRow>(`SELECT ${COLUMNS} FROM coupons WHERE id = $1 FOR UPDATE`, [
+    id,
+  ])
+  return rows[0] && toCoupon(rows[0])
+}
+
+/** Writes the steerable fields of a coupon (its row locked by the caller). */
+export async function writeSteerableFields(client: DbClient, coupon: Coupon): Promise<void> {
+  await client.query(
+    `UPDATE coupons SET name = $2, issue_starts_at = $3, issue_ends_at = $4, quantity = $5, paused = $6
+     WHERE id = $1`,
+    [coupon.id, coupon.name, coupon.issueStartsAt, coupon.issueEndsAt, coupon.quantity, coupon.paused],
+  )
 }
 
 export async function findCoupon(db: Queryable, id: number): Promise<Coupon | undefined> {

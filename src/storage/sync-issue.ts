@@ -35,12 +35,17 @@ export async function issueOne(
     issued_count: number
     issue_starts_at: Date
     issue_ends_at: Date
-  }>('SELECT quantity, issued_count, issue_starts_at, issue_ends_at FROM coupons WHERE id = $1 FOR UPDATE', [
-    couponId,
-  ])
+    paused: boolean
+  }>(
+    'SELECT quantity, issued_count, issue_starts_at, issue_ends_at, paused FROM coupons WHERE id = $1 FOR UPDATE',
+    [couponId],
+  )
   const coupon = locked.rows[0]
   if (coupon === undefined) throw new AppError('COUPON_NOT_FOUND', `no coupon ${couponId}`)
-  assertIssuing({ issueStartsAt: coupon.issue_starts_at, issueEndsAt: coupon.issue_ends_at }, new Date())
+  assertIssuing(
+    { issueStartsAt: coupon.issue_starts_at, issueEndsAt: coupon.issue_ends_at, paused: coupon.paused },
+    new Date(),
+  )
   if (coupon.issued_count >= coupon.quantity) {
     // A holder asking again is told so even once the stock is gone.
     const existing = await findUserCouponOf(client, couponId, userId)

@@ -225,12 +225,20 @@ export async function holderRows(db: Queryable, couponId: number, userIds?: stri
  * transaction: every writer of the coupon's rows takes this lock first, so what it reads stays exact.
  */
 export async function lockRemainingStock(client: DbClient, couponId: number): Promise<number> {
-  const { rows } = await client.query<{ remaining: number }>(
-    'SELECT quantity - issued_count AS remaining FROM coupons WHERE id = $1 FOR UPDATE',
+  return (await lockStock(client, couponId)).remaining
+}
+
+/** The coupon's stock left and its quantity, its row locked for the transaction (FOR UPDATE). */
+export async function lockStock(
+  client: DbClient,
+  couponId: number,
+): Promise<{ remaining: number; quantity: number }> {
+  const { rows } = await client.query<{ remaining: number; quantity: number }>(
+    'SELECT quantity - issued_count AS remaining, quantity FROM coupons WHERE id = $1 FOR UPDATE',
     [couponId],
   )
   if (rows[0] === undefined) throw new Error(`coupon ${couponId} does not exist`)
-  return rows[0].remaining
+  return rows[0]
 }
 
 /**

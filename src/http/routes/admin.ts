@@ -2,15 +2,19 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import type { Coupon, CouponStats } from '../../domain/coupon.ts'
 import { proofOfWorkSetting } from '../../domain/proof-of-work.ts'
+import type { CouponChange as Change } from '../../storage/coupon-changes.ts'
 import {
   AdminCoupon,
+  AdminNameHeaders,
   Audit,
+  CouponChange,
   CouponStats as CouponStatsSchema,
   CreateCouponBody,
   EventStreamQuery,
   errors,
   Id,
   IdParams,
+  PatchCouponBody,
 } from '../schemas.ts'
 import { openEventStream } from '../sse.ts'
 
@@ -28,8 +32,18 @@ function adminView(coupon: Coupon, stats?: CouponStats) {
     ...(coupon.proofOfWork === null ? {} : { proofOfWork: coupon.proofOfWork }),
     minOrderAmount: coupon.minOrderAmount,
     createdAt: coupon.createdAt.toISOString(),
+    paused: coupon.paused,
     ...(stats === undefined ? {} : { stats }),
   }
+}
+
+function changeView(change: Change) {
+  return { ...change, at: change.at.toISOString() }
+}
+
+/** Who makes a change: the `X-Admin-Name` header, else "admin" (the admin token itself names nobody). */
+function adminName(headers: { 'x-admin-name'?: string }): string {
+  return headers['x-admin-name'] ?? 'admin'
 }
 
 export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -106,6 +120,68 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   )
 
+  app.patch(
+    '/admin/coupons/:id',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Steer a sale: rename, move or end its window, add stock, pause or resume',
+        security,
+        params: IdParams,
+        headers: AdminNameHeaders,
+        body: PatchCouponBody,
+        response: { 200: AdminCoupon, ...errors(400, 401, 403, 404, 409, 413, 415, 422, 503) },
+      },
+    },
+    async (request) => {
+      const { body } = request
+      const coupon = await app.issuance.updateCoupon(
+        request.params.id,
+        {
+          ...(body.name === undefined ? {} : { name: body.name }),
+          ...(body.issueStartsAt === undefined ? {} : { issueStartsAt: new Date(body.issueStartsAt) }),
+          ...(body.issueEndsAt === undefined ? {} : { issueEndsAt: new Date(body.issueEndsAt) }),
+          ...(body.quantity === undefined ? {} : { quantity: body.quantity }),
+          ...(body.paused === undefined ? {} : { paused: body.paused }),
+        },
+        adminName(request.headers),
+      )
+      return adminView(coupon)
+    },
+  )
+
+  app.delete(
+    '/admin/coupons/:id',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Delete a coupon nobody has requested',
+        security,
+        params: IdParams,
+        headers: AdminNameHeaders,
+        response: { 204: Type.Null(), ...errors(401, 403, 404, 409, 503) },
+      },
+    },
+    async (request, reply) => {
+      await app.issuance.deleteCoupon(request.params.id, adminName(request.headers))
+      return reply.code(204).send(null)
+    },
+  )
+
+  app.get(
+    '/admin/coupons/:id/history',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Every change made to a coupon, oldest first, with its admin',
+        security,
+        params: IdParams,
+        response: { 200: Type.Array(CouponChange), ...errors(401, 403, 404, 503) },
+      },
+    },
+    async (request) => (await app.issuance.history(request.params.id)).map(changeView),
+  )
+
   app.get(
     '/admin/coupons/:id/audit',
     {
@@ -126,7 +202,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       config: { eventStream: true },
       schema: {
         tags: ['admin'],
-        summary: 'Server-Sent Events: a `stats` event every second',
+        summary: 'Server-Sent Events: a `stats` event every second, a `change` event per recorded change',
         description: 'EventSource cannot send headers: pass the admin token as `access_token`.',
         security,
         params: IdParams,
@@ -147,12 +223,19 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       stream.closed.then(() => {
         open = false
       })
+      let lastChange = 0
       while (open) {
         try {
+          // The coupon as it is now (a PATCH drops the cached copy), and the changes made since the last tick.
+          const current = await app.issuance.get(coupon.id)
+          for (const change of await app.issuance.history(coupon.id, lastChange)) {
+            stream.send('change', changeView(change))
+            lastChange = change.id
+          }
           stream.send('stats', {
             couponId: coupon.id,
             at: new Date().toISOString(),
-            ...(await app.issuance.stats(coupon)),
+            ...(await app.issuance.stats(current)),
           })
         } catch (error) {
           stream.send('error', { detail: 'stats are unavailable right now' })

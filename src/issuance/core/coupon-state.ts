@@ -64,6 +64,11 @@ export const couponScripts = {
   countSyncRequest: defineScript('countSyncRequest', countUnlessNotLoaded('countSyncRequest')),
   mergeRecords: defineScript('mergeRecords', (reply) => replyInteger('mergeRecords', reply, 0)),
   restoreState: defineScript('restoreState', (reply) => replyInteger('restoreState', reply, 0) === 1),
+  addStock: defineScript('addStock', countUnlessNotLoaded('addStock')),
+  retireUnrequested: defineScript('retireUnrequested', (reply) => {
+    const code = replyInteger('retireUnrequested', reply, 0)
+    return code === 1 ? 'closed' : code === 0 ? 'requested' : 'notLoaded'
+  }),
 }
 
 /** The state hash's counters as numbers (missing fields read as 0). */
@@ -314,9 +319,35 @@ export class CouponState {
     return (await couponScripts.addSoldOut.run(this.redis, [this.keys.state], [refusals])) !== undefined
   }
 
-  /** Queue mode: lowers Redis's stock to what Postgres has left (never raises it, never creates the state). */
-  async lowerQueueStock(remaining: number): Promise<void> {
-    await couponScripts.lowerQueueStock.run(this.redis, [this.keys.state], [remaining])
+  /**
+   * Queue mode: lowers Redis's stock to what Postgres has left (never raises it, never creates the state);
+   * a count read under an older `quantity` than an admin's latest addStock is ignored.
+   */
+  async lowerQueueStock(remaining: number, quantity?: number): Promise<void> {
+    const args = quantity === undefined ? [remaining] : [remaining, quantity]
+    await couponScripts.lowerQueueStock.run(this.redis, [this.keys.state], args)
+  }
+
+  /**
+   * An admin raised the quantity in Postgres (committed) from `previous` to `quantity`: the stock grows by
+   * the difference, atomically with admissions; false when Redis has no state (a rebuild reads the new one).
+   */
+  async addStock(quantity: number, previous: number): Promise<boolean> {
+    return (
+      (await couponScripts.addStock.run(this.redis, [this.keys.state], [quantity, previous])) !== undefined
+    )
+  }
+
+  /** Before a delete: closes the coupon to admissions unless someone requested it already. */
+  retireUnrequested(): Promise<'closed' | 'requested' | 'notLoaded'> {
+    return couponScripts.retireUnrequested.run(this.redis, [this.keys.state, this.keys.users], [])
+  }
+
+  /** After a delete: every key of the coupon expires in `ms`. */
+  async expireAll(ms: number): Promise<void> {
+    const pipeline = this.redis.pipeline()
+    for (const key of Object.values(this.keys)) pipeline.pexpire(key, ms)
+    await execOnSlot(this.redis, pipeline)
   }
 
   /** Sync mode: counts a request Postgres decided. */

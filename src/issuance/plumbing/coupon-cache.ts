@@ -13,8 +13,8 @@ interface Entry {
 
 /**
  * Coupon definitions kept in process memory, so the admission hot path never queries Postgres. A stale entry
- * is still served while it is refreshed in the background (a coupon's definition does not change once
- * created, and any change is announced so every process drops it at once), which also keeps admissions
+ * is still served while it is refreshed in the background (a coupon changes only through PATCH or DELETE
+ * /admin/coupons/{id}, announced on coupon-changed so every process drops it at once), which also keeps admissions
  * running while Postgres is down. Concurrent misses for one id share one query; misses are not kept.
  */
 export class CouponCache {

@@ -1,7 +1,7 @@
 import type { Coupon } from '../../domain/coupon.ts'
 import { type Lease, takeLease } from '../../redis/leases.ts'
 import { inTransaction } from '../../storage/postgres.ts'
-import { holderRows, type IssueRequest, issueBatch, lockRemainingStock } from '../../storage/user-coupons.ts'
+import { holderRows, type IssueRequest, issueBatch, lockStock } from '../../storage/user-coupons.ts'
 import type { IssuanceContext } from '../core/context.ts'
 import type { CouponState, CouponStates } from '../core/coupon-state.ts'
 import { type Decision, issuedRecord, recordDecisions, resolveQueueSoldOut } from '../core/decisions.ts'
@@ -48,9 +48,12 @@ export async function drainQueue(
       const batch = await issueHead(ctx, state, options.batchSize)
       outcome.issued += batch.issued
       // Admission refuses at once when this reaches 0; until then it keeps queueing.
-      await state.lowerQueueStock(batch.remaining)
+      await state.lowerQueueStock(batch.remaining, batch.quantity)
       if (batch.remaining <= 0) {
-        outcome.soldOut += await resolveSoldOut(ctx, state, lease, options)
+        const resolved = await resolveSoldOut(ctx, state, lease, options)
+        outcome.soldOut += resolved.count
+        // An admin added stock meanwhile: the users still waiting get it, in queue order.
+        if (resolved.stockCameBack && (await lease.renew(options.leaseMs))) continue
         break
       }
       if (!batch.more || !(await lease.renew(options.leaseMs))) break
@@ -70,11 +73,11 @@ export async function drainQueue(
 async function issueHead(ctx: IssuanceContext, state: CouponState, batchSize: number) {
   const { couponId } = state
   const written = await inTransaction(ctx.db, async (client) => {
-    const remaining = await lockRemainingStock(client, couponId)
-    if (remaining <= 0) return { remaining: 0, more: false, decisions: [] }
+    const { remaining, quantity } = await lockStock(client, couponId)
+    if (remaining <= 0) return { remaining: 0, quantity, more: false, decisions: [] }
     const take = Math.min(remaining, batchSize)
     const head = await waitingHead(state, take)
-    if (head.length === 0) return { remaining, more: false, decisions: [] }
+    if (head.length === 0) return { remaining, quantity, more: false, decisions: [] }
     const records = await state.readRecords(head.map((user) => user.userId))
     const requests: IssueRequest[] = head.map((user, i) => ({
       userId: user.userId,
@@ -88,45 +91,46 @@ async function issueHead(ctx: IssuanceContext, state: CouponState, batchSize: nu
       issuedRecord(row, positions.get(row.userId)),
     ])
     // Users Postgres had no stock for stay queued: the sold-out pass resolves them.
-    return {
-      remaining: await lockRemainingStock(client, couponId),
-      more: head.length === take,
-      decisions,
-    }
+    return { ...(await lockStock(client, couponId)), more: head.length === take, decisions }
   })
   await recordDecisions(state, written.decisions)
-  return { remaining: written.remaining, more: written.more, issued: written.decisions.length }
+  const { remaining, quantity, more } = written
+  return { remaining, quantity, more, issued: written.decisions.length }
 }
 
 /**
  * Resolves the rest of the queue SOLD_OUT in chunks. Postgres has no stock, so nobody can get a row any
  * more; but a drainer that died after its commit may have left row holders queued, so each chunk is first
- * checked against Postgres and its holders recorded ISSUED.
+ * checked against Postgres and its holders recorded ISSUED. Each chunk is resolved with the coupon row
+ * locked and its stock checked at 0: an admin adding stock (PATCH) waits for the chunk, and once stock is
+ * back (`stockCameBack`) nobody more is resolved SOLD_OUT: the ones still waiting get it, in queue order.
  */
 async function resolveSoldOut(
   ctx: IssuanceContext,
   state: CouponState,
   lease: Lease,
   options: QueueDrainOptions,
-): Promise<number> {
-  let resolved = 0
+): Promise<{ count: number; stockCameBack: boolean }> {
+  let count = 0
   for (;;) {
     const head = await waitingHead(state, options.batchSize)
     if (head.length === 0) break
-    const rows = await holderRows(
-      ctx.db,
-      state.couponId,
-      head.map((user) => user.userId),
-    )
+    const userIds = head.map((user) => user.userId)
+    const rows = await holderRows(ctx.db, state.couponId, userIds)
     const positions = new Map(head.map((user) => [user.userId, user.position]))
     await recordDecisions(
       state,
       rows.map((row) => [row.userId, issuedRecord(row, positions.get(row.userId))]),
     )
-    resolved += await resolveQueueSoldOut(state, options.batchSize, head.at(-1)!.position)
+    const resolved = await inTransaction(ctx.db, async (client) => {
+      if ((await lockStock(client, state.couponId)).remaining > 0) return undefined
+      return resolveQueueSoldOut(state, options.batchSize, head.at(-1)!.position)
+    })
+    if (resolved === undefined) return { count, stockCameBack: true }
+    count += resolved
     if (!(await lease.renew(options.leaseMs))) break
   }
-  return resolved
+  return { count, stockCameBack: false }
 }
 
 /**

@@ -7,25 +7,39 @@ import {
   type IssueMode,
   type PublicCoupon,
 } from '../../domain/coupon.ts'
-import { AppError } from '../../domain/errors.ts'
+import { type CouponPatch, planCouponChange } from '../../domain/coupon-change.ts'
+import { AppError, unavailable } from '../../domain/errors.ts'
 import { channels } from '../../redis/keys.ts'
+import { takeLease } from '../../redis/leases.ts'
+import {
+  type CouponChange,
+  changeCoupon,
+  deleteCoupon,
+  listCouponChanges,
+} from '../../storage/coupon-changes.ts'
 import { insertCoupon, listCoupons, type NewCoupon } from '../../storage/coupons.ts'
 import type { IssuanceContext } from '../core/context.ts'
+import { type CouponState, CouponStates } from '../core/coupon-state.ts'
 import type { IssuanceMode, RequestOutcome } from '../core/mode.ts'
 import { CouponCache } from '../plumbing/coupon-cache.ts'
 import { auditCoupon, type CouponAudit } from './audit.ts'
 import { ENABLED_BY } from './modes.ts'
+
+/** How long a deleted coupon's closed Redis state stays (answering sold out to processes not told yet). */
+const RETIRED_STATE_MS = 600_000
 
 /** The coupon use cases behind the HTTP API, dispatching issuance to the coupon's mode. */
 export class IssuanceService {
   readonly cache: CouponCache
   private readonly ctx: IssuanceContext
   private readonly modes: Map<IssueMode, IssuanceMode>
+  private readonly states: CouponStates
 
   constructor(ctx: IssuanceContext, modes: IssuanceMode[]) {
     this.ctx = ctx
     this.modes = new Map(modes.map((mode) => [mode.mode, mode]))
     this.cache = new CouponCache(ctx.db)
+    this.states = new CouponStates(ctx)
   }
 
   /** Requests answered from memory, without a Redis round trip (for /metrics). */
@@ -57,9 +71,98 @@ export class IssuanceService {
       )
     }
     const coupon = await insertCoupon(this.ctx.db, input, (coupon) => mode.prepare(coupon))
+    await this.announce(coupon)
+    return coupon
+  }
+
+  /** Keeps the coupon in this process and tells every other process to drop its copy (coupon-changed). */
+  private async announce(coupon: Coupon): Promise<void> {
+    // This process at once (its sold-out memo too), without waiting for its own message to come back.
+    this.forget(coupon.id)
     this.cache.set(coupon)
     await this.ctx.redis.publish(channels(this.ctx.redisPrefix).couponChanged, String(coupon.id))
-    return coupon
+  }
+
+  /**
+   * PATCH /admin/coupons/{id}: steers a sale (rules in domain/coupon-change.ts), recorded with `admin`.
+   * Added stock is committed in Postgres first, then added to Redis's stock atomically with admissions, under
+   * the coupon's rebuild lease so a rebuild running meanwhile cannot restore the old quantity over it.
+   */
+  async updateCoupon(id: number, patch: CouponPatch, admin: string): Promise<Coupon> {
+    const change = async (state?: CouponState) => {
+      const planned = await changeCoupon(this.ctx.db, id, admin, (coupon) =>
+        planCouponChange(coupon, patch, new Date()),
+      )
+      const { updated, addedStock } = planned
+      if (state !== undefined && addedStock > 0)
+        await state.addStock(updated.quantity, updated.quantity - addedStock)
+      return planned
+    }
+    const planned = patch.quantity === undefined ? await change() : await this.withRebuildLease(id, change)
+    if (Object.keys(planned.change).length > 0) {
+      await this.announce(planned.updated)
+      await this.applySchedule(planned.updated)
+    }
+    return planned.updated
+  }
+
+  /**
+   * LEAD: after merging issue 19, point this at `CouponState.setSchedule(...)` (the window and `paused` as
+   * fields of the coupon's Redis state, checked by the admission scripts). Until then the window and
+   * `paused` are checked from the cached coupon (`request` below), which coupon-changed drops in every
+   * process, and by sync's transaction in Postgres.
+   */
+  private async applySchedule(_coupon: Coupon): Promise<void> {}
+
+  private async withRebuildLease<T>(couponId: number, work: (state: CouponState) => Promise<T>): Promise<T> {
+    const state = this.states.of(couponId)
+    for (let attempt = 0; attempt < 200; attempt++) {
+      const lease = await takeLease(this.ctx.redis, state.keys.rebuildLease, 30_000)
+      if (lease !== undefined) {
+        try {
+          return await work(state)
+        } finally {
+          await lease.release()
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 25))
+    }
+    throw unavailable('coupon state (a rebuild is running)')
+  }
+
+  /**
+   * DELETE /admin/coupons/{id}, for a coupon nobody has requested (COUPON_REQUESTED otherwise). Redis
+   * closes it to admissions atomically first (stock 0, so a process that has not heard of the deletion yet
+   * answers sold out, never accepted), then Postgres deletes the row if it has no user's row. The closed
+   * state is kept for RETIRED_STATE_MS, then expires.
+   */
+  async deleteCoupon(id: number, admin: string): Promise<void> {
+    const coupon = await this.get(id)
+    // A Redis that lost the coupon's state could hide requests: load it first (sync reads Postgres).
+    await this.modes.get(coupon.issueMode)?.remaining(coupon)
+    const state = this.states.of(id)
+    let closed = false
+    try {
+      await deleteCoupon(this.ctx.db, id, admin, async () => {
+        const verdict = await state.retireUnrequested()
+        if (verdict === 'requested') throw new AppError('COUPON_REQUESTED', `coupon ${id} has been requested`)
+        closed = verdict === 'closed'
+      })
+    } catch (error) {
+      // Still there: drop the closed state so the next admission rebuilds it from Postgres.
+      if (closed) await this.ctx.redis.del(state.keys.state)
+      throw error
+    }
+    this.forget(id)
+    await this.ctx.redis.publish(channels(this.ctx.redisPrefix).couponChanged, String(id))
+    await state.expireAll(RETIRED_STATE_MS)
+  }
+
+  /** GET /admin/coupons/{id}/history: every recorded change, oldest first (a deleted coupon's too). */
+  async history(id: number, afterId = 0): Promise<CouponChange[]> {
+    const changes = await listCouponChanges(this.ctx.db, id, afterId)
+    if (changes.length === 0 && afterId === 0) await this.get(id)
+    return changes
   }
 
   async list(limit: number, beforeId?: number): Promise<Coupon[]> {
