@@ -8,7 +8,7 @@ import { AppError } from './errors.ts'
  * request schemas build on them); the API's view shapes live in src/http/schemas.ts.
  */
 
-export type { CouponStats, Issuance, IssuanceStatus } from './issuance.ts'
+export type { CouponStats, Issuance, IssuanceStatus, Receipt } from './issuance.ts'
 
 /** The issue modes; the SQL CHECK on coupons.issue_mode lists them too (a test proves they agree). */
 export const ISSUE_MODES = ['sync', 'queue', 'stream', 'kafka'] as const
@@ -46,9 +46,21 @@ export interface Coupon {
   validUntil: Date | null
   issueMode: IssueMode
   createdAt: Date
+  /** When the pre-queue opens (before issueStartsAt), or null for no pre-queue. */
+  prequeueStartsAt: Date | null
+  prequeueOrder: PrequeueOrder | null
+  /** Hex SHA-256 of the pre-queue's shuffle seed (public); null without a pre-queue. */
+  seedCommitment: string | null
 }
 
-export type NewCoupon = Omit<Coupon, 'id' | 'issuedCount' | 'createdAt'>
+/** How the pre-queued are admitted at the start: as they came, or in the order the revealed seed fixes. */
+export const PREQUEUE_ORDERS = ['arrival', 'shuffle'] as const
+export type PrequeueOrder = (typeof PREQUEUE_ORDERS)[number]
+
+export type NewCoupon = Omit<
+  Coupon,
+  'id' | 'issuedCount' | 'createdAt' | 'seedCommitment' | 'prequeueStartsAt' | 'prequeueOrder'
+> & { prequeueStartsAt?: Date | null; prequeueOrder?: PrequeueOrder | null }
 
 /** The fields of a new coupon that a schema can check on their own (the dates are checked below). */
 export const NewCouponFields = Type.Object({
@@ -91,9 +103,25 @@ export function checkNewCoupon(coupon: NewCoupon): void {
   }
   if (coupon.issueEndsAt <= coupon.issueStartsAt) refuse('issueEndsAt must be after issueStartsAt')
   if (coupon.validDays === null && coupon.validUntil === null) refuse('give validDays, validUntil or both')
+  checkPrequeue(coupon, refuse)
   // A coupon issued at the last moment of the window must still be usable.
   if (coupon.validUntil !== null && coupon.validUntil <= coupon.issueEndsAt)
     refuse('validUntil must be after issueEndsAt')
+}
+
+/** The pre-queue's rules: before the start, with an order, and not in `sync` (it has no queue to move into). */
+function checkPrequeue(coupon: NewCoupon, refuse: (detail: string) => never): void {
+  const startsAt = coupon.prequeueStartsAt ?? null
+  const order = coupon.prequeueOrder ?? null
+  if (startsAt === null) {
+    if (order !== null) refuse('prequeueOrder needs prequeueStartsAt')
+    return
+  }
+  if (!Number.isFinite(startsAt.getTime())) refuse('prequeueStartsAt is not a valid date')
+  if (startsAt >= coupon.issueStartsAt) refuse('prequeueStartsAt must be before issueStartsAt')
+  if (coupon.issueMode === 'sync')
+    refuse('the sync mode has no pre-queue: prequeueStartsAt needs stream, queue or kafka')
+  if (order !== null && !PREQUEUE_ORDERS.includes(order)) refuse('prequeueOrder must be arrival or shuffle')
 }
 
 export const COUPON_STATUSES = ['SCHEDULED', 'ISSUING', 'SOLD_OUT', 'ENDED'] as const
@@ -116,6 +144,17 @@ export function assertIssuing(coupon: Pick<Coupon, 'issueStartsAt' | 'issueEndsA
   }
   if (now >= coupon.issueEndsAt)
     throw new AppError('ISSUE_ENDED', `issuance ended at ${coupon.issueEndsAt.toISOString()}`)
+}
+
+/** The error for a request the issue window (checked on Redis's clock) refused, or a paused coupon. */
+export function windowRefusal(
+  coupon: Pick<Coupon, 'issueStartsAt' | 'issueEndsAt'>,
+  kind: 'notStarted' | 'ended' | 'paused',
+): AppError {
+  if (kind === 'paused') return new AppError('ISSUE_PAUSED', 'issuance of this coupon is paused')
+  return kind === 'notStarted'
+    ? new AppError('ISSUE_NOT_STARTED', `issuance starts at ${coupon.issueStartsAt.toISOString()}`)
+    : new AppError('ISSUE_ENDED', `issuance ended at ${coupon.issueEndsAt.toISOString()}`)
 }
 
 /** When a coupon issued at `issuedAt` stops being usable: the earlier of validDays and validUntil. */
@@ -152,4 +191,9 @@ export interface PublicCoupon {
   issueStartsAt: string
   issueEndsAt: string
   issueMode: IssueMode
+  /** The pre-queue, when the coupon has one: its opening, order, seed commitment and (from the start) seed. */
+  prequeueStartsAt?: string
+  prequeueOrder?: PrequeueOrder
+  seedCommitment?: string
+  seed?: string
 }

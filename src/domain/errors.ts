@@ -18,6 +18,8 @@ export const ERROR_CODES = {
   EXPECTATION_FAILED: { status: 417, title: 'The Expect header cannot be met' },
   ISSUE_NOT_STARTED: { status: 422, title: 'Issuance has not started yet' },
   ISSUE_ENDED: { status: 422, title: 'Issuance has ended' },
+  ISSUE_PAUSED: { status: 422, title: 'Issuance is paused' },
+  SALE_NOT_OVER: { status: 422, title: 'The sale is not over yet' },
   MODE_UNAVAILABLE: { status: 422, title: 'This issuance mode is not available here' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
   HEADERS_TOO_LARGE: { status: 431, title: 'The request headers are too large' },

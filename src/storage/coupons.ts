@@ -1,9 +1,11 @@
+import { createHash, randomBytes } from 'node:crypto'
 import {
   type Coupon,
   checkNewCoupon,
   type Discount,
   type IssueMode,
   type NewCoupon,
+  type PrequeueOrder,
 } from '../domain/coupon.ts'
 import { type Db, type DbClient, inTransaction } from './postgres.ts'
 
@@ -21,10 +23,13 @@ interface CouponRow {
   valid_until: Date | null
   issue_mode: IssueMode
   created_at: Date
+  prequeue_starts_at: Date | null
+  prequeue_order: PrequeueOrder | null
+  prequeue_seed_commitment: string | null
 }
 
 const COLUMNS = `id, name, discount, quantity, issued_count, issue_starts_at, issue_ends_at,
-  valid_days, valid_until, issue_mode, created_at`
+  valid_days, valid_until, issue_mode, created_at, prequeue_starts_at, prequeue_order, prequeue_seed_commitment`
 
 function toCoupon(row: CouponRow): Coupon {
   return {
@@ -39,6 +44,9 @@ function toCoupon(row: CouponRow): Coupon {
     validUntil: row.valid_until,
     issueMode: row.issue_mode,
     createdAt: row.created_at,
+    prequeueStartsAt: row.prequeue_starts_at,
+    prequeueOrder: row.prequeue_order,
+    seedCommitment: row.prequeue_seed_commitment,
   }
 }
 
@@ -54,10 +62,15 @@ export async function insertCoupon(
   prepare: (coupon: Coupon) => Promise<void> = async () => {},
 ): Promise<Coupon> {
   checkNewCoupon(coupon)
+  const prequeueStartsAt = coupon.prequeueStartsAt ?? null
+  // The shuffle seed is made (and committed to) before anyone can join the pre-queue, and never changes.
+  const seed = prequeueStartsAt === null ? null : randomBytes(32)
+  const commitment = seed === null ? null : createHash('sha256').update(seed).digest('hex')
   return inTransaction(db, async (client) => {
     const { rows } = await client.query<CouponRow>(
-      `INSERT INTO coupons (name, discount, quantity, issue_starts_at, issue_ends_at, valid_days, valid_until, issue_mode)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ${COLUMNS}`,
+      `INSERT INTO coupons (name, discount, quantity, issue_starts_at, issue_ends_at, valid_days, valid_until,
+         issue_mode, prequeue_starts_at, prequeue_order, prequeue_seed, prequeue_seed_commitment, order_log_salt)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING ${COLUMNS}`,
       [
         coupon.name,
         JSON.stringify(coupon.discount),
@@ -67,6 +80,11 @@ export async function insertCoupon(
         coupon.validDays,
         coupon.validUntil,
         coupon.issueMode,
+        prequeueStartsAt,
+        prequeueStartsAt === null ? null : (coupon.prequeueOrder ?? 'arrival'),
+        seed,
+        commitment,
+        randomBytes(16),
       ],
     )
     const created = toCoupon(rows[0]!)
@@ -107,6 +125,18 @@ export async function listActiveCoupons(
     [modes, graceMs / 1000, lookaheadMs / 1000],
   )
   return rows.map(toCoupon)
+}
+
+/** The coupon's secrets: its shuffle seed (null without a pre-queue) and its order log's salt. */
+export async function fairnessSecrets(
+  db: Queryable,
+  couponId: number,
+): Promise<{ seed: Buffer | null; salt: Buffer | null }> {
+  const { rows } = await db.query<{ prequeue_seed: Buffer | null; order_log_salt: Buffer | null }>(
+    'SELECT prequeue_seed, order_log_salt FROM coupons WHERE id = $1',
+    [couponId],
+  )
+  return { seed: rows[0]?.prequeue_seed ?? null, salt: rows[0]?.order_log_salt ?? null }
 }
 
 export async function issuedCount(db: Queryable, couponId: number): Promise<number> {

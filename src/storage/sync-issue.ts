@@ -40,7 +40,8 @@ export async function issueOne(
   ])
   const coupon = locked.rows[0]
   if (coupon === undefined) throw new AppError('COUPON_NOT_FOUND', `no coupon ${couponId}`)
-  assertIssuing({ issueStartsAt: coupon.issue_starts_at, issueEndsAt: coupon.issue_ends_at }, new Date())
+  // requestedAt is Redis's time (the sync mode's window check): no process clock decides.
+  assertIssuing({ issueStartsAt: coupon.issue_starts_at, issueEndsAt: coupon.issue_ends_at }, requestedAt)
   if (coupon.issued_count >= coupon.quantity) {
     // A holder asking again is told so even once the stock is gone.
     const existing = await findUserCouponOf(client, couponId, userId)

@@ -56,6 +56,8 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
         validDays: body.validDays ?? null,
         validUntil: body.validUntil === undefined ? null : new Date(body.validUntil),
         issueMode: body.issueMode ?? 'stream',
+        prequeueStartsAt: body.prequeueStartsAt === undefined ? null : new Date(body.prequeueStartsAt),
+        prequeueOrder: body.prequeueOrder ?? null,
       })
       return reply.code(201).send(adminView(coupon))
     },

@@ -4,7 +4,7 @@ import { unavailable } from '../../domain/errors.ts'
 import { takeLease } from '../../redis/leases.ts'
 import { issuedSnapshot } from '../../storage/user-coupons.ts'
 import type { IssuanceContext } from './context.ts'
-import type { CouponState, CouponStates } from './coupon-state.ts'
+import type { CouponSchedule, CouponState, CouponStates } from './coupon-state.ts'
 import { issuedRecord } from './decisions.ts'
 import { type IssuanceRecord, toIssuance } from './record.ts'
 
@@ -24,6 +24,24 @@ export type PendingSource = (coupon: Coupon) => Promise<PendingRequests>
 export const NOTHING_PENDING: PendingSource = async () => ({ records: [], reserveStock: false })
 
 const REBUILD_LEASE_MS = 30_000
+
+/**
+ * The schedule Postgres holds for a coupon, as its Redis state keeps it. `paused` is false here: a pause is
+ * set through CouponState.setSchedule by the admin's change (a rebuild of a paused coupon re-applies it there).
+ */
+export function scheduleOf(coupon: Coupon, paused = false): CouponSchedule {
+  return {
+    opensAtMs: coupon.issueStartsAt.getTime(),
+    closesAtMs: coupon.issueEndsAt.getTime(),
+    paused,
+    ...(coupon.prequeueStartsAt === null
+      ? {}
+      : {
+          prequeueOpensAtMs: coupon.prequeueStartsAt.getTime(),
+          prequeueOrder: coupon.prequeueOrder ?? 'arrival',
+        }),
+  }
+}
 
 /**
  * Loads a coupon's Redis state from Postgres, the source of truth for issued rows, plus one mode's pending
@@ -77,7 +95,7 @@ export class StateLoader {
         if (held.reserveStock) promised += 1
       }
       const stock = (snapshot.quantity ?? coupon.quantity) - promised
-      await state.restore(records, { stock, seq, issued: snapshot.rows.length })
+      await state.restore(records, { stock, seq, issued: snapshot.rows.length }, scheduleOf(coupon))
       this.ctx.logger.info(
         { couponId: coupon.id, issued: snapshot.rows.length, promised, stock },
         'coupon state loaded into Redis',

@@ -1,5 +1,4 @@
 import {
-  assertIssuing,
   type Coupon,
   type CouponStats,
   couponStatus,
@@ -9,7 +8,7 @@ import {
 } from '../../domain/coupon.ts'
 import { AppError } from '../../domain/errors.ts'
 import { channels } from '../../redis/keys.ts'
-import { insertCoupon, listCoupons, type NewCoupon } from '../../storage/coupons.ts'
+import { fairnessSecrets, insertCoupon, listCoupons, type NewCoupon } from '../../storage/coupons.ts'
 import type { IssuanceContext } from '../core/context.ts'
 import type { IssuanceMode, RequestOutcome } from '../core/mode.ts'
 import { CouponCache } from '../plumbing/coupon-cache.ts'
@@ -21,6 +20,8 @@ export class IssuanceService {
   readonly cache: CouponCache
   private readonly ctx: IssuanceContext
   private readonly modes: Map<IssueMode, IssuanceMode>
+  /** Seeds shown once their coupon started (they never change). */
+  private readonly revealedSeeds = new Map<number, string>()
 
   constructor(ctx: IssuanceContext, modes: IssuanceMode[]) {
     this.ctx = ctx
@@ -85,7 +86,30 @@ export class IssuanceService {
       issueStartsAt: coupon.issueStartsAt.toISOString(),
       issueEndsAt: coupon.issueEndsAt.toISOString(),
       issueMode: coupon.issueMode,
+      ...(await this.prequeueView(coupon)),
     }
+  }
+
+  /**
+   * The pre-queue on the public view: its opening, order and seed commitment, and from the start (on Redis's
+   * clock) the seed itself, so anyone can recompute the shuffle.
+   */
+  private async prequeueView(coupon: Coupon): Promise<Partial<PublicCoupon>> {
+    if (coupon.prequeueStartsAt === null || coupon.seedCommitment === null) return {}
+    const view: Partial<PublicCoupon> = {
+      prequeueStartsAt: coupon.prequeueStartsAt.toISOString(),
+      prequeueOrder: coupon.prequeueOrder ?? 'arrival',
+      seedCommitment: coupon.seedCommitment,
+    }
+    let seed = this.revealedSeeds.get(coupon.id)
+    if (seed === undefined) {
+      const [seconds] = await this.ctx.redis.time()
+      if (Number(seconds) * 1000 < coupon.issueStartsAt.getTime()) return view
+      seed = (await fairnessSecrets(this.ctx.db, coupon.id)).seed?.toString('hex')
+      if (seed === undefined) return view
+      this.revealedSeeds.set(coupon.id, seed)
+    }
+    return { ...view, seed }
   }
 
   /**
@@ -93,7 +117,7 @@ export class IssuanceService {
    * or none once the coupon is known to be sold out and the user holds no request (its sold-out memo).
    */
   request(coupon: Coupon, userId: string): Promise<RequestOutcome> {
-    assertIssuing(coupon, new Date())
+    // The issue window is checked inside the mode's Redis script, on Redis's clock (issue 19).
     return this.modeOf(coupon).request(coupon, userId)
   }
 
