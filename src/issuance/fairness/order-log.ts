@@ -69,26 +69,32 @@ export class OrderLogs {
       issuedSnapshot(this.ctx.db, coupon.id),
       state.prequeuePlaces(),
     ])
-    const entry = (userId: string, position: number | null, outcome: OrderLogEntry['outcome']) => {
+    const startMs = coupon.issueStartsAt.getTime()
+    // Those who joined after the start (while the pre-queue was moved) keep their place but were not shuffled.
+    const entry = (
+      userId: string,
+      position: number | null,
+      outcome: OrderLogEntry['outcome'],
+      requestedAtMs: number,
+    ) => {
       const place = places.get(userId)
+      const shuffled = place !== undefined && requestedAtMs < startMs && coupon.prequeueOrder === 'shuffle'
       return {
         userHash: saltedUserHash(salt, userId),
         position,
         outcome,
         prequeuePlace: place ?? null,
-        shuffleKey:
-          place !== undefined && coupon.prequeueOrder === 'shuffle' && seed !== null
-            ? shuffleKey(seed, userId)
-            : null,
+        shuffleKey: shuffled && seed !== null ? shuffleKey(seed, userId) : null,
       }
     }
     const entries = new Map<string, OrderLogEntry>()
     for (const row of snapshot.rows)
-      entries.set(row.userId, entry(row.userId, row.position ?? null, 'ISSUED'))
+      entries.set(row.userId, entry(row.userId, row.position ?? null, 'ISSUED', row.requestedAt.getTime()))
     await state.scanRecords((userId, record) => {
       if (record.status !== 'SOLD_OUT' || entries.has(userId)) return
       if (record.position > 0 || places.has(userId)) {
-        entries.set(userId, entry(userId, record.position > 0 ? record.position : null, 'SOLD_OUT'))
+        const position = record.position > 0 ? record.position : null
+        entries.set(userId, entry(userId, position, 'SOLD_OUT', record.requestedAtMs))
       }
     })
     return [...entries.values()]

@@ -19,6 +19,8 @@ interface Tracked {
   coupon: Coupon
   readonly key: string
   timer?: NodeJS.Timeout
+  /** The start the timer was set for (a changed schedule sets it again). */
+  timerFor?: number
   moving?: Promise<void>
   done?: boolean
 }
@@ -57,7 +59,7 @@ export class PrequeueMover implements IssuanceWorker {
       woken: () => {},
       sweep: async (entry) => {
         this.schedule(entry)
-        if (Date.now() >= entry.coupon.issueStartsAt.getTime()) await this.moveAll(entry)
+        await this.moveAll(entry, false)
       },
     })
   }
@@ -76,15 +78,20 @@ export class PrequeueMover implements IssuanceWorker {
 
   /** Sets the timer that wakes the move at the start (once per coupon). */
   private schedule(entry: Tracked): void {
-    if (entry.coupon.prequeueStartsAt === null || entry.done || entry.timer !== undefined) return
-    const delay = Math.max(entry.coupon.issueStartsAt.getTime() - Date.now(), 0)
-    entry.timer = setTimeout(() => void this.moveAll(entry), delay)
+    const startMs = entry.coupon.issueStartsAt.getTime()
+    if (entry.coupon.prequeueStartsAt === null || entry.done || entry.timerFor === startMs) return
+    clearTimeout(entry.timer)
+    entry.timerFor = startMs
+    entry.timer = setTimeout(() => void this.moveAll(entry, true), Math.max(startMs - Date.now(), 0))
   }
 
-  /** Moves the coupon's whole pre-queue (one run at a time per coupon in this process). */
-  private moveAll(entry: Tracked): Promise<void> {
+  /**
+   * Moves the coupon's whole pre-queue (one run at a time per coupon in this process). The timer waits for
+   * Redis's clock to reach the start; a sweep tries once (Redis answers "not started" until then).
+   */
+  private moveAll(entry: Tracked, waitForStart: boolean): Promise<void> {
     if (entry.coupon.prequeueStartsAt === null || entry.done || !this.running) return Promise.resolve()
-    entry.moving ??= this.move(entry)
+    entry.moving ??= this.move(entry, waitForStart)
       .catch((error: unknown) =>
         this.ctx.logger.warn({ err: error, couponId: entry.coupon.id }, 'pre-queue: moving failed (retried)'),
       )
@@ -94,7 +101,7 @@ export class PrequeueMover implements IssuanceWorker {
     return entry.moving
   }
 
-  private async move(entry: Tracked): Promise<void> {
+  private async move(entry: Tracked, waitForStart: boolean): Promise<void> {
     const { coupon } = entry
     const state = this.states.of(coupon.id)
     const outbox = coupon.issueMode === 'queue' ? 'queue' : 'stream'
@@ -105,7 +112,7 @@ export class PrequeueMover implements IssuanceWorker {
       if (reply.kind === 'notLoaded') return
       if (reply.kind === 'notStarted') {
         // Redis's clock is behind this one: poll briefly; the sweep takes over if it is far behind.
-        if (Date.now() - startedAt > 2_000) return
+        if (!waitForStart || Date.now() - startedAt > 2_000) return
         await sleep(START_POLL_MS)
         continue
       }

@@ -58,8 +58,15 @@ function checkPrequeue(receipt: Receipt, mine: OrderLogEntry, log: PublicOrderLo
   const prequeued = log.entries.filter((entry) => entry.prequeuePlace !== null)
   if (log.prequeueOrder === 'shuffle' && log.seed !== null) {
     const expected = shuffleKey(Buffer.from(log.seed, 'hex'), receipt.userId)
-    check(mine.shuffleKey === expected, 'the shuffle key is HMAC-SHA256(revealed seed, userId)')
-    prequeued.sort((a, b) => ((a.shuffleKey ?? '') < (b.shuffleKey ?? '') ? -1 : 1))
+    if (mine.shuffleKey !== null) {
+      check(mine.shuffleKey === expected, 'the shuffle key is HMAC-SHA256(revealed seed, userId)')
+    }
+    // The shuffled (joined before the start) by key, then those who joined after the start by place.
+    prequeued.sort((a, b) => {
+      if (a.shuffleKey !== null && b.shuffleKey !== null) return a.shuffleKey < b.shuffleKey ? -1 : 1
+      if (a.shuffleKey !== null || b.shuffleKey !== null) return a.shuffleKey !== null ? -1 : 1
+      return (a.prequeuePlace ?? 0) - (b.prequeuePlace ?? 0)
+    })
   } else {
     prequeued.sort((a, b) => (a.prequeuePlace ?? 0) - (b.prequeuePlace ?? 0))
   }
