@@ -8,9 +8,6 @@
  */
 import assert from 'node:assert/strict'
 import { createHash, createHmac } from 'node:crypto'
-import { mkdtemp, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
@@ -28,7 +25,7 @@ import {
   type TestApp,
 } from './support/app.ts'
 import { createTestEnv, eventually, issuedRows, type TestEnv } from './support/infra.ts'
-import { type Child, spawnNode } from './support/processes.ts'
+import { type Child, ROOT, spawnNode } from './support/processes.ts'
 
 interface Answer {
   userId: string
@@ -211,3 +208,170 @@ async function checkReceiptsAndLog(t: TestApp, couponId: number, answers: Answer
   ]
   for (const receipt of altered) assert.equal(checkReceipt(receipt, key, log).ok, false)
 }
+
+async function call(port: number, method: string, path: string, token?: string, body?: unknown) {
+  const response = await request(`http://127.0.0.1:${port}${path}`, {
+    method: method as 'GET',
+    headers: {
+      ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  const text = await response.body.text()
+  return { status: response.statusCode, body: (text === '' ? {} : JSON.parse(text)) as Answer['body'] }
+}
+
+/** A server process (`serve`, workers included), its clock shifted by `shiftMs` (test/support/shifted-clock.ts). */
+async function startServer(
+  env: Record<string, string>,
+  shiftMs = 0,
+): Promise<{ child: Child; port: number }> {
+  const port = await freePort()
+  const child = spawnNode(
+    'bin/coupon-rush.mjs',
+    {
+      ...env,
+      PORT: String(port),
+      JWT_SECRET: TEST_JWT_SECRET,
+      ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+      RATE_LIMIT_PER_USER: '100000',
+      TEST_CLOCK_SHIFT_MS: String(shiftMs),
+      NODE_OPTIONS: `--import ${ROOT}test/support/shifted-clock.ts`,
+    },
+    ['serve'],
+  )
+  await eventually(
+    () =>
+      call(port, 'GET', '/readyz')
+        .then((r) => r.status === 200)
+        .catch(() => false),
+    `server on ${port} ready`,
+    30_000,
+  )
+  return { child, port }
+}
+
+function couponBody(startsAt: number, extra: Record<string, unknown>) {
+  return {
+    name: 'Fair start',
+    discount: { type: 'FIXED', amount: 1000 },
+    issueStartsAt: new Date(startsAt).toISOString(),
+    issueEndsAt: new Date(startsAt + 600_000).toISOString(),
+    validDays: 7,
+    ...extra,
+  }
+}
+
+describe('fair start across real processes', () => {
+  const children: Child[] = []
+  const envs: TestEnv[] = []
+  after(async () => {
+    await Promise.all(children.map((child) => child.kill('SIGKILL')))
+    await Promise.all(envs.map((env) => env.close()))
+  })
+
+  it("two servers whose clocks are 200 ms apart: neither admits a request before the start on Redis's clock", async () => {
+    const env = await createTestEnv('fairclock')
+    envs.push(env)
+    const ahead = await startServer(env.childEnv, 100)
+    const behind = await startServer(env.childEnv, -100)
+    children.push(ahead.child, behind.child)
+    const startsAt = Date.now() + 2_500
+    const created = await call(ahead.port, 'POST', '/admin/coupons', TEST_ADMIN_TOKEN, {
+      ...couponBody(startsAt, { quantity: 1_000_000, issueMode: 'stream' }),
+    })
+    assert.equal(created.status, 201)
+    const id = Number((created.body as { id: number }).id)
+    await waitUntil(startsAt - 500)
+    const answers: { server: string; sentAt: number; status: number; body: Answer['body'] }[] = []
+    let next = 0
+    const fire = async (server: string, port: number) => {
+      while (Date.now() < startsAt + 400) {
+        const userId = `c${next++}`
+        const sentAt = Date.now()
+        const answer = await call(
+          port,
+          'POST',
+          `/coupons/${id}/issuance`,
+          signUserToken(TEST_JWT_SECRET, userId),
+        )
+        answers.push({ server, sentAt, ...answer })
+      }
+    }
+    await Promise.all([1, 2, 3, 4].flatMap(() => [fire('ahead', ahead.port), fire('behind', behind.port)]))
+    const admitted = answers.filter((answer) => answer.status === 202)
+    for (const answer of admitted) {
+      assert.ok(
+        Number(answer.body.receipt?.redisTimeMs) >= startsAt,
+        `${answer.server} admitted before the start`,
+      )
+    }
+    for (const server of ['ahead', 'behind']) {
+      const mine = answers.filter((answer) => answer.server === server)
+      assert.ok(
+        mine.some((answer) => answer.status === 202),
+        `${server} admitted after the start`,
+      )
+      assert.ok(
+        mine.some((answer) => answer.status === 422 && answer.body.code === 'ISSUE_NOT_STARTED'),
+        `${server} refused before the start`,
+      )
+    }
+    // The injected clock does shift a process's Date (the same preload and variable as the servers').
+    const probe = spawnNode(
+      '-e',
+      { TEST_CLOCK_SHIFT_MS: '100', NODE_OPTIONS: `--import ${ROOT}test/support/shifted-clock.ts` },
+      ['console.log("shift", Math.round(Date.now() - performance.timeOrigin - performance.now()))'],
+    )
+    const line = await probe.waitFor(/^shift /)
+    assert.ok(Math.abs(Number(line.split(' ')[1]) - 100) <= 5, line)
+  })
+
+  it('SIGKILL of the service and of a durable Redis at the start: nothing pre-queued is lost or admitted twice', async () => {
+    const redis = await startOwnRedis({ persistence: 'always' })
+    const env = await createTestEnv('fairkill')
+    envs.push(env)
+    try {
+      const childEnv = { ...env.childEnv, REDIS_URL: redis.url }
+      const first = await startServer(childEnv)
+      children.push(first.child)
+      const startsAt = Date.now() + 4_000
+      const created = await call(first.port, 'POST', '/admin/coupons', TEST_ADMIN_TOKEN, {
+        ...couponBody(startsAt, {
+          quantity: 600,
+          issueMode: 'stream',
+          prequeueStartsAt: new Date(Date.now() - 1_000).toISOString(),
+        }),
+      })
+      const id = Number((created.body as { id: number }).id)
+      const crowd = users('k', 1_000)
+      const early = await runConcurrently(crowd.length, 32, (i) =>
+        call(first.port, 'POST', `/coupons/${id}/issuance`, signUserToken(TEST_JWT_SECRET, crowd[i]!)),
+      )
+      assert.ok(early.every((answer) => answer.status === 202 && answer.body.status === 'WAITING'))
+      await waitUntil(startsAt)
+      await first.child.kill('SIGKILL')
+      await sleep(20)
+      await redis.kill()
+      await redis.start()
+      const second = await startServer(childEnv)
+      children.push(second.child)
+      await eventually(async () => (await issuedRows(env.db, id)).length === 600, 'the stock issued', 60_000)
+      const statuses = await runConcurrently(crowd.length, 32, (i) =>
+        call(second.port, 'GET', `/coupons/${id}/issuance`, signUserToken(TEST_JWT_SECRET, crowd[i]!)),
+      )
+      const count = (status: string) => statuses.filter((answer) => answer.body.status === status).length
+      assert.equal(count('ISSUED'), 600, 'every unit to a pre-queued user, once')
+      assert.equal(count('SOLD_OUT'), 400, 'the rest told sold out: nobody lost')
+      const rows = await issuedRows(env.db, id)
+      assert.deepEqual(
+        rows.map((row) => Number(row.position)),
+        Array.from({ length: 600 }, (_, i) => i + 1),
+        'positions 1..600, none given twice',
+      )
+    } finally {
+      await redis.destroy()
+    }
+  })
+})
