@@ -9,7 +9,6 @@ import saleMetrics from '../monitoring/sale-metrics-plugin.ts'
 import auth from './plugins/auth.ts'
 import connections from './plugins/connections.ts'
 import errors, { clientErrorHandler, frameworkErrors } from './plugins/errors.ts'
-import fairness from './plugins/fairness.ts'
 import issuance from './plugins/issuance.ts'
 import limits from './plugins/limits.ts'
 import metrics from './plugins/metrics.ts'
@@ -19,7 +18,6 @@ import validation, { ajvOptions, schemaErrorFormatter } from './plugins/validati
 import workers from './plugins/workers.ts'
 import { adminRoutes } from './routes/admin.ts'
 import { couponRoutes } from './routes/coupons.ts'
-import { fairnessRoutes } from './routes/fairness.ts'
 import { meRoutes } from './routes/me.ts'
 import { opsRoutes } from './routes/ops.ts'
 import { Problem } from './schemas.ts'
@@ -106,8 +104,6 @@ export async function buildApp({
   if (runWorkers) await app.register(workers, { config })
   await app.register(issuance, { config })
   await app.register(saleMetrics, { config })
-  await app.register(fairness, { config })
-  await app.register(fairnessRoutes)
   await app.register(opsRoutes)
   await app.register(adminRoutes)
   await app.register(couponRoutes, { config })

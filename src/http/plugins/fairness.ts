@@ -3,6 +3,7 @@ import type { Config } from '../../config/config.ts'
 import { OrderLogs } from '../../issuance/fairness/order-log.ts'
 import { ReceiptSigner } from '../../issuance/fairness/receipts.ts'
 import { Waits } from '../../issuance/fairness/waits.ts'
+import { fairnessRoutes } from '../routes/fairness.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -27,6 +28,7 @@ export default fp<{ config: Config }>(
     app.decorate('receipts', signer)
     app.decorate('orderLogs', new OrderLogs(app.issuanceContext))
     app.decorate('waits', new Waits(app.issuanceContext))
+    await app.register(fairnessRoutes)
   },
-  { name: 'fairness', dependencies: ['issuance'] },
+  { name: 'fairness' },
 )
