@@ -196,4 +196,6 @@ export interface PublicCoupon {
   prequeueOrder?: PrequeueOrder
   seedCommitment?: string
   seed?: string
+  /** How many wait in the pre-queue now. */
+  prequeueLength?: number
 }

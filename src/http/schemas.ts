@@ -110,6 +110,7 @@ export const PublicCoupon = Type.Object({
   prequeueOrder: Type.Optional(PrequeueOrder),
   seedCommitment: Type.Optional(Type.String({ description: 'hex SHA-256 of the shuffle seed' })),
   seed: Type.Optional(Type.String({ description: 'hex shuffle seed, revealed from issueStartsAt' })),
+  prequeueLength: Type.Optional(Type.Integer({ description: 'how many wait in the pre-queue now' })),
 })
 agrees<Same<Static<typeof PublicCoupon>, domain.PublicCoupon>>()
 

@@ -10,6 +10,7 @@ import { AppError } from '../../domain/errors.ts'
 import { channels } from '../../redis/keys.ts'
 import { fairnessSecrets, insertCoupon, listCoupons, type NewCoupon } from '../../storage/coupons.ts'
 import type { IssuanceContext } from '../core/context.ts'
+import { CouponStates } from '../core/coupon-state.ts'
 import type { IssuanceMode, RequestOutcome } from '../core/mode.ts'
 import { CouponCache } from '../plumbing/coupon-cache.ts'
 import { auditCoupon, type CouponAudit } from './audit.ts'
@@ -22,11 +23,13 @@ export class IssuanceService {
   private readonly modes: Map<IssueMode, IssuanceMode>
   /** Seeds shown once their coupon started (they never change). */
   private readonly revealedSeeds = new Map<number, string>()
+  private readonly states: CouponStates
 
   constructor(ctx: IssuanceContext, modes: IssuanceMode[]) {
     this.ctx = ctx
     this.modes = new Map(modes.map((mode) => [mode.mode, mode]))
     this.cache = new CouponCache(ctx.db)
+    this.states = new CouponStates(ctx)
   }
 
   /** Requests answered from memory, without a Redis round trip (for /metrics). */
@@ -100,6 +103,7 @@ export class IssuanceService {
       prequeueStartsAt: coupon.prequeueStartsAt.toISOString(),
       prequeueOrder: coupon.prequeueOrder ?? 'arrival',
       seedCommitment: coupon.seedCommitment,
+      prequeueLength: await this.states.of(coupon.id).prequeueLength(),
     }
     let seed = this.revealedSeeds.get(coupon.id)
     if (seed === undefined) {
