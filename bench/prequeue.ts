@@ -65,7 +65,7 @@ async function startService(): Promise<Bench> {
     RATE_LIMIT_PER_USER: '1000000',
     ADDRESS_LIMIT_PER_WINDOW: '100000000',
     STATUS_LIMIT_PER_USER: '1000000',
-    LOG_LEVEL: 'warn',
+    LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
   })
   await ensureDatabase(config.databaseUrl)
   const db = createPool({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, max: 2 })
