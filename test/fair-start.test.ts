@@ -8,6 +8,9 @@
  */
 import assert from 'node:assert/strict'
 import { createHash, createHmac } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
@@ -15,6 +18,8 @@ import { freePort } from '../bench/lib/infra.ts'
 import { startOwnRedis } from '../bench/lib/redis-server.ts'
 import { signUserToken } from '../src/auth/tokens.ts'
 import type { Receipt } from '../src/domain/coupon.ts'
+import { CouponStates } from '../src/issuance/core/coupon-state.ts'
+import { scheduleOf } from '../src/issuance/core/rebuild.ts'
 import type { PublicOrderLog } from '../src/issuance/fairness/order-log.ts'
 import { checkReceipt, receiptKeyFromJwk } from '../src/issuance/fairness/verify.ts'
 import {
@@ -172,6 +177,55 @@ describe('fair start: a pre-queue, one clock, receipts and an order log', () => 
     )
     for (const answer of late) assert.ok(answer.status === 410 || answer.body.status !== 'ISSUED')
     await checkReceiptsAndLog(t, coupon.id, [...early, ...late], rows.length)
+
+    // The command anyone can run: a true receipt passes, an altered one fails.
+    const dir = await mkdtemp(join(tmpdir(), 'coupon-rush-receipt-'))
+    const receipt = early[0]!.body.receipt!
+    await writeFile(join(dir, 'true.json'), JSON.stringify(early[0]!.body))
+    await writeFile(
+      join(dir, 'altered.json'),
+      JSON.stringify({ ...receipt, prequeuePlace: Number(receipt.prequeuePlace) + 1 }),
+    )
+    const verify = async (file: string) => {
+      const child = spawnNode('bin/coupon-rush.mjs', {}, [
+        'verify',
+        '--receipt',
+        join(dir, file),
+        '--url',
+        t.baseUrl,
+      ])
+      const line = await child.waitFor(/^treated in order/)
+      await new Promise((resolve) => child.process.once('exit', resolve))
+      return { line, code: child.process.exitCode }
+    }
+    assert.deepEqual(await verify('true.json'), { line: 'treated in order: yes', code: 0 })
+    assert.deepEqual(await verify('altered.json'), { line: 'treated in order: NO', code: 1 })
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('setSchedule: a pause answers 422 ISSUE_PAUSED in every mode, and a changed window applies at once', async () => {
+    const states = new CouponStates(t.app.issuanceContext)
+    for (const issueMode of ['stream', 'queue', 'sync'] as const) {
+      const created = await t.createCoupon({ quantity: 5, issueMode })
+      const coupon = await t.app.issuance.get(created.id)
+      const state = states.of(coupon.id)
+      const ask = (userId: string) =>
+        t.http('POST', `/coupons/${coupon.id}/issuance`, { token: t.tokenFor(userId) })
+      assert.equal((await ask('a')).status, issueMode === 'sync' ? 201 : 202)
+      assert.equal(await state.setSchedule({ ...scheduleOf(coupon), paused: true }), true)
+      assert.equal((await ask('b')).body.code, 'ISSUE_PAUSED', issueMode)
+      await state.setSchedule({ ...scheduleOf(coupon), closesAtMs: Date.now() - 1 })
+      assert.equal((await ask('b')).body.code, 'ISSUE_ENDED', issueMode)
+      await state.setSchedule({ ...scheduleOf(coupon), opensAtMs: Date.now() + 60_000 })
+      assert.equal((await ask('b')).body.code, 'ISSUE_NOT_STARTED', issueMode)
+      await state.setSchedule(scheduleOf(coupon))
+      assert.equal((await ask('b')).status, issueMode === 'sync' ? 201 : 202)
+    }
+    assert.equal(
+      await states.of(987_654).setSchedule(scheduleOf(await t.app.issuance.get(1))),
+      false,
+      'no state: nothing written',
+    )
   })
 })
 
