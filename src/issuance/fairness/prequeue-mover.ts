@@ -46,7 +46,7 @@ export class PrequeueMover implements IssuanceWorker {
   constructor(ctx: IssuanceContext, options: Partial<PrequeueMoverOptions> = {}) {
     this.ctx = ctx
     this.states = new CouponStates(ctx)
-    this.options = { batch: 500, sweepMs: 1_000, ...options }
+    this.options = { batch: 2_000, sweepMs: 1_000, ...options }
     this.coupons = new ActiveCoupons<Tracked>(ctx, {
       name: this.name,
       modes: ['stream', 'queue', 'kafka'],
@@ -117,14 +117,19 @@ export class PrequeueMover implements IssuanceWorker {
         continue
       }
       if (reply.kind === 'notShuffled') {
+        const shuffleStarted = Date.now()
         await this.shuffle(coupon, state)
+        this.ctx.logger.debug({ couponId: coupon.id, ms: Date.now() - shuffleStarted }, 'pre-queue shuffled')
         continue
       }
       moved += reply.moved
       await publishDecisions(state, reply.soldOutPairs)
       if (reply.left === 0) {
         entry.done = true
-        if (moved > 0) this.ctx.logger.info({ couponId: coupon.id, moved }, 'pre-queue moved into admission')
+        if (moved > 0) {
+          const ms = Date.now() - startedAt
+          this.ctx.logger.info({ couponId: coupon.id, moved, ms }, 'pre-queue moved into admission')
+        }
         return
       }
     }

@@ -2,7 +2,7 @@
   Moves the next batch of a coupon's pre-queue into the mode's normal admission, at the start, in one
   atomic step: each entry taken off the pre-queue is admitted in the same script (stream: a unit reserved,
   the next position, an outbox entry; queue: the next position on the waiting queue) or resolved SOLD_OUT
-  when the stock is gone. The pre-queue itself is the cursor: a crash or failover between two batches
+  when the stock is gone (ZPOPMIN and the admissions in the same script). The pre-queue itself is the cursor: a crash or failover between two batches
   admits none twice and loses none. Entries are taken lowest score first: arrival order, or the shuffled
   ranks rankPrequeue-2.lua wrote, then those who came after the start.
 
@@ -32,36 +32,50 @@ if state[2] and now < tonumber(state[2]) then return { -4 } end
 if state[3] == 'shuffle' and not state[4] then return { -8 } end
 
 local stock = tonumber(state[1])
-local batch = redis.call('ZRANGE', KEYS[3], 0, tonumber(ARGV[2]) - 1)
-local reply = { #batch, 0 }
-for _, userId in ipairs(batch) do
-  redis.call('ZREM', KEYS[3], userId)
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+local popped = redis.call('ZPOPMIN', KEYS[3], tonumber(ARGV[2]))
+local reply = { #popped / 2, 0 }
+local records, places = {}, {}
+local admitted, soldOut = 0, 0
+for i = 1, #popped, 2 do
+  local userId = popped[i]
   local record = redis.call('HGET', KEYS[2], userId)
   if recordLetter(record) == 'W' then
     local requestedAt = recordRequestedAt(record)
-    redis.call('HSET', KEYS[5], userId, string.match(record, '^W|([^|]*)'))
+    places[#places + 1] = userId
+    places[#places + 1] = string.match(record, '^W|([^|]*)')
+    local decided
     if stock <= 0 then
-      local decided = encodeRecord('X', 0, requestedAt, '', now)
-      redis.call('HSET', KEYS[2], userId, decided)
-      redis.call('HINCRBY', KEYS[1], 'soldOut', 1)
-      table.insert(reply, userId)
-      table.insert(reply, decided)
+      decided = encodeRecord('X', 0, requestedAt, '', now)
+      soldOut = soldOut + 1
+      reply[#reply + 1] = userId
+      reply[#reply + 1] = decided
     else
-      local position = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+      seq = seq + 1
+      admitted = admitted + 1
       if ARGV[1] == 'stream' then
-        stock = redis.call('HINCRBY', KEYS[1], 'stock', -1)
-        redis.call('HSET', KEYS[2], userId, encodeRecord('A', position, requestedAt))
-        redis.call('XADD', KEYS[4], '*', 'u', userId, 'p', position, 't', requestedAt)
+        stock = stock - 1
+        decided = encodeRecord('A', seq, requestedAt)
+        redis.call('XADD', KEYS[4], '*', 'u', userId, 'p', seq, 't', requestedAt)
       else
-        redis.call('ZADD', KEYS[4], 'NX', position, userId)
-        redis.call('HSET', KEYS[2], userId, encodeRecord('P', position, requestedAt))
+        decided = encodeRecord('P', seq, requestedAt)
+        redis.call('ZADD', KEYS[4], 'NX', seq, userId)
       end
     end
+    records[#records + 1] = userId
+    records[#records + 1] = decided
   end
 end
+-- One write per key for the whole batch (the batch is bounded, so unpack stays far below Lua's limits).
+if #records > 0 then
+  redis.call('HSET', KEYS[2], unpack(records))
+  redis.call('HSET', KEYS[5], unpack(places))
+  redis.call('HSET', KEYS[1], 'seq', seq, 'stock', stock)
+end
+if soldOut > 0 then redis.call('HINCRBY', KEYS[1], 'soldOut', soldOut) end
 
 local left = redis.call('ZCARD', KEYS[3])
 reply[2] = left
 if left == 0 and not state[5] then redis.call('HSET', KEYS[1], 'prequeueDone', 1) end
-if #batch > 0 and redis.call('HSETNX', KEYS[1], 'wake', 1) == 1 then redis.call('PUBLISH', ARGV[3], KEYS[4]) end
+if admitted > 0 and redis.call('HSETNX', KEYS[1], 'wake', 1) == 1 then redis.call('PUBLISH', ARGV[3], KEYS[4]) end
 return reply

@@ -12,9 +12,12 @@
 
   Returns { ranked }
 ]]
-local ranked = 0
+-- ZADD takes score, member: the pairs arrive as member, rank (a chunk is bounded, far below unpack's limit).
+local args = { 'XX' }
 for i = 2, #ARGV, 2 do
-  if redis.call('ZADD', KEYS[2], 'XX', 'CH', ARGV[i + 1], ARGV[i]) >= 0 then ranked = ranked + 1 end
+  args[#args + 1] = ARGV[i + 1]
+  args[#args + 1] = ARGV[i]
 end
+if #args > 1 then redis.call('ZADD', KEYS[2], unpack(args)) end
 if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'shuffled', 1) end
-return { ranked }
+return { (#args - 1) / 2 }
