@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { Admin } from '@platformatic/kafka'
 import { request } from 'undici'
 import { freePort } from '../bench/lib/infra.ts'
 import { startOwnRedis } from '../bench/lib/redis-server.ts'
@@ -21,8 +22,12 @@ import type { Receipt } from '../src/domain/coupon.ts'
 import { CouponStates } from '../src/issuance/core/coupon-state.ts'
 import { scheduleOf } from '../src/issuance/core/rebuild.ts'
 import type { PublicOrderLog } from '../src/issuance/fairness/order-log.ts'
+import { PrequeueMover } from '../src/issuance/fairness/prequeue-mover.ts'
 import { checkReceipt, receiptKeyFromJwk } from '../src/issuance/fairness/verify.ts'
+import { type KafkaOptions, kafkaMode, kafkaWorkers } from '../src/issuance/kafka/kafka-mode.ts'
+import { resolveKafkaOptions } from '../src/issuance/kafka/kafka-options.ts'
 import { channels } from '../src/redis/keys.ts'
+import { insertCoupon } from '../src/storage/coupons.ts'
 import {
   runConcurrently,
   startTestApp,
@@ -444,6 +449,69 @@ describe('fair start across real processes', () => {
       )
     } finally {
       await redis.destroy()
+    }
+  })
+})
+
+describe('fair start in the kafka mode', { skip: process.env.SKIP_KAFKA === '1' && 'SKIP_KAFKA=1' }, () => {
+  it('moves the pre-queue into the stream the relay carries to Kafka: the pre-queued hold the first positions', async () => {
+    const env = await createTestEnv('fairkafka')
+    const options: KafkaOptions = {
+      brokers: (process.env.TEST_KAFKA_BROKERS ?? '127.0.0.1:9092').split(','),
+      topicPrefix: `${env.schema}.`,
+      clientId: env.schema.replaceAll('_', '-'),
+      groupId: `${env.schema}-writers`,
+      drain: { reclaimIdleMs: 1_000, refreshMs: 200 },
+    }
+    const mode = kafkaMode(env, options)
+    const workers = [...kafkaWorkers(env, options), new PrequeueMover(env)]
+    try {
+      const now = Date.now()
+      const coupon = await insertCoupon(
+        env.db,
+        {
+          name: 'Kafka pre-queue',
+          discount: { type: 'FIXED', amount: 100 },
+          quantity: 150,
+          issueStartsAt: new Date(now + 2_000),
+          issueEndsAt: new Date(now + 600_000),
+          validDays: 1,
+          validUntil: null,
+          issueMode: 'kafka',
+          prequeueStartsAt: new Date(now - 1_000),
+          prequeueOrder: 'arrival',
+        },
+        (created) => mode.prepare(created),
+      )
+      for (const worker of workers) await worker.start()
+      const early = users('k', 100)
+      for (const userId of early) {
+        const outcome = await mode.request(coupon, userId)
+        assert.equal(outcome.kind === 'admitted' && outcome.issuance.status, 'WAITING')
+      }
+      await waitUntil(coupon.issueStartsAt.getTime())
+      const late = await runConcurrently(100, 16, (i) => mode.request(coupon, `m${i}`))
+      assert.ok(late.some((outcome) => outcome.kind === 'admitted'))
+      await eventually(
+        async () => (await issuedRows(env.db, coupon.id)).length === 150,
+        'written through Kafka',
+        60_000,
+      )
+      const rows = await issuedRows(env.db, coupon.id)
+      assert.deepEqual(
+        rows.slice(0, 100).map((row) => row.user_id),
+        early,
+        'the pre-queued first, in arrival order',
+      )
+    } finally {
+      await Promise.all(workers.map((worker) => worker.stop()))
+      await mode.close()
+      const admin = new Admin({ clientId: 'test-cleanup', bootstrapBrokers: options.brokers })
+      const topics = Object.values(resolveKafkaOptions(options).topics)
+      await admin.deleteTopics({ topics }).catch(() => {})
+      await admin.deleteGroups({ groups: [options.groupId!] }).catch(() => {})
+      await admin.close()
+      await env.close()
     }
   })
 })
