@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The ceiling of one coupon: all of a coupon's keys share one hash tag, so one Redis core runs every
 # admission of that coupon. This measures that core with `redis-benchmark` running the real admission
-# script (src/redis/scripts/admitStream-3.lua, by EVALSHA as the service does) against a redis-server
+# script (src/redis/scripts/admitStream-4.lua, by EVALSHA as the service does) against a redis-server
 # started here on a free port with its own temporary folder (AOF everysec, like scripts/redis.sh), with a
 # distinct random user per request, unpipelined and pipelined (-P 16). Two cases: stock left (every request
 # is admitted: the longest path, five writes) and sold out (the common case in a rush: two reads, one
@@ -13,7 +13,7 @@
 set -euo pipefail
 
 ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
-SCRIPT="$ROOT_DIR/src/redis/scripts/admitStream-3.lua"
+SCRIPT="$ROOT_DIR/src/redis/scripts/admitStream-4.lua"
 REQUESTS="${ADMISSION_REQUESTS:-200000}"
 CLIENTS="${ADMISSION_CLIENTS:-50}"
 PIPELINE="${ADMISSION_PIPELINE:-16}"
@@ -23,6 +23,7 @@ HOST=127.0.0.1
 STATE='cr:{c:1}:state'
 USERS='cr:{c:1}:users'
 STREAM='cr:{c:1}:stream'
+PREQUEUE='cr:{c:1}:prequeue'
 
 command -v redis-benchmark >/dev/null || { echo "redis-benchmark is not installed" >&2; exit 1; }
 
@@ -63,7 +64,7 @@ measure() {
   local label="$1" stock="$2" pipeline="$3"
   prepare "$stock"
   local command=(redis-benchmark -h "$HOST" -p "$PORT" -n "$REQUESTS" -c "$CLIENTS" -P "$pipeline" -r 1000000000 -q
-    EVALSHA "$SHA" 3 "$STATE" "$USERS" "$STREAM" 'u:__rand_int__')
+    EVALSHA "$SHA" 4 "$STATE" "$USERS" "$STREAM" "$PREQUEUE" 'u:__rand_int__')
   echo "## $label, -P $pipeline"
   echo "\$ ${command[*]}"
   local before after

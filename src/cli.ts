@@ -4,6 +4,7 @@ import { isUserId, USER_ID_RULE } from './auth/user-id.ts'
 import { type Config, ConfigError, loadConfig, redactUrl, StartupError } from './config/config.ts'
 import { buildApp } from './http/app.ts'
 import { buildWorker } from './http/worker-app.ts'
+import { verifyCommand } from './issuance/fairness/verify-command.ts'
 import { announceGeneratedAdminToken } from './logging/logger.ts'
 import { migrate } from './storage/migrate.ts'
 import { createPool, ensureDatabase } from './storage/postgres.ts'
@@ -14,7 +15,9 @@ commands:
   serve            run the HTTP API (and, unless RUN_WORKERS=false, the issuance workers)
   worker           run only the issuance workers (stream writers, queue scheduler, Kafka relay/consumers)
   migrate          create the database if missing and apply the SQL migrations
-  token <userId>   print a user JWT signed with JWT_SECRET (valid 24 h), for trying the API by hand`
+  token <userId>   print a user JWT signed with JWT_SECRET (valid 24 h), for trying the API by hand
+  verify --receipt <file.json> --url <http://service>
+                   check an issuance receipt against the service's key and the coupon's order log`
 
 function reason(error: unknown): string {
   if (error instanceof AggregateError && error.errors.length > 0) return reason(error.errors[0])
@@ -115,6 +118,9 @@ async function run(command: string, args: string[], config: Config): Promise<voi
       console.log(signUserToken(config.jwtSecret, userId, 86_400))
       return
     }
+    case 'verify':
+      process.exitCode = await verifyCommand(args)
+      return
     default:
       console.error(`unknown command "${command}"\n\n${USAGE}`)
       process.exit(2)

@@ -65,7 +65,16 @@ describe('the script layer', () => {
   })
 
   it('maps each negative code in one table, and refuses a code no script returns', () => {
-    assert.deepEqual(SCRIPT_CODES, { [-1]: 'notLoaded', [-2]: 'alreadyRequested', [-3]: 'soldOut' })
+    assert.deepEqual(SCRIPT_CODES, {
+      [-1]: 'notLoaded',
+      [-2]: 'alreadyRequested',
+      [-3]: 'soldOut',
+      [-4]: 'notStarted',
+      [-5]: 'ended',
+      [-6]: 'paused',
+      [-7]: 'prequeued',
+      [-8]: 'notShuffled',
+    })
     assert.equal(replyCode('x', [5]), 5)
     assert.equal(replyCode('x', [-3]), 'soldOut')
     assert.throws(() => replyCode('x', [-9]), /unknown code -9/)

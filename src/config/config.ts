@@ -229,6 +229,10 @@ export const EnvironmentSchema = Type.Object({
   ),
   KAFKA_BROKERS: hostPorts('Kafka bootstrap brokers; enables the kafka mode'),
   JWT_SECRET: secret(32, 'HS256 key for user tokens'),
+  RECEIPT_SIGNING_KEY: secret(
+    40,
+    'Ed25519 private key signing issuance receipts: PEM, or base64 of its PKCS#8 DER',
+  ),
   JWT_ISSUER: Type.Optional(
     url(undefined, ['https:', 'http:'], 'identity provider (OpenID discovery); expected `iss`'),
   ),
@@ -351,6 +355,8 @@ export interface Config {
   jwtSecret: string
   /** True when `jwtSecret` was generated here: tokens signed elsewhere cannot match it. */
   jwtSecretGenerated: boolean
+  /** Ed25519 private key of the receipts (PEM or base64 PKCS#8); undefined: one is made per run. */
+  receiptSigningKey: string | undefined
   /** Set when user tokens come from the shop's identity provider (JWT_ISSUER or JWT_JWKS_URL); else HS256. */
   identityProvider: IdentityProviderConfig | undefined
   /** Verified user tokens remembered until they expire, so a repeated token skips the signature check. */
@@ -473,6 +479,7 @@ export function loadConfig(env: Env = process.env): Config {
     kafkaBrokers: (vars.KAFKA_BROKERS ?? []).map(({ host, port }) => `${host}:${port}`),
     jwtSecret: vars.JWT_SECRET ?? randomBytes(32).toString('base64url'),
     jwtSecretGenerated: vars.JWT_SECRET === undefined,
+    receiptSigningKey: vars.RECEIPT_SIGNING_KEY,
     identityProvider: identityProviderOf(vars),
     verifiedTokenCacheSize: vars.JWT_VERIFIED_CACHE_SIZE,
     adminToken: vars.ADMIN_TOKEN ?? randomBytes(24).toString('base64url'),

@@ -10,7 +10,7 @@ import { ProofOfWork } from './proof-of-work.ts'
  * request schemas build on them); the API's view shapes live in src/http/schemas.ts.
  */
 
-export type { CouponStats, Issuance, IssuanceStatus } from './issuance.ts'
+export type { CouponStats, Issuance, IssuanceStatus, Receipt } from './issuance.ts'
 
 /** The issue modes; the SQL CHECK on coupons.issue_mode lists them too (a test proves they agree). */
 export const ISSUE_MODES = ['sync', 'queue', 'stream', 'kafka'] as const
@@ -34,13 +34,33 @@ export interface Coupon {
   createdAt: Date
   /** Issuance refused with ISSUE_PAUSED while true (PATCH /admin/coupons/{id}). */
   paused: boolean
+  /** When the pre-queue opens (before issueStartsAt), or null for no pre-queue. */
+  prequeueStartsAt: Date | null
+  prequeueOrder: PrequeueOrder | null
+  /** Hex SHA-256 of the pre-queue's shuffle seed (public); null without a pre-queue. */
+  seedCommitment: string | null
 }
+
+/** How the pre-queued are admitted at the start: as they came, or in the order the revealed seed fixes. */
+export const PREQUEUE_ORDERS = ['arrival', 'shuffle'] as const
+export type PrequeueOrder = (typeof PREQUEUE_ORDERS)[number]
 
 export type NewCoupon = Omit<
   Coupon,
-  'id' | 'issuedCount' | 'createdAt' | 'paused' | 'proofOfWork' | 'minOrderAmount'
+  | 'id'
+  | 'issuedCount'
+  | 'createdAt'
+  | 'paused'
+  | 'proofOfWork'
+  | 'minOrderAmount'
+  | 'seedCommitment'
+  | 'prequeueStartsAt'
+  | 'prequeueOrder'
 > &
-  Partial<Pick<Coupon, 'proofOfWork' | 'minOrderAmount'>>
+  Partial<Pick<Coupon, 'proofOfWork' | 'minOrderAmount'>> & {
+    prequeueStartsAt?: Date | null
+    prequeueOrder?: PrequeueOrder | null
+  }
 
 /** The fields of a new coupon that a schema can check on their own (the dates are checked below). */
 export const NewCouponFields = Type.Object({
@@ -87,9 +107,25 @@ export function checkNewCoupon(coupon: NewCoupon): void {
   }
   if (coupon.issueEndsAt <= coupon.issueStartsAt) refuse('issueEndsAt must be after issueStartsAt')
   if (coupon.validDays === null && coupon.validUntil === null) refuse('give validDays, validUntil or both')
+  checkPrequeue(coupon, refuse)
   // A coupon issued at the last moment of the window must still be usable.
   if (coupon.validUntil !== null && coupon.validUntil <= coupon.issueEndsAt)
     refuse('validUntil must be after issueEndsAt')
+}
+
+/** The pre-queue's rules: before the start, with an order, and not in `sync` (it has no queue to move into). */
+function checkPrequeue(coupon: NewCoupon, refuse: (detail: string) => never): void {
+  const startsAt = coupon.prequeueStartsAt ?? null
+  const order = coupon.prequeueOrder ?? null
+  if (startsAt === null) {
+    if (order !== null) refuse('prequeueOrder needs prequeueStartsAt')
+    return
+  }
+  if (!Number.isFinite(startsAt.getTime())) refuse('prequeueStartsAt is not a valid date')
+  if (startsAt >= coupon.issueStartsAt) refuse('prequeueStartsAt must be before issueStartsAt')
+  if (coupon.issueMode === 'sync')
+    refuse('the sync mode has no pre-queue: prequeueStartsAt needs stream, queue or kafka')
+  if (order !== null && !PREQUEUE_ORDERS.includes(order)) refuse('prequeueOrder must be arrival or shuffle')
 }
 
 export const COUPON_STATUSES = ['SCHEDULED', 'ISSUING', 'SOLD_OUT', 'ENDED'] as const
@@ -121,6 +157,17 @@ export function assertIssuing(
   if (coupon.paused === true) throw new AppError('ISSUE_PAUSED', 'issuance is paused by the shop')
 }
 
+/** The error for a request the issue window (checked on Redis's clock) refused, or a paused coupon. */
+export function windowRefusal(
+  coupon: Pick<Coupon, 'issueStartsAt' | 'issueEndsAt'>,
+  kind: 'notStarted' | 'ended' | 'paused',
+): AppError {
+  if (kind === 'paused') return new AppError('ISSUE_PAUSED', 'issuance of this coupon is paused')
+  return kind === 'notStarted'
+    ? new AppError('ISSUE_NOT_STARTED', `issuance starts at ${coupon.issueStartsAt.toISOString()}`)
+    : new AppError('ISSUE_ENDED', `issuance ended at ${coupon.issueEndsAt.toISOString()}`)
+}
+
 /** A coupon as shoppers see it (GET /coupons/{id}); dates as ISO 8601. */
 export interface PublicCoupon {
   id: number
@@ -135,4 +182,11 @@ export interface PublicCoupon {
   /** Set when each issuance request must carry a solved challenge (GET /coupons/{id}/challenge). */
   proofOfWork?: ProofOfWork
   minOrderAmount: number | null
+  /** The pre-queue, when the coupon has one: its opening, order, seed commitment and (from the start) seed. */
+  prequeueStartsAt?: string
+  prequeueOrder?: PrequeueOrder
+  seedCommitment?: string
+  seed?: string
+  /** How many wait in the pre-queue now. */
+  prequeueLength?: number
 }

@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   ISSUE_ENDED: { status: 422, title: 'Issuance has ended' },
   ISSUE_PAUSED: { status: 422, title: 'Issuance is paused' },
   QUANTITY_DECREASE: { status: 422, title: "A coupon's quantity can only grow" },
+  SALE_NOT_OVER: { status: 422, title: 'The sale is not over yet' },
   MODE_UNAVAILABLE: { status: 422, title: 'This issuance mode is not available here' },
   ORDER_BELOW_MINIMUM: { status: 422, title: 'The order is below the coupon’s minimum amount' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },

@@ -1,6 +1,7 @@
 /** One user's request for one coupon and its decision: the states and the record every mode reports. */
 
-export const ISSUANCE_STATUSES = ['PENDING', 'ACCEPTED', 'ISSUED', 'SOLD_OUT'] as const
+// WAITING: in the pre-queue, before the start (moved into the mode's admission at the start).
+export const ISSUANCE_STATUSES = ['WAITING', 'PENDING', 'ACCEPTED', 'ISSUED', 'SOLD_OUT'] as const
 export type IssuanceStatus = (typeof ISSUANCE_STATUSES)[number]
 
 /** The request/decision state of one user for one coupon (GET /coupons/{id}/issuance, the SSE event). */
@@ -9,10 +10,34 @@ export interface Issuance {
   userId: string
   status: IssuanceStatus
   position?: number
+  /** WAITING: the arrival number in the pre-queue (the order at the start may be shuffled). */
+  prequeuePlace?: number
+  /** WAITING: when the pre-queued are admitted (issueStartsAt, ISO 8601). */
+  startsAt?: string
   userCouponId?: number
   /** ISO 8601: the record travels through Redis, Kafka and the SSE stream as text. */
   requestedAt: string
   decidedAt?: string
+  /** Status reads: undecided requests before this one (pre-queue and queue; an estimate in stream/kafka). */
+  ahead?: number
+  /** Status reads in queue and the pre-queue: the wait the measured drain rate predicts. */
+  estimatedWaitMs?: number
+  /** Status reads: when to ask again; grows with the distance from the front. */
+  pollAfterMs?: number
+  /** Issuance answers (2xx): what the service signed about this request (see docs/api.md "Receipts"). */
+  receipt?: Receipt
+}
+
+/** A signed statement of one admission: canonical JSON of the fields but `signature`, signed with Ed25519. */
+export interface Receipt {
+  couponId: number
+  userId: string
+  position?: number
+  prequeuePlace?: number
+  redisTimeMs: number
+  status: IssuanceStatus
+  /** base64url Ed25519 signature of the canonical JSON of the other fields. */
+  signature: string
 }
 
 /** Live counters of one coupon. */

@@ -37,15 +37,39 @@ export const CouponStatus = Type.Enum(domain.COUPON_STATUSES)
 export const UserCouponStatus = Type.Enum(USER_COUPON_STATUSES)
 export const IssuanceStatus = Type.Enum(ISSUANCE_STATUSES)
 
+/** What the service signed about one admission (docs/api.md "Receipts"). */
+export const Receipt = Type.Object({
+  couponId: Type.Integer(),
+  userId: Type.String(),
+  position: Type.Optional(Type.Integer()),
+  prequeuePlace: Type.Optional(Type.Integer()),
+  redisTimeMs: Type.Integer(),
+  status: IssuanceStatus,
+  signature: Type.String({
+    description: 'base64url Ed25519 signature of the canonical JSON of the other fields',
+  }),
+})
+agrees<Same<Static<typeof Receipt>, domain.Receipt>>()
+
 /** The request/decision state of one user for one coupon (GET /coupons/{id}/issuance). */
 export const Issuance = Type.Object({
   couponId: Type.Integer(),
   userId: Type.String(),
   status: IssuanceStatus,
   position: Type.Optional(Type.Integer()),
+  prequeuePlace: Type.Optional(Type.Integer({ description: 'WAITING: arrival number in the pre-queue' })),
+  startsAt: Type.Optional(
+    Type.String({ format: 'date-time', description: 'WAITING: when the pre-queued are admitted' }),
+  ),
   userCouponId: Type.Optional(Type.Integer()),
   requestedAt: Type.String({ format: 'date-time' }),
   decidedAt: Type.Optional(Type.String({ format: 'date-time' })),
+  ahead: Type.Optional(Type.Integer({ description: 'status reads: undecided requests before this one' })),
+  estimatedWaitMs: Type.Optional(
+    Type.Integer({ description: 'status reads (queue, pre-queue): from the measured drain rate' }),
+  ),
+  pollAfterMs: Type.Optional(Type.Integer({ description: 'status reads: when to ask again' })),
+  receipt: Type.Optional(Receipt),
 })
 agrees<Same<Static<typeof Issuance>, domain.Issuance>>()
 
@@ -85,11 +109,20 @@ const couponViewFields = {
   }),
 }
 
+export const PrequeueOrder = Type.Enum(domain.PREQUEUE_ORDERS, {
+  description: 'arrival: as they came; shuffle: sorted by HMAC-SHA256(seed, userId), hex ascending',
+})
+
 /** A coupon as shoppers see it (GET /coupons/{id}). */
 export const PublicCoupon = Type.Object({
   ...couponViewFields,
   remaining: Type.Integer(),
   status: CouponStatus,
+  prequeueStartsAt: Type.Optional(Type.String({ format: 'date-time' })),
+  prequeueOrder: Type.Optional(PrequeueOrder),
+  seedCommitment: Type.Optional(Type.String({ description: 'hex SHA-256 of the shuffle seed' })),
+  seed: Type.Optional(Type.String({ description: 'hex shuffle seed, revealed from issueStartsAt' })),
+  prequeueLength: Type.Optional(Type.Integer({ description: 'how many wait in the pre-queue now' })),
 })
 agrees<Same<Static<typeof PublicCoupon>, domain.PublicCoupon>>()
 
@@ -123,6 +156,13 @@ export const CreateCouponBody = Type.Object(
       description: 'each issuance request must carry a solved ALTCHA challenge (GET /coupons/{id}/challenge)',
     }),
     minOrderAmount: Type.Optional(NewCouponFields.properties.minOrderAmount.anyOf[0]),
+    prequeueStartsAt: Type.Optional(
+      Type.String({
+        format: 'date-time',
+        description: 'opens a pre-queue (stream, queue, kafka); before issueStartsAt',
+      }),
+    ),
+    prequeueOrder: Type.Optional(PrequeueOrder),
   },
   { additionalProperties: false },
 )

@@ -14,6 +14,10 @@ export interface CouponKeys {
   deadLetters: string
   /** Sorted set of waiting users scored by arrival sequence (queue mode). */
   queue: string
+  /** Sorted set of pre-queued users (before the start) scored by arrival, or by shuffled rank at the start. */
+  prequeue: string
+  /** Hash: userId -> arrival place in the pre-queue, written as each is moved (for the order log). */
+  prequeuePlaces: string
   /** Fair lock of the sync mode: holder, FIFO of waiters, waiter deadlines. */
   lock: string
   lockWaiters: string
@@ -34,6 +38,8 @@ export function couponKeys(prefix: string, couponId: number): CouponKeys {
     stream: `${tag}stream`,
     deadLetters: `${tag}dead`,
     queue: `${tag}queue`,
+    prequeue: `${tag}prequeue`,
+    prequeuePlaces: `${tag}prequeue:places`,
     lock: `${tag}lock`,
     lockWaiters: `${tag}lock:waiters`,
     lockDeadlines: `${tag}lock:deadlines`,

@@ -273,6 +273,11 @@ export const SCRIPT_CODES = {
   [-1]: 'notLoaded',
   [-2]: 'alreadyRequested',
   [-3]: 'soldOut',
+  [-4]: 'notStarted',
+  [-5]: 'ended',
+  [-6]: 'paused',
+  [-7]: 'prequeued',
+  [-8]: 'notShuffled',
 } as const
 
 type ScriptRefusal = (typeof SCRIPT_CODES)[keyof typeof SCRIPT_CODES]
@@ -284,7 +289,7 @@ type ScriptRefusal = (typeof SCRIPT_CODES)[keyof typeof SCRIPT_CODES]
 export function replyCode(name: string, reply: unknown): number | ScriptRefusal {
   const code = replyInteger(name, reply, 0)
   if (code >= 0) return code
-  if (code === -1 || code === -2 || code === -3) return SCRIPT_CODES[code]
+  if (code in SCRIPT_CODES) return SCRIPT_CODES[code as keyof typeof SCRIPT_CODES]
   throw new Error(`script ${name} returned the unknown code ${code}`)
 }
 

@@ -1,4 +1,11 @@
-import { type Coupon, checkNewCoupon, type IssueMode, type NewCoupon } from '../domain/coupon.ts'
+import { createHash, randomBytes } from 'node:crypto'
+import {
+  type Coupon,
+  checkNewCoupon,
+  type IssueMode,
+  type NewCoupon,
+  type PrequeueOrder,
+} from '../domain/coupon.ts'
 import type { Discount } from '../domain/discount.ts'
 import { type Db, type DbClient, inTransaction } from './postgres.ts'
 
@@ -19,10 +26,14 @@ interface CouponRow {
   min_order_amount: number | null
   created_at: Date
   paused: boolean
+  prequeue_starts_at: Date | null
+  prequeue_order: PrequeueOrder | null
+  prequeue_seed_commitment: string | null
 }
 
 const COLUMNS = `id, name, discount, quantity, issued_count, issue_starts_at, issue_ends_at,
-  valid_days, valid_until, issue_mode, pow_max_number, min_order_amount, created_at, paused`
+  valid_days, valid_until, issue_mode, pow_max_number, min_order_amount, created_at, paused,
+  prequeue_starts_at, prequeue_order, prequeue_seed_commitment`
 
 function toCoupon(row: CouponRow): Coupon {
   return {
@@ -40,6 +51,9 @@ function toCoupon(row: CouponRow): Coupon {
     minOrderAmount: row.min_order_amount,
     createdAt: row.created_at,
     paused: row.paused,
+    prequeueStartsAt: row.prequeue_starts_at,
+    prequeueOrder: row.prequeue_order,
+    seedCommitment: row.prequeue_seed_commitment,
   }
 }
 
@@ -55,11 +69,16 @@ export async function insertCoupon(
   prepare: (coupon: Coupon) => Promise<void> = async () => {},
 ): Promise<Coupon> {
   checkNewCoupon(coupon)
+  const prequeueStartsAt = coupon.prequeueStartsAt ?? null
+  // The shuffle seed is made (and committed to) before anyone can join the pre-queue, and never changes.
+  const seed = prequeueStartsAt === null ? null : randomBytes(32)
+  const commitment = seed === null ? null : createHash('sha256').update(seed).digest('hex')
   return inTransaction(db, async (client) => {
     const { rows } = await client.query<CouponRow>(
-      `INSERT INTO coupons (name, discount, quantity, issue_starts_at, issue_ends_at, valid_days, valid_until, issue_mode,
-         pow_max_number, min_order_amount)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ${COLUMNS}`,
+      `INSERT INTO coupons (name, discount, quantity, issue_starts_at, issue_ends_at, valid_days, valid_until,
+         issue_mode, pow_max_number, min_order_amount, prequeue_starts_at, prequeue_order, prequeue_seed,
+         prequeue_seed_commitment, order_log_salt)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ${COLUMNS}`,
       [
         coupon.name,
         JSON.stringify(coupon.discount),
@@ -71,6 +90,11 @@ export async function insertCoupon(
         coupon.issueMode,
         coupon.proofOfWork?.maxNumber ?? null,
         coupon.minOrderAmount ?? null,
+        prequeueStartsAt,
+        prequeueStartsAt === null ? null : (coupon.prequeueOrder ?? 'arrival'),
+        seed,
+        commitment,
+        randomBytes(16),
       ],
     )
     const created = toCoupon(rows[0]!)
@@ -128,6 +152,18 @@ export async function listActiveCoupons(
     [modes, graceMs / 1000, lookaheadMs / 1000],
   )
   return rows.map(toCoupon)
+}
+
+/** The coupon's secrets: its shuffle seed (null without a pre-queue) and its order log's salt. */
+export async function fairnessSecrets(
+  db: Queryable,
+  couponId: number,
+): Promise<{ seed: Buffer | null; salt: Buffer | null }> {
+  const { rows } = await db.query<{ prequeue_seed: Buffer | null; order_log_salt: Buffer | null }>(
+    'SELECT prequeue_seed, order_log_salt FROM coupons WHERE id = $1',
+    [couponId],
+  )
+  return { seed: rows[0]?.prequeue_seed ?? null, salt: rows[0]?.order_log_salt ?? null }
 }
 
 export async function issuedCount(db: Queryable, couponId: number): Promise<number> {

@@ -42,9 +42,10 @@ export async function issueOne(
   )
   const coupon = locked.rows[0]
   if (coupon === undefined) throw new AppError('COUPON_NOT_FOUND', `no coupon ${couponId}`)
+  // requestedAt is Redis's time (the sync mode's window check): no process clock decides.
   assertIssuing(
     { issueStartsAt: coupon.issue_starts_at, issueEndsAt: coupon.issue_ends_at, paused: coupon.paused },
-    new Date(),
+    requestedAt,
   )
   if (coupon.issued_count >= coupon.quantity) {
     // A holder asking again is told so even once the stock is gone.

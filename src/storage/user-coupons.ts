@@ -247,15 +247,24 @@ export async function lockStock(
  * The quantity is read there too (`undefined` for a coupon that is gone): a cached copy of the coupon may be
  * one an operator changed.
  */
+/** What a rebuild reads of the coupon row under its lock: an admin may have changed it since it was cached. */
+export interface CouponSteering {
+  quantity: number
+  issueStartsAt: Date
+  issueEndsAt: Date
+  paused: boolean
+}
+
 export async function issuedSnapshot(
   db: Db,
   couponId: number,
-): Promise<{ quantity: number | undefined; rows: IssuedRow[] }> {
+): Promise<{ steering: CouponSteering | undefined; rows: IssuedRow[] }> {
   return inTransaction(db, async (client) => {
-    const locked = await client.query<{ quantity: number }>(
-      'SELECT quantity FROM coupons WHERE id = $1 FOR SHARE',
+    const locked = await client.query<CouponSteering>(
+      `SELECT quantity, issue_starts_at AS "issueStartsAt", issue_ends_at AS "issueEndsAt", paused
+         FROM coupons WHERE id = $1 FOR SHARE`,
       [couponId],
     )
-    return { quantity: locked.rows[0]?.quantity, rows: await holderRows(client, couponId) }
+    return { steering: locked.rows[0], rows: await holderRows(client, couponId) }
   })
 }

@@ -6,6 +6,7 @@ import { DecisionHub } from '../../issuance/core/decision-hub.ts'
 import { IssuanceService } from '../../issuance/service/issuance-service.ts'
 import { createModes, issuanceContext } from '../../issuance/service/modes.ts'
 import { channels } from '../../redis/keys.ts'
+import fairness from './fairness.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -43,6 +44,8 @@ export default fp<{ config: Config }>(
     app.decorate('issuance', service)
     app.decorate('issuanceContext', ctx)
     app.decorate('decisions', hub)
+    // Receipts, order logs, waits and their public routes (issue 19), built on the service above.
+    await app.register(fairness, { config })
 
     app.addHook('preClose', async () => {
       await service.close()

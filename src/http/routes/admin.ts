@@ -75,6 +75,8 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
         issueMode: body.issueMode ?? 'stream',
         proofOfWork: body.proofOfWork === undefined ? null : proofOfWorkSetting(body.proofOfWork),
         minOrderAmount: body.minOrderAmount ?? null,
+        prequeueStartsAt: body.prequeueStartsAt === undefined ? null : new Date(body.prequeueStartsAt),
+        prequeueOrder: body.prequeueOrder ?? null,
       })
       return reply.code(201).send(adminView(coupon))
     },

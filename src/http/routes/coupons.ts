@@ -105,7 +105,9 @@ export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
     switch (outcome.kind) {
       case 'admitted':
         app.metrics.countOutcome(mode, outcome.issuance.status)
-        return reply.code(outcome.httpStatus).send(outcome.issuance)
+        return reply
+          .code(outcome.httpStatus)
+          .send({ ...outcome.issuance, receipt: app.receipts.sign(outcome.issuance) })
       case 'alreadyRequested':
         app.metrics.countOutcome(mode, 'ALREADY_REQUESTED')
         return refuse(reply, 'ALREADY_REQUESTED', outcome.issuance && { issuance: outcome.issuance })
@@ -128,6 +130,10 @@ export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
         response: { 200: Issuance, ...errors(400, 401, 404, 429, 503) },
       },
     },
-    async (request) => app.issuance.status(request.params.id, request.userId),
+    async (request) => {
+      const issuance = await app.issuance.status(request.params.id, request.userId)
+      const coupon = await app.issuance.get(request.params.id)
+      return { ...issuance, ...(await app.waits.of(coupon, issuance)) }
+    },
   )
 }

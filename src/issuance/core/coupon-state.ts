@@ -1,3 +1,4 @@
+import type { PrequeueOrder } from '../../domain/coupon.ts'
 import { ReplicaAckError } from '../../domain/errors.ts'
 import { execOnSlot, type RedisClient } from '../../redis/client.ts'
 import { type CouponKeys, channels, couponKeys } from '../../redis/keys.ts'
@@ -6,6 +7,7 @@ import {
   type ReplicaAck,
   replyCode,
   replyInteger,
+  replyList,
   replyString,
   replyStrings,
   type Script,
@@ -25,11 +27,23 @@ import { decodeRecord, encodeRecord, type IssuanceRecord } from './record.ts'
 export type AdmissionReply =
   | { kind: 'admitted'; position: number; requestedAtMs: number }
   | { kind: 'alreadyRequested'; record: IssuanceRecord }
+  | { kind: 'prequeued'; place: number; requestedAtMs: number }
+  | WindowRefusal
   | { kind: 'soldOut' }
   | { kind: 'notLoaded' }
 
-const SOLD_OUT_REPLY: AdmissionReply = Object.freeze({ kind: 'soldOut' })
-const NOT_LOADED_REPLY: AdmissionReply = Object.freeze({ kind: 'notLoaded' })
+/** The issue window refused the request on Redis's clock (or an admin paused the coupon). */
+export type WindowRefusal = { kind: 'notStarted' } | { kind: 'ended' } | { kind: 'paused' }
+
+/** The schedule a coupon's state hash holds (what the admission scripts check against Redis TIME). */
+export interface CouponSchedule {
+  opensAtMs: number
+  closesAtMs: number
+  paused: boolean
+  /** Undefined: no pre-queue. */
+  prequeueOpensAtMs?: number
+  prequeueOrder?: PrequeueOrder
+}
 
 function admissionDecoder(name: string): (reply: unknown) => AdmissionReply {
   return (reply) => {
@@ -37,11 +51,60 @@ function admissionDecoder(name: string): (reply: unknown) => AdmissionReply {
     if (typeof code === 'number') {
       return { kind: 'admitted', position: code, requestedAtMs: replyInteger(name, reply, 1) }
     }
-    if (code === 'alreadyRequested') {
-      return { kind: code, record: decodeRecord(replyString(name, reply, 1)) }
+    switch (code) {
+      case 'alreadyRequested':
+        return { kind: code, record: decodeRecord(replyString(name, reply, 1)) }
+      case 'prequeued':
+        return {
+          kind: code,
+          place: replyInteger(name, reply, 1),
+          requestedAtMs: replyInteger(name, reply, 2),
+        }
+      case 'notShuffled':
+        throw new Error(`script ${name} cannot answer ${code}`)
+      default:
+        return { kind: code }
     }
-    return code === 'soldOut' ? SOLD_OUT_REPLY : NOT_LOADED_REPLY
   }
+}
+
+/** The sync mode's window check: Redis's time when open, else why not. */
+export type WindowCheck = { kind: 'open'; nowMs: number } | WindowRefusal | { kind: 'notLoaded' }
+
+function windowDecoder(reply: unknown): WindowCheck {
+  const code = replyCode('checkWindow', reply)
+  if (typeof code === 'number') return { kind: 'open', nowMs: code }
+  if (code === 'notStarted' || code === 'ended' || code === 'paused' || code === 'notLoaded')
+    return { kind: code }
+  throw new Error(`script checkWindow cannot answer ${code}`)
+}
+
+/** One batch moved out of the pre-queue, or why none was. */
+export type MoveReply =
+  | { kind: 'moved'; moved: number; left: number; soldOutPairs: string[] }
+  | { kind: 'notLoaded' }
+  | { kind: 'notStarted' }
+  | { kind: 'notShuffled' }
+
+function moveDecoder(reply: unknown): MoveReply {
+  const code = replyCode('movePrequeue', reply)
+  if (typeof code === 'number') {
+    const list = replyList('movePrequeue', reply)
+    return { kind: 'moved', moved: code, left: Number(list[1]), soldOutPairs: list.slice(2).map(String) }
+  }
+  if (code === 'notLoaded' || code === 'notStarted' || code === 'notShuffled') return { kind: code }
+  throw new Error(`script movePrequeue cannot answer ${code}`)
+}
+
+function scheduleArgs(schedule: CouponSchedule): string[] {
+  const prequeue = schedule.prequeueOpensAtMs
+  return [
+    String(schedule.opensAtMs),
+    String(schedule.closesAtMs),
+    schedule.paused ? '1' : '0',
+    prequeue === undefined ? '' : String(prequeue),
+    prequeue === undefined ? '' : (schedule.prequeueOrder ?? 'arrival'),
+  ]
 }
 
 /** A reply `{ count }` or `{ -1 }`: the count, or undefined when the coupon has no state in Redis. */
@@ -69,6 +132,10 @@ export const couponScripts = {
     const code = replyInteger('retireUnrequested', reply, 0)
     return code === 1 ? 'closed' : code === 0 ? 'requested' : 'notLoaded'
   }),
+  setSchedule: defineScript('setSchedule', (reply) => replyInteger('setSchedule', reply, 0) === 1),
+  checkWindow: defineScript('checkWindow', windowDecoder),
+  movePrequeue: defineScript('movePrequeue', moveDecoder),
+  rankPrequeue: defineScript('rankPrequeue', (reply) => replyInteger('rankPrequeue', reply, 0)),
 }
 
 /** The state hash's counters as numbers (missing fields read as 0). */
@@ -94,6 +161,8 @@ type RedisSide = Pick<IssuanceContext, 'redis' | 'redisPrefix' | 'replicaAck'>
 type Pipeline = ReturnType<IssuanceContext['redis']['pipeline']>
 
 const HANDLE_CACHE_LIMIT = 10_000
+/** Pre-queue scores from here on are arrivals after the start (window.lua's LATE_BASE). */
+export const PREQUEUE_LATE_BASE = 1_000_000_000_000
 const MERGE_CHUNK = 500
 
 /** The coupons' Redis state, bound to one client and key prefix. */
@@ -166,7 +235,7 @@ export class CouponState {
     const { redis, replicaAck } = this
     const { reply, replicas } = await script.runReplicated(
       redis,
-      [this.keys.state, this.keys.users, outbox],
+      [this.keys.state, this.keys.users, outbox, this.keys.prequeue],
       [userId, this.channels.wakeUp],
       replicaAck,
     )
@@ -364,6 +433,7 @@ export class CouponState {
   async restore(
     records: Map<string, IssuanceRecord>,
     state: { stock: number; seq: number; issued: number },
+    schedule: CouponSchedule,
   ): Promise<void> {
     const pairs = [...records].flatMap(([user, record]) => [user, encodeRecord(record)])
     for (let i = 0; i < pairs.length; i += MERGE_CHUNK * 2) {
@@ -373,7 +443,84 @@ export class CouponState {
     await couponScripts.restoreState.run(
       this.redis,
       [this.keys.state],
-      [Math.max(state.stock, 0), state.seq, state.issued],
+      [Math.max(state.stock, 0), state.seq, state.issued, ...scheduleArgs(schedule)],
     )
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // The schedule and the pre-queue (issue 19: one clock, Redis's).
+
+  /** Writes a changed schedule (window, pause, pre-queue) into the state; false if Redis holds no state. */
+  setSchedule(schedule: CouponSchedule): Promise<boolean> {
+    return couponScripts.setSchedule.run(this.redis, [this.keys.state], scheduleArgs(schedule))
+  }
+
+  /** Sync: is the window open on Redis's clock (and Redis's time when it is). */
+  checkWindow(): Promise<WindowCheck> {
+    return couponScripts.checkWindow.runBatched(this.redis, [this.keys.state], [])
+  }
+
+  /** Moves up to `max` pre-queued users into the mode's admission (`outbox`: its stream or queue). */
+  movePrequeue(mode: 'stream' | 'queue', max: number): Promise<MoveReply> {
+    const outbox = mode === 'stream' ? this.keys.stream : this.keys.queue
+    return couponScripts.movePrequeue.run(
+      this.redis,
+      [this.keys.state, this.keys.users, this.keys.prequeue, outbox, this.keys.prequeuePlaces],
+      [mode, max, this.channels.wakeUp],
+    )
+  }
+
+  /** Writes shuffled ranks (`[userId, rank, ...]`); `last` marks the order complete. */
+  async rankPrequeue(pairs: (string | number)[], last: boolean): Promise<void> {
+    await couponScripts.rankPrequeue.run(
+      this.redis,
+      [this.keys.state, this.keys.prequeue],
+      [last ? '1' : '0', ...pairs],
+    )
+  }
+
+  /** The users pre-queued before the start (not those scored from LATE_BASE), in arrival order. */
+  prequeuedBeforeStart(): Promise<string[]> {
+    return this.redis.zrangebyscore(this.keys.prequeue, 0, `(${PREQUEUE_LATE_BASE}`)
+  }
+
+  /** userId -> pre-queue arrival place of everyone moved from the pre-queue. */
+  async prequeuePlaces(): Promise<Map<string, number>> {
+    const raw = await this.redis.hgetall(this.keys.prequeuePlaces)
+    return new Map(Object.entries(raw).map(([userId, place]) => [userId, Number(place)]))
+  }
+
+  /** How many are in the pre-queue now. */
+  prequeueLength(): Promise<number> {
+    return this.redis.zcard(this.keys.prequeue)
+  }
+
+  /** How many pre-queued users are before this one (by score: arrival, or shuffled rank at the start). */
+  async prequeueAhead(userId: string): Promise<number | undefined> {
+    const rank = await this.redis.zrank(this.keys.prequeue, userId)
+    return rank ?? undefined
+  }
+
+  /** The schedule fields of the state hash (undefined if Redis holds no state). */
+  async readSchedule(): Promise<(CouponSchedule & { prequeueDone: boolean }) | undefined> {
+    const [stock, opensAt, closesAt, paused, prequeueOpensAt, order, done] = await this.redis.hmget(
+      this.keys.state,
+      'stock',
+      'opensAt',
+      'closesAt',
+      'paused',
+      'prequeueOpensAt',
+      'prequeueOrder',
+      'prequeueDone',
+    )
+    if (stock === null) return undefined
+    return {
+      opensAtMs: Number(opensAt),
+      closesAtMs: Number(closesAt),
+      paused: paused === '1',
+      ...(prequeueOpensAt ? { prequeueOpensAtMs: Number(prequeueOpensAt) } : {}),
+      ...(order === 'arrival' || order === 'shuffle' ? { prequeueOrder: order } : {}),
+      prequeueDone: done !== null,
+    }
   }
 }

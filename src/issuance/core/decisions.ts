@@ -98,7 +98,7 @@ export interface DecisionMessage {
 }
 
 /** Announces decided requests to every API process (they push them to users over SSE). */
-async function publishDecisions(state: CouponState, pairs: string[]): Promise<void> {
+export async function publishDecisions(state: CouponState, pairs: string[]): Promise<void> {
   if (pairs.length === 0) return
   const message: DecisionMessage = { couponId: state.couponId, pairs }
   await state.redis.publish(state.channels.decisions, JSON.stringify(message))

@@ -4,7 +4,7 @@ import { unavailable } from '../../domain/errors.ts'
 import { takeLease } from '../../redis/leases.ts'
 import { issuedSnapshot } from '../../storage/user-coupons.ts'
 import type { IssuanceContext } from './context.ts'
-import type { CouponState, CouponStates } from './coupon-state.ts'
+import type { CouponSchedule, CouponState, CouponStates } from './coupon-state.ts'
 import { issuedRecord } from './decisions.ts'
 import { type IssuanceRecord, toIssuance } from './record.ts'
 
@@ -24,6 +24,26 @@ export type PendingSource = (coupon: Coupon) => Promise<PendingRequests>
 export const NOTHING_PENDING: PendingSource = async () => ({ records: [], reserveStock: false })
 
 const REBUILD_LEASE_MS = 30_000
+
+/**
+ * The schedule Postgres holds for a coupon, as its Redis state keeps it: written by a rebuild, and by
+ * CouponState.setSchedule after an admin's change (PATCH /admin/coupons/{id}).
+ */
+export function scheduleOf(
+  coupon: Pick<Coupon, 'issueStartsAt' | 'issueEndsAt' | 'paused' | 'prequeueStartsAt' | 'prequeueOrder'>,
+): CouponSchedule {
+  return {
+    opensAtMs: coupon.issueStartsAt.getTime(),
+    closesAtMs: coupon.issueEndsAt.getTime(),
+    paused: coupon.paused,
+    ...(coupon.prequeueStartsAt === null
+      ? {}
+      : {
+          prequeueOpensAtMs: coupon.prequeueStartsAt.getTime(),
+          prequeueOrder: coupon.prequeueOrder ?? 'arrival',
+        }),
+  }
+}
 
 /**
  * Loads a coupon's Redis state from Postgres, the source of truth for issued rows, plus one mode's pending
@@ -76,8 +96,10 @@ export class StateLoader {
         records.set(userId, record)
         if (held.reserveStock) promised += 1
       }
-      const stock = (snapshot.quantity ?? coupon.quantity) - promised
-      await state.restore(records, { stock, seq, issued: snapshot.rows.length })
+      // The row read under the lock, not the caller's copy: that may be a cached one an admin changed since.
+      const current = { ...coupon, ...snapshot.steering }
+      const stock = current.quantity - promised
+      await state.restore(records, { stock, seq, issued: snapshot.rows.length }, scheduleOf(current))
       this.ctx.logger.info(
         { couponId: coupon.id, issued: snapshot.rows.length, promised, stock },
         'coupon state loaded into Redis',

@@ -2,17 +2,20 @@ import type { Issuance, IssuanceStatus } from '../../domain/coupon.ts'
 
 /*
  * The issuance record codec, the TypeScript twin of src/redis/scripts/includes/record.lua: a user's record in
- * the coupon's users hash is `S|position|requestedAtMs|userCouponId|decidedAtMs`, S one of P (pending),
+ * the coupon's users hash is `S|position|requestedAtMs|userCouponId|decidedAtMs`, S one of W (waiting in the pre-queue; the position field holds
+ * its arrival place), P (pending),
  * A (accepted), I (issued), X (sold out). A record only ever moves forward (P/A -> I or X).
  */
 
 const STATUS_BY_LETTER: Record<string, IssuanceStatus> = {
+  W: 'WAITING',
   P: 'PENDING',
   A: 'ACCEPTED',
   I: 'ISSUED',
   X: 'SOLD_OUT',
 }
 const LETTER_BY_STATUS: Record<IssuanceStatus, string> = {
+  WAITING: 'W',
   PENDING: 'P',
   ACCEPTED: 'A',
   ISSUED: 'I',
@@ -56,7 +59,12 @@ export function toIssuance(couponId: number, userId: string, record: IssuanceRec
     couponId,
     userId,
     status: record.status,
-    position: record.position,
+    // A WAITING record's number is its pre-queue place; a pre-queued user resolved SOLD_OUT has no position.
+    ...(record.status === 'WAITING'
+      ? { prequeuePlace: record.position }
+      : record.position > 0
+        ? { position: record.position }
+        : {}),
     ...(record.userCouponId === undefined ? {} : { userCouponId: record.userCouponId }),
     requestedAt: new Date(record.requestedAtMs).toISOString(),
     ...(record.decidedAtMs === undefined ? {} : { decidedAt: new Date(record.decidedAtMs).toISOString() }),

@@ -1,4 +1,4 @@
-import type { Coupon, IssueMode } from '../../domain/coupon.ts'
+import { type Coupon, type IssueMode, windowRefusal } from '../../domain/coupon.ts'
 import { issuedCount } from '../../storage/coupons.ts'
 import type { IssuanceContext } from './context.ts'
 import type { AdmissionReply, CouponCounters, CouponState, CouponStates } from './coupon-state.ts'
@@ -58,8 +58,25 @@ export function redisFirstMode(
         }
       case 'alreadyRequested':
         return { kind: 'alreadyRequested', issuance: toIssuance(coupon.id, userId, reply.record) }
+      case 'prequeued':
+        return {
+          kind: 'admitted',
+          httpStatus: 202,
+          issuance: {
+            couponId: coupon.id,
+            userId,
+            status: 'WAITING',
+            prequeuePlace: reply.place,
+            startsAt: coupon.issueStartsAt.toISOString(),
+            requestedAt: new Date(reply.requestedAtMs).toISOString(),
+          },
+        }
       case 'soldOut':
         return SOLD_OUT
+      case 'notStarted':
+      case 'ended':
+      case 'paused':
+        throw windowRefusal(coupon, reply.kind)
       case 'notLoaded':
         throw new Error(`coupon ${coupon.id} has no Redis state right after its rebuild`)
     }

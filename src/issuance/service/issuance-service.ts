@@ -1,5 +1,4 @@
 import {
-  assertIssuing,
   type Coupon,
   type CouponStats,
   couponStatus,
@@ -17,10 +16,11 @@ import {
   deleteCoupon,
   listCouponChanges,
 } from '../../storage/coupon-changes.ts'
-import { insertCoupon, listCoupons, type NewCoupon } from '../../storage/coupons.ts'
+import { fairnessSecrets, insertCoupon, listCoupons, type NewCoupon } from '../../storage/coupons.ts'
 import type { IssuanceContext } from '../core/context.ts'
 import { type CouponState, CouponStates } from '../core/coupon-state.ts'
 import type { IssuanceMode, RequestOutcome } from '../core/mode.ts'
+import { scheduleOf } from '../core/rebuild.ts'
 import { CouponCache } from '../plumbing/coupon-cache.ts'
 import { auditCoupon, type CouponAudit } from './audit.ts'
 import { ENABLED_BY } from './modes.ts'
@@ -33,6 +33,8 @@ export class IssuanceService {
   readonly cache: CouponCache
   private readonly ctx: IssuanceContext
   private readonly modes: Map<IssueMode, IssuanceMode>
+  /** Seeds shown once their coupon started (they never change). */
+  private readonly revealedSeeds = new Map<number, string>()
   private readonly states: CouponStates
 
   constructor(ctx: IssuanceContext, modes: IssuanceMode[]) {
@@ -100,19 +102,22 @@ export class IssuanceService {
     }
     const planned = patch.quantity === undefined ? await change() : await this.withRebuildLease(id, change)
     if (Object.keys(planned.change).length > 0) {
-      await this.announce(planned.updated)
+      // Redis first: a memo dropped by the announcement must not re-learn "sold out" from the old schedule.
       await this.applySchedule(planned.updated)
+      await this.announce(planned.updated)
     }
     return planned.updated
   }
 
   /**
-   * LEAD: after merging issue 19, point this at `CouponState.setSchedule(...)` (the window and `paused` as
-   * fields of the coupon's Redis state, checked by the admission scripts). Until then the window and
-   * `paused` are checked from the cached coupon (`request` below), which coupon-changed drops in every
-   * process, and by sync's transaction in Postgres.
+   * Writes the changed window and `paused` into the coupon's Redis state, where the admission scripts check
+   * them on Redis's clock. Under the rebuild lease, so a rebuild that read the row before the change cannot
+   * restore the old schedule after it (a rebuild after it reads the changed row). A state Redis lost is
+   * rebuilt with the new schedule.
    */
-  private async applySchedule(_coupon: Coupon): Promise<void> {}
+  private async applySchedule(coupon: Coupon): Promise<void> {
+    await this.withRebuildLease(coupon.id, (state) => state.setSchedule(scheduleOf(coupon)))
+  }
 
   private async withRebuildLease<T>(couponId: number, work: (state: CouponState) => Promise<T>): Promise<T> {
     const state = this.states.of(couponId)
@@ -189,7 +194,31 @@ export class IssuanceService {
       issueEndsAt: coupon.issueEndsAt.toISOString(),
       issueMode: coupon.issueMode,
       minOrderAmount: coupon.minOrderAmount,
+      ...(await this.prequeueView(coupon)),
     }
+  }
+
+  /**
+   * The pre-queue on the public view: its opening, order and seed commitment, and from the start (on Redis's
+   * clock) the seed itself, so anyone can recompute the shuffle.
+   */
+  private async prequeueView(coupon: Coupon): Promise<Partial<PublicCoupon>> {
+    if (coupon.prequeueStartsAt === null || coupon.seedCommitment === null) return {}
+    const view: Partial<PublicCoupon> = {
+      prequeueStartsAt: coupon.prequeueStartsAt.toISOString(),
+      prequeueOrder: coupon.prequeueOrder ?? 'arrival',
+      seedCommitment: coupon.seedCommitment,
+      prequeueLength: await this.states.of(coupon.id).prequeueLength(),
+    }
+    let seed = this.revealedSeeds.get(coupon.id)
+    if (seed === undefined) {
+      const [seconds] = await this.ctx.redis.time()
+      if (Number(seconds) * 1000 < coupon.issueStartsAt.getTime()) return view
+      seed = (await fairnessSecrets(this.ctx.db, coupon.id)).seed?.toString('hex')
+      if (seed === undefined) return view
+      this.revealedSeeds.set(coupon.id, seed)
+    }
+    return { ...view, seed }
   }
 
   /**
@@ -197,7 +226,7 @@ export class IssuanceService {
    * or none once the coupon is known to be sold out and the user holds no request (its sold-out memo).
    */
   request(coupon: Coupon, userId: string): Promise<RequestOutcome> {
-    assertIssuing(coupon, new Date())
+    // The issue window is checked inside the mode's Redis script, on Redis's clock (issue 19).
     return this.modeOf(coupon).request(coupon, userId)
   }
 

@@ -2,6 +2,7 @@ import type { Config } from '../../config/config.ts'
 import type { IssueMode } from '../../domain/coupon.ts'
 import type { IssuanceContext } from '../core/context.ts'
 import type { ClosableMode, IssuanceWorker } from '../core/mode.ts'
+import { PrequeueMover } from '../fairness/prequeue-mover.ts'
 import { kafkaMode, kafkaWorkers } from '../kafka/kafka-mode.ts'
 import { queueMode, queueScheduler } from '../queue/queue-mode.ts'
 import { streamMode, streamWriters } from '../stream/stream-mode.ts'
@@ -22,6 +23,7 @@ export function createWorkers(ctx: IssuanceContext, config: Config): IssuanceWor
   const workers = [
     streamWriters(ctx, config.streamDrain),
     queueScheduler(ctx, { cron: config.queueDrainCron }),
+    new PrequeueMover(ctx),
   ]
   // STREAM_* tune the stream writers only: the relay keeps its own drain settings (it retries in place and
   // keeps a coupon's admission order, so its take-over and dead-letter bounds differ; see kafka-relay.ts).

@@ -1,4 +1,4 @@
-import type { Coupon, CouponStats } from '../../domain/coupon.ts'
+import { type Coupon, type CouponStats, windowRefusal } from '../../domain/coupon.ts'
 import { issuedCount } from '../../storage/coupons.ts'
 import { inTransaction } from '../../storage/postgres.ts'
 import { type IssuedOne, issueOne } from '../../storage/sync-issue.ts'
@@ -28,10 +28,18 @@ export function syncMode(ctx: IssuanceContext, options: SyncModeOptions): Closab
   const lock = new FairLock(ctx, notifier, options)
 
   async function request(coupon: Coupon, userId: string): Promise<RequestOutcome> {
-    const requestedAt = new Date()
     const state = states.of(coupon.id)
-    // Redis lost the coupon: rebuild it first, so its records and counters stay whole.
-    await loader.ensureLoaded(coupon)
+    // The window is checked on Redis's clock (no process clock decides), whose time is the request's time.
+    let window = await state.checkWindow()
+    if (window.kind === 'notLoaded') {
+      // Redis lost the coupon: rebuild it first, so its records and counters stay whole.
+      await loader.ensureLoaded(coupon)
+      window = await state.checkWindow()
+    }
+    if (window.kind === 'notLoaded')
+      throw new Error(`coupon ${coupon.id} has no Redis state right after its rebuild`)
+    if (window.kind !== 'open') throw windowRefusal(coupon, window.kind)
+    const requestedAt = new Date(window.nowMs)
     return lock.withLock(coupon.id, async (grant) => {
       ctx.logger.debug({ couponId: coupon.id, userId, arrival: grant.arrival }, 'sync: fair lock held')
       options.onLockGranted?.({ couponId: coupon.id, userId, arrival: grant.arrival })

@@ -1,5 +1,5 @@
 -- A user's issuance record in the users hash: "S|position|requestedAtMs|userCouponId|decidedAtMs", S one of
--- P (pending), A (accepted), I (issued), X (sold out). The TypeScript side of the codec is in
+-- W (waiting in the pre-queue, the position field its arrival place), P (pending), A (accepted), I (issued), X (sold out). The TypeScript side of the codec is in
 -- issuance/core/record.ts; a record only ever moves forward (P/A -> I or X).
 local function encodeRecord(letter, position, requestedAtMs, userCouponId, decidedAtMs)
   return letter .. '|' .. position .. '|' .. requestedAtMs .. '|' .. (userCouponId or '') .. '|' .. (decidedAtMs or '')
@@ -10,9 +10,9 @@ local function recordLetter(record)
   return record and string.sub(record, 1, 1)
 end
 
--- True while the request waits for a decision (P or A): only such a record may be replaced.
+-- True while the request waits for a decision (W, P or A): only such a record may be replaced.
 local function isUndecided(letter)
-  return letter == 'P' or letter == 'A'
+  return letter == 'W' or letter == 'P' or letter == 'A'
 end
 
 -- The record's requestedAtMs field ('' when the record has none).

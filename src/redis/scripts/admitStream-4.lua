@@ -8,6 +8,8 @@
   KEYS[2] users hash: userId -> record "A|position|requestedAtMs||"
   KEYS[3] stream of accepted requests
 
+  KEYS[4] pre-queue sorted set: userId scored by arrival (LATE_BASE + arrival after the start)
+
   ARGV[1] userId
   ARGV[2] wake-up channel: the stream's key is published on it when `wake` was not set (the first entry
           since a drainer last cleared it), so idle coupons cost their drainers nothing
@@ -17,9 +19,14 @@
     { -1 }                       the coupon has no state in Redis (lost): rebuild it, then retry
     { -2, record }               the user already requested; their current record
     { -3 }                       sold out
+    { -4 }                       the issue window has not opened (Redis TIME) and no pre-queue is open
+    { -5 }                       the issue window has closed
+    { -6 }                       the coupon is paused
+    { -7, place, requestedAtMs } pre-queued (WAITING): moved into admission at the start
 ]]
 --- @include "nowMs"
 --- @include "record"
+--- @include "window"
 
 local stock = redis.call('HGET', KEYS[1], 'stock')
 if not stock then return { -1 } end
@@ -27,12 +34,15 @@ if not stock then return { -1 } end
 local existing = redis.call('HGET', KEYS[2], ARGV[1])
 if existing then return { -2, existing } end
 
+local requestedAtMs = nowMs()
+local refused = windowReply(KEYS[1], KEYS[2], KEYS[4], ARGV[1], requestedAtMs, tonumber(stock))
+if refused then return refused end
+
 if tonumber(stock) <= 0 then
   redis.call('HINCRBY', KEYS[1], 'soldOut', 1)
   return { -3 }
 end
 
-local requestedAtMs = nowMs()
 redis.call('HINCRBY', KEYS[1], 'stock', -1)
 local position = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('HSET', KEYS[2], ARGV[1], encodeRecord('A', position, requestedAtMs))

@@ -9,6 +9,8 @@
   KEYS[2] users hash: userId -> record "P|position|requestedAtMs||"
   KEYS[3] queue sorted set: userId scored by position
 
+  KEYS[4] pre-queue sorted set: userId scored by arrival (LATE_BASE + arrival after the start)
+
   ARGV[1] userId
   ARGV[2] wake-up channel: the queue's key is published on it when `wake` was not set (the first user
           since the scheduler last cleared it), so idle coupons cost the scheduler nothing
@@ -18,9 +20,14 @@
     { -1 }                       the coupon has no state in Redis (lost): rebuild it, then retry
     { -2, record }               the user already requested (queued, issued or sold out); their record
     { -3 }                       sold out
+    { -4 }                       the issue window has not opened (Redis TIME) and no pre-queue is open
+    { -5 }                       the issue window has closed
+    { -6 }                       the coupon is paused
+    { -7, place, requestedAtMs } pre-queued (WAITING): moved into admission at the start
 ]]
 --- @include "nowMs"
 --- @include "record"
+--- @include "window"
 
 local stock = redis.call('HGET', KEYS[1], 'stock')
 if not stock then return { -1 } end
@@ -29,6 +36,8 @@ local existing = redis.call('HGET', KEYS[2], ARGV[1])
 if existing then return { -2, existing } end
 
 local requestedAtMs = nowMs()
+local refused = windowReply(KEYS[1], KEYS[2], KEYS[4], ARGV[1], requestedAtMs, tonumber(stock))
+if refused then return refused end
 
 -- Still queued although its record was lost: restore the record rather than queue them twice.
 local queued = redis.call('ZSCORE', KEYS[3], ARGV[1])

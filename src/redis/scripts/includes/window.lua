@@ -1,0 +1,39 @@
+-- The coupon's issue window, pause flag and pre-queue, as fields of its state hash (written by
+-- restoreState-1.lua and setSchedule-1.lua), checked against Redis's clock: no process clock decides who is
+-- early or late. Needs the "record" include.
+
+-- Pre-queue entries that came after the start, while the pre-queue was still being moved, are scored from
+-- here: behind every entry from before the start, in their own arrival order.
+local LATE_BASE = 1000000000000
+
+-- Puts the user in the coupon's pre-queue (sorted set scored by arrival) with a WAITING record.
+local function enterPrequeue(stateKey, usersKey, prequeueKey, userId, now, late)
+  local place = redis.call('HINCRBY', stateKey, 'prequeueSeq', 1)
+  local score = place
+  if late then score = LATE_BASE + place end
+  redis.call('ZADD', prequeueKey, 'NX', score, userId)
+  redis.call('HSET', usersKey, userId, encodeRecord('W', place, now))
+  return { -7, place, now }
+end
+
+-- nil when the request is admitted by the mode's usual rules now; else the reply that refuses it
+-- ({ -4 } not started, { -5 } ended, { -6 } paused) or that pre-queued it ({ -7, place, requestedAtMs }).
+local function windowReply(stateKey, usersKey, prequeueKey, userId, now, stock)
+  local w = redis.call('HMGET', stateKey, 'opensAt', 'closesAt', 'paused', 'prequeueOpensAt', 'prequeueDone')
+  if w[3] == '1' then return { -6 } end
+  local closesAt = tonumber(w[2])
+  if closesAt and now >= closesAt then return { -5 } end
+  local opensAt = tonumber(w[1])
+  local prequeueOpensAt = tonumber(w[4])
+  if opensAt and now < opensAt then
+    if prequeueOpensAt and now >= prequeueOpensAt then
+      return enterPrequeue(stateKey, usersKey, prequeueKey, userId, now, false)
+    end
+    return { -4 }
+  end
+  -- Started, but the pre-queue is not all moved yet: in line right behind it (unless the stock is gone).
+  if prequeueOpensAt and not w[5] and stock > 0 then
+    return enterPrequeue(stateKey, usersKey, prequeueKey, userId, now, true)
+  end
+  return nil
+end
