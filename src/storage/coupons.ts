@@ -5,7 +5,7 @@ import {
   type IssueMode,
   type NewCoupon,
 } from '../domain/coupon.ts'
-import { type Db, type DbClient, inTransaction } from './postgres.ts'
+import type { Db, DbClient } from './postgres.ts'
 
 type Queryable = Db | DbClient
 
@@ -45,8 +45,11 @@ function toCoupon(row: CouponRow): Coupon {
 export type { NewCoupon }
 
 /**
- * Checks every rule of a new coupon and inserts it; `prepare` (setting up its Redis state) runs in the same
- * transaction, so an invalid coupon, or one whose set-up failed, leaves no row.
+ * Checks every rule of a new coupon and inserts it, then runs `prepare` (setting up its Redis state) once the
+ * row is committed and its connection is back in the pool: a set-up that queries Postgres itself never
+ * waits for a second connection while holding one (with many concurrent creates on a small pool, every
+ * create would hold one and wait for another). A set-up that fails removes the row again, so an invalid
+ * coupon, or one whose set-up failed, leaves no row.
  */
 export async function insertCoupon(
   db: Db,
@@ -54,25 +57,29 @@ export async function insertCoupon(
   prepare: (coupon: Coupon) => Promise<void> = async () => {},
 ): Promise<Coupon> {
   checkNewCoupon(coupon)
-  return inTransaction(db, async (client) => {
-    const { rows } = await client.query<CouponRow>(
-      `INSERT INTO coupons (name, discount, quantity, issue_starts_at, issue_ends_at, valid_days, valid_until, issue_mode)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ${COLUMNS}`,
-      [
-        coupon.name,
-        JSON.stringify(coupon.discount),
-        coupon.quantity,
-        coupon.issueStartsAt,
-        coupon.issueEndsAt,
-        coupon.validDays,
-        coupon.validUntil,
-        coupon.issueMode,
-      ],
-    )
-    const created = toCoupon(rows[0]!)
+  const { rows } = await db.query<CouponRow>(
+    `INSERT INTO coupons (name, discount, quantity, issue_starts_at, issue_ends_at, valid_days, valid_until, issue_mode)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ${COLUMNS}`,
+    [
+      coupon.name,
+      JSON.stringify(coupon.discount),
+      coupon.quantity,
+      coupon.issueStartsAt,
+      coupon.issueEndsAt,
+      coupon.validDays,
+      coupon.validUntil,
+      coupon.issueMode,
+    ],
+  )
+  const created = toCoupon(rows[0]!)
+  try {
     await prepare(created)
-    return created
-  })
+  } catch (error) {
+    // Nobody was told its id yet; if this delete fails too, the coupon's state is rebuilt on first use.
+    await db.query('DELETE FROM coupons WHERE id = $1', [created.id]).catch(() => {})
+    throw error
+  }
+  return created
 }
 
 export async function findCoupon(db: Queryable, id: number): Promise<Coupon | undefined> {
