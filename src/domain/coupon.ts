@@ -46,9 +46,14 @@ export interface Coupon {
   validUntil: Date | null
   issueMode: IssueMode
   createdAt: Date
+  /**
+   * Set once the ended sale's Redis state was released to Postgres (issue 18): every read answers from
+   * Postgres, nothing rebuilds it. Travels with the cached coupon, so checking it costs nothing.
+   */
+  releasedAt?: Date
 }
 
-export type NewCoupon = Omit<Coupon, 'id' | 'issuedCount' | 'createdAt'>
+export type NewCoupon = Omit<Coupon, 'id' | 'issuedCount' | 'createdAt' | 'releasedAt'>
 
 /** The fields of a new coupon that a schema can check on their own (the dates are checked below). */
 export const NewCouponFields = Type.Object({

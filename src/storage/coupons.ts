@@ -21,10 +21,11 @@ interface CouponRow {
   valid_until: Date | null
   issue_mode: IssueMode
   created_at: Date
+  released_at: Date | null
 }
 
 const COLUMNS = `id, name, discount, quantity, issued_count, issue_starts_at, issue_ends_at,
-  valid_days, valid_until, issue_mode, created_at`
+  valid_days, valid_until, issue_mode, created_at, released_at`
 
 function toCoupon(row: CouponRow): Coupon {
   return {
@@ -39,6 +40,7 @@ function toCoupon(row: CouponRow): Coupon {
     validUntil: row.valid_until,
     issueMode: row.issue_mode,
     createdAt: row.created_at,
+    ...(row.released_at === null ? {} : { releasedAt: row.released_at }),
   }
 }
 
@@ -97,7 +99,8 @@ export async function listCoupons(db: Queryable, limit = 100, beforeId?: number)
 
 /**
  * Coupons of the given modes whose issue window is open, opens within `lookaheadMs` (so workers are ready at
- * the first request), or closed less than `graceMs` ago (backlog still draining).
+ * the first request), or closed less than `graceMs` ago (backlog still draining); never a released sale (its
+ * Redis state is gone for good).
  */
 export async function listActiveCoupons(
   db: Queryable,
@@ -110,6 +113,7 @@ export async function listActiveCoupons(
      WHERE issue_mode = ANY($1)
        AND issue_starts_at <= now() + make_interval(secs => $3)
        AND issue_ends_at > now() - make_interval(secs => $2)
+       AND released_at IS NULL
      ORDER BY id`,
     [modes, graceMs / 1000, lookaheadMs / 1000],
   )

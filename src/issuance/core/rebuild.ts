@@ -26,6 +26,16 @@ export const NOTHING_PENDING: PendingSource = async () => ({ records: [], reserv
 const REBUILD_LEASE_MS = 30_000
 
 /**
+ * The sale's Redis state was released to Postgres for good (plumbing/sale-release.ts): it is never rebuilt;
+ * the caller answers from Postgres (a process whose cached coupon did not know yet gets this).
+ */
+export class SaleReleasedError extends Error {
+  constructor(couponId: number) {
+    super(`coupon ${couponId} was released from Redis`)
+  }
+}
+
+/**
  * Loads a coupon's Redis state from Postgres, the source of truth for issued rows, plus one mode's pending
  * requests: for a new coupon, and whenever Redis lost the state. Reads that must not answer "never
  * requested" for an issued user (status, stock) rebuild first when the state is gone.
@@ -62,6 +72,9 @@ export class StateLoader {
       // committed and deleted in between would be in neither, and its units would be given again).
       const held = await this.pending(coupon)
       const snapshot = await issuedSnapshot(this.ctx.db, coupon.id)
+      // Read under the lease the releaser holds while it deletes: a release marked before this read is
+      // seen here, one marked after it deletes only once this rebuild is done.
+      if (snapshot.released) throw new SaleReleasedError(coupon.id)
       const records = new Map<string, IssuanceRecord>()
       let seq = 0
       for (const row of snapshot.rows) {

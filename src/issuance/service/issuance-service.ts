@@ -12,9 +12,11 @@ import { channels } from '../../redis/keys.ts'
 import { insertCoupon, listCoupons, type NewCoupon } from '../../storage/coupons.ts'
 import type { IssuanceContext } from '../core/context.ts'
 import type { IssuanceMode, RequestOutcome } from '../core/mode.ts'
+import { SaleReleasedError } from '../core/rebuild.ts'
 import { CouponCache } from '../plumbing/coupon-cache.ts'
 import { auditCoupon, type CouponAudit } from './audit.ts'
 import { ENABLED_BY } from './modes.ts'
+import { releasedAudit, releasedStats, releasedStatus } from './released.ts'
 
 /** The coupon use cases behind the HTTP API, dispatching issuance to the coupon's mode. */
 export class IssuanceService {
@@ -74,7 +76,11 @@ export class IssuanceService {
 
   async publicView(id: number, now = new Date()): Promise<PublicCoupon> {
     const coupon = await this.get(id)
-    const remaining = await this.modeOf(coupon).remaining(coupon)
+    const remaining = await this.fromRedisUnlessReleased(
+      coupon,
+      (live) => this.modeOf(live).remaining(live),
+      async (released) => (await releasedStats(this.ctx.db, released)).remaining,
+    )
     return {
       id: coupon.id,
       name: coupon.name,
@@ -92,9 +98,16 @@ export class IssuanceService {
    * POST /coupons/{id}/issuance: the hot path. The coupon comes from memory; the mode does one Redis call,
    * or none once the coupon is known to be sold out and the user holds no request (its sold-out memo).
    */
-  request(coupon: Coupon, userId: string): Promise<RequestOutcome> {
+  async request(coupon: Coupon, userId: string): Promise<RequestOutcome> {
     assertIssuing(coupon, new Date())
-    return this.modeOf(coupon).request(coupon, userId)
+    try {
+      return await this.modeOf(coupon).request(coupon, userId)
+    } catch (error) {
+      // Only a process whose clock runs behind the releaser's gets here: the sale has ended.
+      if (!(error instanceof SaleReleasedError)) throw error
+      this.cache.invalidate(coupon.id)
+      throw new AppError('ISSUE_ENDED', `issuance ended at ${coupon.issueEndsAt.toISOString()}`)
+    }
   }
 
   /** A coupon was created or changed (announced by any process): drop what this process remembers of it. */
@@ -110,18 +123,48 @@ export class IssuanceService {
 
   /** GET /admin/coupons/{id}/audit: the coupon's Redis state reconciled against Postgres. */
   audit(coupon: Coupon): Promise<CouponAudit> {
-    const { recordsEveryRequest } = this.modeOf(coupon)
-    return auditCoupon(this.ctx, coupon, { recordsEveryRequest })
+    return this.fromRedisUnlessReleased(
+      coupon,
+      (live) => auditCoupon(this.ctx, live, { recordsEveryRequest: this.modeOf(live).recordsEveryRequest }),
+      (released) => releasedAudit(this.ctx.db, released),
+    )
   }
 
   async status(id: number, userId: string): Promise<Issuance> {
     const coupon = await this.get(id)
-    const issuance = await this.modeOf(coupon).status(coupon, userId)
+    const issuance = await this.fromRedisUnlessReleased(
+      coupon,
+      (live) => this.modeOf(live).status(live, userId),
+      (released) => releasedStatus(this.ctx.db, released, userId),
+    )
     if (issuance === undefined) throw new AppError('NOT_REQUESTED', `user has not requested coupon ${id}`)
     return issuance
   }
 
   async stats(coupon: Coupon): Promise<CouponStats> {
-    return this.modeOf(coupon).stats(coupon)
+    return this.fromRedisUnlessReleased(
+      coupon,
+      (live) => this.modeOf(live).stats(live),
+      (released) => releasedStats(this.ctx.db, released),
+    )
+  }
+
+  /**
+   * A read of the coupon's state: from its mode (Redis) while the sale holds Redis state, from Postgres once
+   * it was released. A cached coupon that missed the release finds out when the mode would rebuild it.
+   */
+  private async fromRedisUnlessReleased<T>(
+    coupon: Coupon,
+    live: (coupon: Coupon) => Promise<T>,
+    released: (coupon: Coupon) => Promise<T>,
+  ): Promise<T> {
+    if (coupon.releasedAt !== undefined) return released(coupon)
+    try {
+      return await live(coupon)
+    } catch (error) {
+      if (!(error instanceof SaleReleasedError)) throw error
+      this.cache.invalidate(coupon.id)
+      return released(coupon)
+    }
   }
 }
