@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { Redis } from 'ioredis'
+import { type OwnRedis, startOwnRedis } from '../bench/lib/redis-server.ts'
+import type { Coupon } from '../src/domain/coupon.ts'
+import { CouponStates } from '../src/issuance/core/coupon-state.ts'
+import { SaleReleaser } from '../src/issuance/plumbing/sale-release.ts'
+import { channels } from '../src/redis/keys.ts'
+import { runConcurrently, startTestApp, type TestApp } from './support/app.ts'
+import { eventually } from './support/infra.ts'
+
+/*
+ * Issue 18 item 1: an ended sale whose every request is decided and in Postgres gives its Redis memory back,
+ * and every read of it answers afterwards exactly what it answered before. Requests go through the service
+ * (the HTTP layer's own call) to keep the file fast; the reads compared go through HTTP.
+ */
+
+const KAFKA_BROKERS = process.env.TEST_KAFKA_BROKERS ?? '127.0.0.1:9092'
+const MODES = ['stream', 'queue', 'sync', 'kafka'] as const
+// Per sale, by round (each mode gets each size once); sync decides one request at a time under its lock.
+const USERS = { redisFirst: [300, 800, 1_500, 3_000, 5_000], sync: [300, 500, 800, 1_200, 2_000] }
+
+async function usedMemory(redis: Redis): Promise<number> {
+  const info = await redis.info('memory')
+  return Number(/used_memory:(\d+)/.exec(info)?.[1])
+}
+
+async function couponKeyCount(redis: Redis, prefix: string): Promise<number> {
+  let count = 0
+  let cursor = '0'
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}{c:*`, 'COUNT', 1_000)
+    count += keys.length
+    cursor = next
+  } while (cursor !== '0')
+  return count
+}
+
+interface Sale {
+  coupon: Coupon
+  users: string[]
+}
+
+/** Opens a sale and sends its users' requests (20% of them win). */
+async function runSale(t: TestApp, index: number): Promise<Sale> {
+  const mode = MODES[index % MODES.length]!
+  const round = Math.floor(index / MODES.length)
+  const count = (mode === 'sync' ? USERS.sync : USERS.redisFirst)[round]!
+  const created = await t.createCoupon({ issueMode: mode, quantity: Math.ceil(count / 5) })
+  const coupon = await t.app.issuance.get(created.id)
+  const users = Array.from({ length: count }, (_, k) => `s${index}-u${k}`)
+  await runConcurrently(count, 32, (k) => t.app.issuance.request(coupon, users[k]!))
+  return { coupon, users }
+}
+
+/** Ends the sales now (as if their window had passed) and tells every process. */
+async function endSales(t: TestApp, sales: Sale[]): Promise<void> {
+  const ids = sales.map((sale) => sale.coupon.id)
+  await t.env.db.query('UPDATE coupons SET issue_ends_at = now() WHERE id = ANY($1)', [ids])
+  const ctx = t.app.issuanceContext
+  for (const id of ids) await ctx.redis.publish(channels(ctx.redisPrefix).couponChanged, String(id))
+}
+
+/** The sales with requests not decided yet, as `mode id: pending/backlog` (empty once all drained). */
+async function undrained(t: TestApp, sales: Sale[]): Promise<string[]> {
+  const states = new CouponStates(t.app.issuanceContext)
+  const left: string[] = []
+  for (const { coupon } of sales) {
+    const { pending } = await t.app.issuance.stats(coupon)
+    const backlog = await states.of(coupon.id).backlog()
+    if (pending > 0 || backlog > 0) left.push(`${coupon.issueMode} ${coupon.id}: ${pending}/${backlog}`)
+  }
+  return left
+}
+
+async function soldOutRecordCount(t: TestApp, sales: Sale[]): Promise<number> {
+  const states = new CouponStates(t.app.issuanceContext)
+  let count = 0
+  for (const { coupon } of sales) {
+    await states.of(coupon.id).scanRecords((_user, record) => {
+      if (record.status === 'SOLD_OUT') count += 1
+    })
+  }
+  return count
+}
+
+/** Every read the issue names, for the sale and a sample of its users (winners, losers, a stranger). */
+async function readsOf(t: TestApp, { coupon, users }: Sale) {
+  const get = async (path: string, token?: string) => {
+    const { status, body } = await t.http('GET', path, token === undefined ? {} : { token })
+    return { status, body }
+  }
+  const sample = [...users.slice(0, 3), ...users.slice(-3), `stranger-${coupon.id}`]
+  const perUser = await Promise.all(
+    sample.map(async (userId) => {
+      const token = t.tokenFor(userId)
+      const late = await t.http('POST', `/coupons/${coupon.id}/issuance`, { token })
+      return {
+        userId,
+        status: await get(`/coupons/${coupon.id}/issuance`, token),
+        mine: await get('/me/coupons', token),
+        late: { status: late.status, code: late.body.code },
+      }
+    }),
+  )
+  return {
+    admin: await get(`/admin/coupons/${coupon.id}`, t.adminToken),
+    audit: await get(`/admin/coupons/${coupon.id}/audit`, t.adminToken),
+    public: await get(`/coupons/${coupon.id}`),
+    perUser,
+  }
+}
+
+describe('releasing ended sales from Redis', () => {
+  let redisServer: OwnRedis
+  let observer: Redis
+  let t: TestApp
+  before(async () => {
+    redisServer = await startOwnRedis({ persistence: 'none' })
+    observer = new Redis(redisServer.url)
+    t = await startTestApp('retention', {
+      REDIS_URL: redisServer.url,
+      QUEUE_DRAIN_CRON: '* * * * * *',
+      KAFKA_BROKERS,
+      // The sales here are released by the test, at the moment it chooses.
+      SALE_RELEASE_AFTER_MS: '3600000',
+    })
+  })
+  after(async () => {
+    await t.close()
+    observer.disconnect()
+    await redisServer.destroy()
+  })
+
+  it('gives back the memory of 20 sales in every mode, and every read answers as before', async () => {
+    const baseline = await usedMemory(observer)
+    const sales: Sale[] = []
+    for (let index = 0; index < 20; index += 4) {
+      sales.push(...(await Promise.all([0, 1, 2, 3].map((mode) => runSale(t, index + mode)))))
+    }
+    await endSales(t, sales)
+    let left: string[] = []
+    await eventually(
+      async () => {
+        left = await undrained(t, sales)
+        return left.length === 0
+      },
+      'every sale drained',
+      40_000,
+    ).catch((error: Error) => assert.fail(`${error.message}: ${left.join(', ')}`))
+    const held = (await usedMemory(observer)) - baseline
+    const before = await Promise.all(sales.map((sale) => readsOf(t, sale)))
+    const soldOutRecords = await soldOutRecordCount(t, sales)
+
+    const releaser = new SaleReleaser(t.app.issuanceContext, { afterMs: 0 })
+    assert.equal(await releaser.releaseDue(), sales.length)
+    await eventually(
+      async () => (await usedMemory(observer)) - baseline < 1_000_000,
+      `Redis memory back within 1 MB of its level before the sales (they held ${held} bytes)`,
+    )
+    const afterRelease = await Promise.all(sales.map((sale) => readsOf(t, sale)))
+    for (const [i, sale] of sales.entries()) {
+      assert.deepEqual(afterRelease[i], before[i], `${sale.coupon.issueMode} sale ${sale.coupon.id}`)
+    }
+    // The reads and late requests above loaded nothing back.
+    assert.equal(await couponKeyCount(observer, t.env.redisPrefix), 0)
+    assert.equal(await releaser.releaseDue(), 0, 'nothing left to release')
+    const outcomes = await t.env.db.query<{ status: string; n: number }>(
+      'SELECT status, count(*)::int AS n FROM issuance_outcomes GROUP BY status',
+    )
+    // Only the SOLD_OUT records were Redis's alone (queue's waiting users resolved sold out).
+    assert.ok(soldOutRecords > 0)
+    assert.deepEqual(outcomes.rows, [{ status: 'SOLD_OUT', n: soldOutRecords }])
+  })
+})
