@@ -4,10 +4,12 @@ import { Redis } from 'ioredis'
 import { type OwnRedis, startOwnRedis } from '../bench/lib/redis-server.ts'
 import type { Coupon } from '../src/domain/coupon.ts'
 import { CouponStates } from '../src/issuance/core/coupon-state.ts'
+import { type IssuanceRecord, toIssuance } from '../src/issuance/core/record.ts'
 import { SaleReleaser } from '../src/issuance/plumbing/sale-release.ts'
 import { channels } from '../src/redis/keys.ts'
 import { runConcurrently, startTestApp, type TestApp } from './support/app.ts'
 import { eventually } from './support/infra.ts'
+import { spawnNode } from './support/processes.ts'
 
 /*
  * Issue 18 item 1: an ended sale whose every request is decided and in Postgres gives its Redis memory back,
@@ -41,14 +43,18 @@ interface Sale {
   users: string[]
 }
 
-/** Opens a sale and sends its users' requests (20% of them win). */
-async function runSale(t: TestApp, index: number): Promise<Sale> {
+/** The `index`th sale of the season: its mode and how many users come (each mode gets each size once). */
+function seasonSale(index: number): { mode: (typeof MODES)[number]; count: number } {
   const mode = MODES[index % MODES.length]!
   const round = Math.floor(index / MODES.length)
-  const count = (mode === 'sync' ? USERS.sync : USERS.redisFirst)[round]!
+  return { mode, count: (mode === 'sync' ? USERS.sync : USERS.redisFirst)[round]! }
+}
+
+/** Opens a sale and sends its users' requests (20% of them win). */
+async function runSale(t: TestApp, label: string, mode: string, count: number): Promise<Sale> {
   const created = await t.createCoupon({ issueMode: mode, quantity: Math.ceil(count / 5) })
   const coupon = await t.app.issuance.get(created.id)
-  const users = Array.from({ length: count }, (_, k) => `s${index}-u${k}`)
+  const users = Array.from({ length: count }, (_, k) => `${label}-u${k}`)
   await runConcurrently(count, 32, (k) => t.app.issuance.request(coupon, users[k]!))
   return { coupon, users }
 }
@@ -136,7 +142,11 @@ describe('releasing ended sales from Redis', () => {
     const baseline = await usedMemory(observer)
     const sales: Sale[] = []
     for (let index = 0; index < 20; index += 4) {
-      sales.push(...(await Promise.all([0, 1, 2, 3].map((mode) => runSale(t, index + mode)))))
+      const round = [0, 1, 2, 3].map((offset) => {
+        const { mode, count } = seasonSale(index + offset)
+        return runSale(t, `s${index + offset}`, mode, count)
+      })
+      sales.push(...(await Promise.all(round)))
     }
     await endSales(t, sales)
     let left: string[] = []
@@ -146,7 +156,7 @@ describe('releasing ended sales from Redis', () => {
         return left.length === 0
       },
       'every sale drained',
-      40_000,
+      45_000,
     ).catch((error: Error) => assert.fail(`${error.message}: ${left.join(', ')}`))
     const held = (await usedMemory(observer)) - baseline
     const before = await Promise.all(sales.map((sale) => readsOf(t, sale)))
@@ -172,4 +182,56 @@ describe('releasing ended sales from Redis', () => {
     assert.ok(soldOutRecords > 0)
     assert.deepEqual(outcomes.rows, [{ status: 'SOLD_OUT', n: soldOutRecords }])
   })
+
+  it('loses and duplicates nothing when the releaser is killed in the middle, and the next run finishes', async () => {
+    const sale = await runSale(t, 'crash', 'queue', 3_000)
+    await endSales(t, [sale])
+    await eventually(async () => (await undrained(t, [sale])).length === 0, 'the queue drained', 30_000)
+    const records = await recordsOf(t, sale.coupon.id)
+    const soldOut = [...records.values()].filter((record) => record.status === 'SOLD_OUT').length
+    const before = await readsOf(t, sale)
+    // A short lease, so the killed releaser's hold on the sale runs out soon.
+    const env = { ...t.env.childEnv, REDIS_URL: redisServer.url, LEASE_MS: '1000' }
+
+    // Two users a page: slow enough to be killed half-way through the copy.
+    const slow = spawnNode('test/fixtures/sale-release-child.ts', { ...env, PAGE_SIZE: '2' })
+    await slow.waitFor(/releasing/)
+    await eventually(async () => (await copiedOutcomes(t, sale)) >= 100, 'the copy began', 20_000)
+    await slow.kill('SIGKILL')
+    const copiedBeforeKill = await copiedOutcomes(t, sale)
+    assert.ok(copiedBeforeKill < soldOut, `killed half-way (${copiedBeforeKill} of ${soldOut} copied)`)
+
+    // The next run finds the sale still held until the killed releaser's lease runs out, then finishes it.
+    await eventually(
+      async () => {
+        const next = spawnNode('test/fixtures/sale-release-child.ts', { ...env, PAGE_SIZE: '500' })
+        return /released 1/.test(await next.waitFor(/released \d+/))
+      },
+      'a later run released the sale',
+      20_000,
+    )
+    assert.equal(await copiedOutcomes(t, sale), soldOut, 'every SOLD_OUT decision copied once')
+    assert.equal(await couponKeyCount(observer, t.env.redisPrefix), 0)
+    assert.deepEqual(await readsOf(t, sale), before)
+    for (const [userId, record] of records) {
+      const status = await t.app.issuance.status(sale.coupon.id, userId)
+      assert.deepEqual(status, toIssuance(sale.coupon.id, userId, record), userId)
+    }
+  })
 })
+
+async function recordsOf(t: TestApp, couponId: number): Promise<Map<string, IssuanceRecord>> {
+  const records = new Map<string, IssuanceRecord>()
+  await new CouponStates(t.app.issuanceContext).of(couponId).scanRecords((userId, record) => {
+    records.set(userId, record)
+  })
+  return records
+}
+
+async function copiedOutcomes(t: TestApp, { coupon }: Sale): Promise<number> {
+  const { rows } = await t.env.db.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM issuance_outcomes WHERE coupon_id = $1',
+    [coupon.id],
+  )
+  return rows[0]!.n
+}

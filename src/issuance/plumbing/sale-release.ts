@@ -21,13 +21,12 @@ export interface SaleReleaseOptions {
   sweepMs: number
   /** Users copied per page (HSCAN hint and one INSERT): small pages keep every call short. */
   pageSize: number
+  /** The release's lease on the coupon, renewed on every page: a releaser that died gives it up this late. */
+  leaseMs: number
 }
 
 /** What a release of one sale came to. */
 export type ReleaseResult = 'released' | 'waiting' | 'busy'
-
-// Renewed on every page: a releaser that died gives its sale up within this long.
-const RELEASE_LEASE_MS = 30_000
 
 /** The sweep period for a release delay: a sale is released at most a quarter of the delay late (1 s - 1 min). */
 export function releaseSweepMs(afterMs: number): number {
@@ -53,7 +52,7 @@ export class SaleReleaser implements IssuanceWorker {
 
   constructor(ctx: IssuanceContext, options: Partial<SaleReleaseOptions> & { afterMs: number }) {
     this.ctx = ctx
-    this.options = { sweepMs: releaseSweepMs(options.afterMs), pageSize: 1_000, ...options }
+    this.options = { sweepMs: releaseSweepMs(options.afterMs), pageSize: 1_000, leaseMs: 30_000, ...options }
     this.states = new CouponStates(ctx)
   }
 
@@ -83,12 +82,13 @@ export class SaleReleaser implements IssuanceWorker {
   /** Releases one sale (`marked`: its copy and mark are done already, only its keys remain). */
   async release(couponId: number, marked = false): Promise<ReleaseResult> {
     const state = this.states.of(couponId)
-    const lease = await takeLease(this.ctx.redis, state.keys.rebuildLease, RELEASE_LEASE_MS)
+    const { leaseMs } = this.options
+    const lease = await takeLease(this.ctx.redis, state.keys.rebuildLease, leaseMs)
     if (lease === undefined) return 'busy'
     try {
       if (!marked) {
         if ((await state.backlog()) > 0) return 'waiting'
-        const copied = await this.copyOutcomes(state, () => lease.renew(RELEASE_LEASE_MS))
+        const copied = await this.copyOutcomes(state, () => lease.renew(leaseMs))
         if (!copied) return 'waiting'
         await markReleased(this.ctx.db, couponId, await state.readCounters())
       }
