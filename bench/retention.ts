@@ -139,7 +139,7 @@ async function warmUp(app: FastifyInstance, plan: Plan): Promise<void> {
   const small = { ...plan, users: 100, quantity: 10 }
   const ids = await Promise.all(plan.modes.map((mode) => runSale(app, small, mode, `warm-${mode}`)))
   await drain(app, ids)
-  await new SaleReleaser(app.issuanceContext, { afterMs: 0 }).releaseDue()
+  await new SaleReleaser(app.issuanceContext, { afterMs: 0, announceMs: 0 }).releaseDue()
   await sleep(1_000)
 }
 
@@ -159,7 +159,7 @@ async function measureMode(app: FastifyInstance, observer: Redis, plan: Plan, mo
   }
   const heldBytes = (await usedMemory(observer)) - before
   const started = Date.now()
-  await new SaleReleaser(app.issuanceContext, { afterMs: 0 }).releaseDue()
+  await new SaleReleaser(app.issuanceContext, { afterMs: 0, announceMs: 0 }).releaseDue()
   const releaseMs = Date.now() - started
   // UNLINK frees big values on a background thread: give it a moment.
   await sleep(500)

@@ -82,6 +82,14 @@ export async function markReleased(db: Db, couponId: number, counters: FinalCoun
   )
 }
 
+/** Whether the sale's state was released to Postgres (it is never rebuilt in Redis then). */
+export async function isReleased(db: Db, couponId: number): Promise<boolean> {
+  const { rows } = await db.query('SELECT 1 FROM coupons WHERE id = $1 AND released_at IS NOT NULL', [
+    couponId,
+  ])
+  return rows.length > 0
+}
+
 /** The sale's Redis keys are gone: the sweep is done with it. */
 export async function markRedisFreed(db: Db, couponId: number): Promise<void> {
   await db.query('UPDATE coupons SET redis_freed_at = now() WHERE id = $1', [couponId])

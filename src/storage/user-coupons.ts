@@ -233,22 +233,17 @@ export async function lockRemainingStock(client: DbClient, couponId: number): Pr
  * What a rebuild of the coupon's Redis state starts from: its rows and its quantity, read in one transaction
  * under FOR SHARE, which waits for any writer transaction of this coupon in flight, so its rows are counted.
  * The quantity is read there too (`undefined` for a coupon that is gone): a cached copy of the coupon may be
- * one an operator changed. `released`: the sale's state moved to Postgres for good (it is never rebuilt).
+ * one an operator changed.
  */
 export async function issuedSnapshot(
   db: Db,
   couponId: number,
-): Promise<{ quantity: number | undefined; released: boolean; rows: IssuedRow[] }> {
+): Promise<{ quantity: number | undefined; rows: IssuedRow[] }> {
   return inTransaction(db, async (client) => {
-    const locked = await client.query<{ quantity: number; released: boolean }>(
-      'SELECT quantity, released_at IS NOT NULL AS released FROM coupons WHERE id = $1 FOR SHARE',
+    const locked = await client.query<{ quantity: number }>(
+      'SELECT quantity FROM coupons WHERE id = $1 FOR SHARE',
       [couponId],
     )
-    const coupon = locked.rows[0]
-    return {
-      quantity: coupon?.quantity,
-      released: coupon?.released ?? false,
-      rows: await holderRows(client, couponId),
-    }
+    return { quantity: locked.rows[0]?.quantity, rows: await holderRows(client, couponId) }
   })
 }

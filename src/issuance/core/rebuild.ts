@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Coupon, Issuance } from '../../domain/coupon.ts'
 import { unavailable } from '../../domain/errors.ts'
 import { takeLease } from '../../redis/leases.ts'
+import { isReleased } from '../../storage/retention.ts'
 import { issuedSnapshot } from '../../storage/user-coupons.ts'
 import type { IssuanceContext } from './context.ts'
 import type { CouponState, CouponStates } from './coupon-state.ts'
@@ -67,14 +68,15 @@ export class StateLoader {
     if (lease === undefined) return waitUntilLoaded(state)
     try {
       if (await state.isLoaded()) return
+      // Under the lease the releaser holds from its copy to its delete: a sale marked released is seen
+      // here, before anything (the stream's consumer group) is created again; one not marked yet is
+      // released only once this rebuild is done.
+      if (await isReleased(this.ctx.db, coupon.id)) throw new SaleReleasedError(coupon.id)
       // The pending requests are read before Postgres: e.g. a stream entry is deleted only after its row
       // committed, so an entry missing here has a row the read below sees (read the other way round, a batch
       // committed and deleted in between would be in neither, and its units would be given again).
       const held = await this.pending(coupon)
       const snapshot = await issuedSnapshot(this.ctx.db, coupon.id)
-      // Read under the lease the releaser holds while it deletes: a release marked before this read is
-      // seen here, one marked after it deletes only once this rebuild is done.
-      if (snapshot.released) throw new SaleReleasedError(coupon.id)
       const records = new Map<string, IssuanceRecord>()
       let seq = 0
       for (const row of snapshot.rows) {

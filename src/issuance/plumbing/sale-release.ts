@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { isDeepStrictEqual } from 'node:util'
 import { takeLease } from '../../redis/leases.ts'
 import {
@@ -23,6 +24,11 @@ export interface SaleReleaseOptions {
   pageSize: number
   /** The release's lease on the coupon, renewed on every page: a releaser that died gives it up this late. */
   leaseMs: number
+  /**
+   * How long the release waits between announcing it and deleting the keys: every process drops its
+   * cached coupon meanwhile, so its reads go to Postgres before the keys are gone.
+   */
+  announceMs: number
 }
 
 /** What a release of one sale came to. */
@@ -52,7 +58,13 @@ export class SaleReleaser implements IssuanceWorker {
 
   constructor(ctx: IssuanceContext, options: Partial<SaleReleaseOptions> & { afterMs: number }) {
     this.ctx = ctx
-    this.options = { sweepMs: releaseSweepMs(options.afterMs), pageSize: 1_000, leaseMs: 30_000, ...options }
+    this.options = {
+      sweepMs: releaseSweepMs(options.afterMs),
+      pageSize: 1_000,
+      leaseMs: 30_000,
+      announceMs: 1_000,
+      ...options,
+    }
     this.states = new CouponStates(ctx)
   }
 
@@ -93,6 +105,7 @@ export class SaleReleaser implements IssuanceWorker {
         await markReleased(this.ctx.db, couponId, await state.readCounters())
       }
       await this.ctx.redis.publish(state.channels.couponChanged, String(couponId))
+      if (this.options.announceMs > 0) await sleep(this.options.announceMs)
       await state.deleteAll()
       await markRedisFreed(this.ctx.db, couponId)
       this.ctx.logger.info({ couponId }, 'ended sale released from Redis')

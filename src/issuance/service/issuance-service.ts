@@ -158,13 +158,16 @@ export class IssuanceService {
     live: (coupon: Coupon) => Promise<T>,
     released: (coupon: Coupon) => Promise<T>,
   ): Promise<T> {
-    if (coupon.releasedAt !== undefined) return released(coupon)
+    // The caller's copy may be older than the release (an admin's event stream holds one for its lifetime):
+    // the cache's, dropped when the release was announced, is not.
+    const current = coupon.releasedAt === undefined ? ((await this.cache.get(coupon.id)) ?? coupon) : coupon
+    if (current.releasedAt !== undefined) return released(current)
     try {
-      return await live(coupon)
+      return await live(current)
     } catch (error) {
       if (!(error instanceof SaleReleasedError)) throw error
       this.cache.invalidate(coupon.id)
-      return released(coupon)
+      return released(current)
     }
   }
 }
