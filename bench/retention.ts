@@ -1,7 +1,7 @@
 /**
  * `node bench/retention.ts`: what a season of sales costs Redis and what it gives back (issue 18). Runs
- * `--sales` sales of `--users` users each (`--quantity` units), spread over `--modes`, in one `serve`
- * process on a Redis of the run's own; after each mode's sales end and drain, measures what Redis holds for
+ * `--sales` sales of `--users` users each (`--quantity` units), spread over `--modes`, in one process
+ * (the app and its workers) on a Redis of the run's own; after each mode's sales end and drain, measures what Redis holds for
  * them (MEMORY USAGE of their keys, and the used_memory delta), releases them (the production SaleReleaser,
  * as SALE_RELEASE_AFTER_MS would), and measures how much of it came back. Requests go through the issuance
  * service in process (the route's own call, without HTTP), so the run measures memory, not request
@@ -15,7 +15,11 @@ import { loadConfig } from '../src/config/config.ts'
 import { ISSUE_MODES, type IssueMode } from '../src/domain/coupon.ts'
 import { buildApp } from '../src/http/app.ts'
 import { CouponStates } from '../src/issuance/core/coupon-state.ts'
+import type { IssuanceWorker } from '../src/issuance/core/mode.ts'
+import { kafkaWorkers } from '../src/issuance/kafka/kafka-mode.ts'
 import { SaleReleaser } from '../src/issuance/plumbing/sale-release.ts'
+import { queueScheduler } from '../src/issuance/queue/queue-mode.ts'
+import { streamWriters } from '../src/issuance/stream/stream-mode.ts'
 import { migrate } from '../src/storage/migrate.ts'
 import { createPool, ensureDatabase, quoteIdent } from '../src/storage/postgres.ts'
 import { integerOption, parseCommandLine, runMain, stringOption, UsageError } from './lib/cli.ts'
@@ -175,6 +179,28 @@ async function measureMode(app: FastifyInstance, observer: Redis, plan: Plan, mo
   return figures
 }
 
+/**
+ * The serve process's workers, with Kafka topics and a consumer group of the run's own (the defaults are
+ * shared by every process on the broker: another's writers could take this run's requests).
+ */
+async function startWorkers(app: FastifyInstance, schema: string): Promise<IssuanceWorker[]> {
+  const ctx = app.issuanceContext
+  const brokers = app.issuance.availableModes().includes('kafka') ? process.env.KAFKA_BROKERS : undefined
+  const workers = [
+    streamWriters(ctx),
+    queueScheduler(ctx, { cron: '* * * * * *' }),
+    ...(brokers === undefined
+      ? []
+      : kafkaWorkers(ctx, {
+          brokers: brokers.split(','),
+          topicPrefix: `${schema}.`,
+          groupId: `${schema}-writers`,
+        })),
+  ]
+  for (const worker of workers) await worker.start()
+  return workers
+}
+
 function report(plan: Plan, rows: ModeFigures[]): string {
   const lines = [
     `${plan.salesPerMode} sales per mode of ${plan.users} users each for ${plan.quantity} units (one request per user).`,
@@ -205,12 +231,12 @@ async function main(): Promise<void> {
     DATABASE_URL,
     DATABASE_SCHEMA: schema,
     REDIS_URL: redis.url,
-    QUEUE_DRAIN_CRON: '* * * * * *',
     LOG_LEVEL: 'warn',
     ...(process.env.KAFKA_BROKERS === undefined ? {} : { KAFKA_BROKERS: process.env.KAFKA_BROKERS }),
   })
-  const app = await buildApp({ config, runWorkers: true })
+  const app = await buildApp({ config, runWorkers: false })
   await app.ready()
+  const workers = await startWorkers(app, schema)
   const observer = new Redis(redis.url)
   try {
     await warmUp(app, plan)
@@ -219,6 +245,7 @@ async function main(): Promise<void> {
     console.log(report(plan, rows))
   } finally {
     observer.disconnect()
+    await Promise.all(workers.map((worker) => worker.stop()))
     await app.close()
     await db.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`)
     await db.end()
