@@ -227,6 +227,13 @@ export const EnvironmentSchema = Type.Object({
     'must be a lower-case SQL identifier, got "%s"',
     'schema of the tables',
   ),
+  DATABASE_POOL_SIZE: integer(20, 2, 1_000, 'Postgres connections per process (the API pool)'),
+  SALE_RELEASE_AFTER_MS: integer(
+    3_600_000,
+    0,
+    2_592_000_000,
+    'how long after a sale ends (once drained) Redis keeps its state; then it is released to Postgres',
+  ),
   KAFKA_BROKERS: hostPorts('Kafka bootstrap brokers; enables the kafka mode'),
   JWT_SECRET: secret(32, 'HS256 key for user tokens'),
   RECEIPT_SIGNING_KEY: secret(
@@ -396,6 +403,10 @@ export interface Config {
   proofOfWork: { hmacKey: string; challengeTtlMs: number }
   /** Stream writers and the Kafka relay: batch size, take-over idle time, tries before dead-lettering. */
   streamDrain: { batchSize: number; reclaimIdleMs: number; maxDeliveries: number }
+  /** DATABASE_POOL_SIZE: connections of this process's Postgres pool. */
+  databasePoolSize: number
+  /** SALE_RELEASE_AFTER_MS: an ended, drained sale's Redis state is released to Postgres this long after its end. */
+  saleReleaseAfterMs: number
   /** Lease of the `sync` mode's fair lock: a dead holder blocks a coupon for at most this long. */
   syncLockLeaseMs: number
   /** `serve` runs the background workers too (RUN_WORKERS). */
@@ -476,6 +487,8 @@ export function loadConfig(env: Env = process.env): Config {
         : { replicas: vars.REDIS_REPLICA_ACK, timeoutMs: vars.REDIS_REPLICA_ACK_TIMEOUT_MS },
     databaseUrl: vars.DATABASE_URL,
     databaseSchema: vars.DATABASE_SCHEMA,
+    databasePoolSize: vars.DATABASE_POOL_SIZE,
+    saleReleaseAfterMs: vars.SALE_RELEASE_AFTER_MS,
     kafkaBrokers: (vars.KAFKA_BROKERS ?? []).map(({ host, port }) => `${host}:${port}`),
     jwtSecret: vars.JWT_SECRET ?? randomBytes(32).toString('base64url'),
     jwtSecretGenerated: vars.JWT_SECRET === undefined,

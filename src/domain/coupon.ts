@@ -39,6 +39,11 @@ export interface Coupon {
   prequeueOrder: PrequeueOrder | null
   /** Hex SHA-256 of the pre-queue's shuffle seed (public); null without a pre-queue. */
   seedCommitment: string | null
+  /**
+   * Set once the ended sale's Redis state was released to Postgres (issue 18): every read answers from
+   * Postgres, nothing rebuilds it. Travels with the cached coupon, so checking it costs nothing.
+   */
+  releasedAt?: Date
 }
 
 /** How the pre-queued are admitted at the start: as they came, or in the order the revealed seed fixes. */
@@ -56,6 +61,7 @@ export type NewCoupon = Omit<
   | 'seedCommitment'
   | 'prequeueStartsAt'
   | 'prequeueOrder'
+  | 'releasedAt'
 > &
   Partial<Pick<Coupon, 'proofOfWork' | 'minOrderAmount'>> & {
     prequeueStartsAt?: Date | null

@@ -66,8 +66,6 @@ export class EventStreamBudget {
 
 /** Descriptors kept for what is not a client connection: the runtime and files. */
 const RESERVED_FOR_FILES = 64
-/** The API's Postgres pool (plugins/postgres.ts). */
-const POSTGRES_POOL = 20
 /** Commands, subscriber and workers' blocking connections, per Redis node. */
 const REDIS_CONNECTIONS_PER_NODE = 8
 const KAFKA_CONNECTIONS_PER_BROKER = 4
@@ -77,7 +75,8 @@ export function descriptorReserve(config: Config): number {
   const redisNodes = Math.max(1, config.redisClusterNodes.length)
   return (
     RESERVED_FOR_FILES +
-    POSTGRES_POOL +
+    // The API's Postgres pool (plugins/postgres.ts, DATABASE_POOL_SIZE).
+    config.databasePoolSize +
     REDIS_CONNECTIONS_PER_NODE * redisNodes +
     KAFKA_CONNECTIONS_PER_BROKER * config.kafkaBrokers.length
   )

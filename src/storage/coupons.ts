@@ -7,7 +7,7 @@ import {
   type PrequeueOrder,
 } from '../domain/coupon.ts'
 import type { Discount } from '../domain/discount.ts'
-import { type Db, type DbClient, inTransaction } from './postgres.ts'
+import type { Db, DbClient } from './postgres.ts'
 
 export type Queryable = Db | DbClient
 
@@ -29,11 +29,12 @@ interface CouponRow {
   prequeue_starts_at: Date | null
   prequeue_order: PrequeueOrder | null
   prequeue_seed_commitment: string | null
+  released_at: Date | null
 }
 
 const COLUMNS = `id, name, discount, quantity, issued_count, issue_starts_at, issue_ends_at,
   valid_days, valid_until, issue_mode, pow_max_number, min_order_amount, created_at, paused,
-  prequeue_starts_at, prequeue_order, prequeue_seed_commitment`
+  prequeue_starts_at, prequeue_order, prequeue_seed_commitment, released_at`
 
 function toCoupon(row: CouponRow): Coupon {
   return {
@@ -54,14 +55,18 @@ function toCoupon(row: CouponRow): Coupon {
     prequeueStartsAt: row.prequeue_starts_at,
     prequeueOrder: row.prequeue_order,
     seedCommitment: row.prequeue_seed_commitment,
+    ...(row.released_at === null ? {} : { releasedAt: row.released_at }),
   }
 }
 
 export type { NewCoupon }
 
 /**
- * Checks every rule of a new coupon and inserts it; `prepare` (setting up its Redis state) runs in the same
- * transaction, so an invalid coupon, or one whose set-up failed, leaves no row.
+ * Checks every rule of a new coupon and inserts it, then runs `prepare` (setting up its Redis state) once the
+ * row is committed and its connection is back in the pool: a set-up that queries Postgres itself never
+ * waits for a second connection while holding one (with many concurrent creates on a small pool, every
+ * create would hold one and wait for another). A set-up that fails removes the row again, so an invalid
+ * coupon, or one whose set-up failed, leaves no row.
  */
 export async function insertCoupon(
   db: Db,
@@ -73,34 +78,40 @@ export async function insertCoupon(
   // The shuffle seed is made (and committed to) before anyone can join the pre-queue, and never changes.
   const seed = prequeueStartsAt === null ? null : randomBytes(32)
   const commitment = seed === null ? null : createHash('sha256').update(seed).digest('hex')
-  return inTransaction(db, async (client) => {
-    const { rows } = await client.query<CouponRow>(
-      `INSERT INTO coupons (name, discount, quantity, issue_starts_at, issue_ends_at, valid_days, valid_until,
-         issue_mode, pow_max_number, min_order_amount, prequeue_starts_at, prequeue_order, prequeue_seed,
-         prequeue_seed_commitment, order_log_salt)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ${COLUMNS}`,
-      [
-        coupon.name,
-        JSON.stringify(coupon.discount),
-        coupon.quantity,
-        coupon.issueStartsAt,
-        coupon.issueEndsAt,
-        coupon.validDays,
-        coupon.validUntil,
-        coupon.issueMode,
-        coupon.proofOfWork?.maxNumber ?? null,
-        coupon.minOrderAmount ?? null,
-        prequeueStartsAt,
-        prequeueStartsAt === null ? null : (coupon.prequeueOrder ?? 'arrival'),
-        seed,
-        commitment,
-        randomBytes(16),
-      ],
-    )
-    const created = toCoupon(rows[0]!)
+  // One statement, no transaction: the mode's preparation below takes connections of its own, and a create
+  // holding one while it waits for another could exhaust the pool under concurrent creates.
+  const { rows } = await db.query<CouponRow>(
+    `INSERT INTO coupons (name, discount, quantity, issue_starts_at, issue_ends_at, valid_days, valid_until,
+       issue_mode, pow_max_number, min_order_amount, prequeue_starts_at, prequeue_order, prequeue_seed,
+       prequeue_seed_commitment, order_log_salt)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ${COLUMNS}`,
+    [
+      coupon.name,
+      JSON.stringify(coupon.discount),
+      coupon.quantity,
+      coupon.issueStartsAt,
+      coupon.issueEndsAt,
+      coupon.validDays,
+      coupon.validUntil,
+      coupon.issueMode,
+      coupon.proofOfWork?.maxNumber ?? null,
+      coupon.minOrderAmount ?? null,
+      prequeueStartsAt,
+      prequeueStartsAt === null ? null : (coupon.prequeueOrder ?? 'arrival'),
+      seed,
+      commitment,
+      randomBytes(16),
+    ],
+  )
+  const created = toCoupon(rows[0]!)
+  try {
     await prepare(created)
-    return created
-  })
+  } catch (error) {
+    // Nobody was told its id yet; if this delete fails too, the coupon's state is rebuilt on first use.
+    await db.query('DELETE FROM coupons WHERE id = $1', [created.id]).catch(() => {})
+    throw error
+  }
+  return created
 }
 
 /** The coupon row locked for this transaction (FOR UPDATE), or undefined. */
@@ -135,7 +146,8 @@ export async function listCoupons(db: Queryable, limit = 100, beforeId?: number)
 
 /**
  * Coupons of the given modes whose issue window is open, opens within `lookaheadMs` (so workers are ready at
- * the first request), or closed less than `graceMs` ago (backlog still draining).
+ * the first request), or closed less than `graceMs` ago (backlog still draining); never a released sale (its
+ * Redis state is gone for good).
  */
 export async function listActiveCoupons(
   db: Queryable,
@@ -148,6 +160,7 @@ export async function listActiveCoupons(
      WHERE issue_mode = ANY($1)
        AND issue_starts_at <= now() + make_interval(secs => $3)
        AND issue_ends_at > now() - make_interval(secs => $2)
+       AND released_at IS NULL
      ORDER BY id`,
     [modes, graceMs / 1000, lookaheadMs / 1000],
   )

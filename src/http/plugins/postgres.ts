@@ -11,7 +11,11 @@ declare module 'fastify' {
 /** The Postgres pool, closed with the server. Migrations run before the server starts (see cli.ts). */
 export default fp<{ config: Config }>(
   async (app, { config }) => {
-    const db = createPool({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, max: 20 })
+    const db = createPool({
+      databaseUrl: config.databaseUrl,
+      schema: config.databaseSchema,
+      max: config.databasePoolSize,
+    })
     app.decorate('db', db)
     app.addHook('onClose', () => db.end())
   },

@@ -360,6 +360,50 @@ export class CouponState {
   }
 
   // -------------------------------------------------------------------------------------------------------
+  // Release (issue 18: an ended, drained sale gives its Redis memory back; see plumbing/sale-release.ts).
+
+  /** Requests still on their way to a decision: stream entries, waiting users, dead-lettered entries. */
+  async backlog(): Promise<number> {
+    const [stream, queue, dead] = await Promise.all([
+      this.redis.xlen(this.keys.stream),
+      this.redis.zcard(this.keys.queue),
+      this.redis.xlen(this.keys.deadLetters),
+    ])
+    return stream + queue + dead
+  }
+
+  /**
+   * Every user's record, a page (HSCAN, about `pageSize` users) at a time; `visit` may stop the scan by
+   * answering false. What a release copies to Postgres before the records are deleted.
+   */
+  async scanRecordPages(
+    pageSize: number,
+    visit: (page: [userId: string, record: IssuanceRecord][]) => Promise<boolean>,
+  ): Promise<void> {
+    let cursor = '0'
+    do {
+      const [next, flat] = await this.redis.hscan(this.keys.users, cursor, 'COUNT', pageSize)
+      const page: [string, IssuanceRecord][] = []
+      for (let i = 0; i < flat.length; i += 2) page.push([flat[i]!, decodeRecord(flat[i + 1]!)])
+      if (!(await visit(page))) return
+      cursor = next
+    } while (cursor !== '0')
+  }
+
+  /**
+   * Deletes every key of the coupon (UNLINK: a big users hash is freed off Redis's main thread), the state
+   * hash first, so a crash in between leaves a coupon that reads as not loaded, never a half-loaded one. The
+   * rebuild lease is left to its holder (the releaser holds it while this runs).
+   */
+  async deleteAll(): Promise<void> {
+    const others = Object.entries(this.keys)
+      .filter(([name]) => name !== 'state' && name !== 'rebuildLease')
+      .map(([, key]) => key)
+    await this.redis.unlink(this.keys.state)
+    await this.redis.unlink(...others)
+  }
+
+  // -------------------------------------------------------------------------------------------------------
   // Writes (the decisions go through core/decisions.ts, which publishes what these return).
 
   /** Moves the users' records forward (`[userId, encodedRecord, ...]`) and takes them off the queue. */

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Coupon, Issuance } from '../../domain/coupon.ts'
 import { unavailable } from '../../domain/errors.ts'
 import { takeLease } from '../../redis/leases.ts'
+import { isReleased } from '../../storage/retention.ts'
 import { issuedSnapshot } from '../../storage/user-coupons.ts'
 import type { IssuanceContext } from './context.ts'
 import type { CouponSchedule, CouponState, CouponStates } from './coupon-state.ts'
@@ -46,6 +47,16 @@ export function scheduleOf(
 }
 
 /**
+ * The sale's Redis state was released to Postgres for good (plumbing/sale-release.ts): it is never rebuilt;
+ * the caller answers from Postgres (a process whose cached coupon did not know yet gets this).
+ */
+export class SaleReleasedError extends Error {
+  constructor(couponId: number) {
+    super(`coupon ${couponId} was released from Redis`)
+  }
+}
+
+/**
  * Loads a coupon's Redis state from Postgres, the source of truth for issued rows, plus one mode's pending
  * requests: for a new coupon, and whenever Redis lost the state. Reads that must not answer "never
  * requested" for an issued user (status, stock) rebuild first when the state is gone.
@@ -77,6 +88,10 @@ export class StateLoader {
     if (lease === undefined) return waitUntilLoaded(state)
     try {
       if (await state.isLoaded()) return
+      // Under the lease the releaser holds from its copy to its delete: a sale marked released is seen
+      // here, before anything (the stream's consumer group) is created again; one not marked yet is
+      // released only once this rebuild is done.
+      if (await isReleased(this.ctx.db, coupon.id)) throw new SaleReleasedError(coupon.id)
       // The pending requests are read before Postgres: e.g. a stream entry is deleted only after its row
       // committed, so an entry missing here has a row the read below sees (read the other way round, a batch
       // committed and deleted in between would be in neither, and its units would be given again).

@@ -1,4 +1,4 @@
-import { type Coupon, type IssueMode, windowRefusal } from '../../domain/coupon.ts'
+import { type Coupon, type CouponStats, type IssueMode, windowRefusal } from '../../domain/coupon.ts'
 import { issuedCount } from '../../storage/coupons.ts'
 import type { IssuanceContext } from './context.ts'
 import type { AdmissionReply, CouponCounters, CouponState, CouponStates } from './coupon-state.ts'
@@ -93,18 +93,28 @@ export function redisFirstMode(
         states.of(coupon.id).readCounters(),
         issuedCount(ctx.db, coupon.id),
       ])
-      return {
-        requested: counters.seq + counters.soldOut,
-        accepted: counters.seq,
-        pending: await spec.undecided(coupon, counters, issued),
-        issued,
-        soldOut: counters.soldOut + counters.resolvedSoldOut,
-        remaining: counters.loaded ? counters.stock : coupon.quantity - issued,
-      }
+      return redisFirstStats(coupon, counters, issued, await spec.undecided(coupon, counters, issued))
     },
     remaining: (coupon) => loader.stockOf(coupon),
   }
   return new SoldOutMemo(soldOutSource(states), ctx.logger, memoOptions).wrap(mode)
+}
+
+/** A Redis-first coupon's stats from its Redis counters, its issued rows and its undecided requests. */
+export function redisFirstStats(
+  coupon: Coupon,
+  counters: Omit<CouponCounters, 'issued'>,
+  issued: number,
+  pending: number,
+): CouponStats {
+  return {
+    requested: counters.seq + counters.soldOut,
+    accepted: counters.seq,
+    pending,
+    issued,
+    soldOut: counters.soldOut + counters.resolvedSoldOut,
+    remaining: counters.loaded ? counters.stock : coupon.quantity - issued,
+  }
 }
 
 /** The sold-out memo's view of the coupons' Redis state. */

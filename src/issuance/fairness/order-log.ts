@@ -51,6 +51,16 @@ export class OrderLogs {
     }
   }
 
+  /**
+   * Writes the coupon's order log now unless it was written: the sale releaser calls this before it frees the
+   * Redis records the log is built from (the sale is over and every request decided by then).
+   */
+  async ensureWritten(coupon: Coupon): Promise<void> {
+    const { salt, seed } = await fairnessSecrets(this.ctx.db, coupon.id)
+    if (salt === null || (await readOrderLog(this.ctx.db, coupon.id)).length > 0) return
+    await writeOrderLog(this.ctx.db, coupon.id, await this.build(coupon, salt, seed))
+  }
+
   private async assertOver(coupon: Coupon, mode: IssuanceMode): Promise<void> {
     const [stats, [seconds], prequeued] = await Promise.all([
       mode.stats(coupon),

@@ -20,10 +20,11 @@ import { fairnessSecrets, insertCoupon, listCoupons, type NewCoupon } from '../.
 import type { IssuanceContext } from '../core/context.ts'
 import { type CouponState, CouponStates } from '../core/coupon-state.ts'
 import type { IssuanceMode, RequestOutcome } from '../core/mode.ts'
-import { scheduleOf } from '../core/rebuild.ts'
+import { SaleReleasedError, scheduleOf } from '../core/rebuild.ts'
 import { CouponCache } from '../plumbing/coupon-cache.ts'
 import { auditCoupon, type CouponAudit } from './audit.ts'
 import { ENABLED_BY } from './modes.ts'
+import { releasedAudit, releasedStats, releasedStatus } from './released.ts'
 
 /** How long a deleted coupon's closed Redis state stays (answering sold out to processes not told yet). */
 const RETIRED_STATE_MS = 600_000
@@ -182,7 +183,11 @@ export class IssuanceService {
 
   async publicView(id: number, now = new Date()): Promise<PublicCoupon> {
     const coupon = await this.get(id)
-    const remaining = await this.modeOf(coupon).remaining(coupon)
+    const remaining = await this.fromRedisUnlessReleased(
+      coupon,
+      (live) => this.modeOf(live).remaining(live),
+      async (released) => (await releasedStats(this.ctx.db, released)).remaining,
+    )
     return {
       id: coupon.id,
       name: coupon.name,
@@ -225,9 +230,25 @@ export class IssuanceService {
    * POST /coupons/{id}/issuance: the hot path. The coupon comes from memory; the mode does one Redis call,
    * or none once the coupon is known to be sold out and the user holds no request (its sold-out memo).
    */
-  request(coupon: Coupon, userId: string): Promise<RequestOutcome> {
-    // The issue window is checked inside the mode's Redis script, on Redis's clock (issue 19).
-    return this.modeOf(coupon).request(coupon, userId)
+  async request(coupon: Coupon, userId: string): Promise<RequestOutcome> {
+    // The issue window is checked inside the mode's Redis script, on Redis's clock (issue 19). A released
+    // sale has ended (it is released after its end): answered from Postgres as the script answered before.
+    if (coupon.releasedAt !== undefined) return this.lateRequest(coupon, userId)
+    try {
+      return await this.modeOf(coupon).request(coupon, userId)
+    } catch (error) {
+      // A process whose cached coupon did not know of the release yet: the sale has ended.
+      if (!(error instanceof SaleReleasedError)) throw error
+      this.cache.invalidate(coupon.id)
+      return this.lateRequest(coupon, userId)
+    }
+  }
+
+  /** A request on a released sale: a holder gets 409 with their issuance, anyone else ISSUE_ENDED. */
+  private async lateRequest(coupon: Coupon, userId: string): Promise<RequestOutcome> {
+    const issuance = await releasedStatus(this.ctx.db, coupon, userId)
+    if (issuance !== undefined) return { kind: 'alreadyRequested', issuance }
+    throw new AppError('ISSUE_ENDED', `issuance ended at ${coupon.issueEndsAt.toISOString()}`)
   }
 
   /** A coupon was created or changed (announced by any process): drop what this process remembers of it. */
@@ -243,18 +264,51 @@ export class IssuanceService {
 
   /** GET /admin/coupons/{id}/audit: the coupon's Redis state reconciled against Postgres. */
   audit(coupon: Coupon): Promise<CouponAudit> {
-    const { recordsEveryRequest } = this.modeOf(coupon)
-    return auditCoupon(this.ctx, coupon, { recordsEveryRequest })
+    return this.fromRedisUnlessReleased(
+      coupon,
+      (live) => auditCoupon(this.ctx, live, { recordsEveryRequest: this.modeOf(live).recordsEveryRequest }),
+      (released) => releasedAudit(this.ctx.db, released),
+    )
   }
 
   async status(id: number, userId: string): Promise<Issuance> {
     const coupon = await this.get(id)
-    const issuance = await this.modeOf(coupon).status(coupon, userId)
+    const issuance = await this.fromRedisUnlessReleased(
+      coupon,
+      (live) => this.modeOf(live).status(live, userId),
+      (released) => releasedStatus(this.ctx.db, released, userId),
+    )
     if (issuance === undefined) throw new AppError('NOT_REQUESTED', `user has not requested coupon ${id}`)
     return issuance
   }
 
   async stats(coupon: Coupon): Promise<CouponStats> {
-    return this.modeOf(coupon).stats(coupon)
+    return this.fromRedisUnlessReleased(
+      coupon,
+      (live) => this.modeOf(live).stats(live),
+      (released) => releasedStats(this.ctx.db, released),
+    )
+  }
+
+  /**
+   * A read of the coupon's state: from its mode (Redis) while the sale holds Redis state, from Postgres once
+   * it was released. A cached coupon that missed the release finds out when the mode would rebuild it.
+   */
+  private async fromRedisUnlessReleased<T>(
+    coupon: Coupon,
+    live: (coupon: Coupon) => Promise<T>,
+    released: (coupon: Coupon) => Promise<T>,
+  ): Promise<T> {
+    // The caller's copy may be older than the release (an admin's event stream holds one for its lifetime):
+    // the cache's, dropped when the release was announced, is not.
+    const current = coupon.releasedAt === undefined ? ((await this.cache.get(coupon.id)) ?? coupon) : coupon
+    if (current.releasedAt !== undefined) return released(current)
+    try {
+      return await live(current)
+    } catch (error) {
+      if (!(error instanceof SaleReleasedError)) throw error
+      this.cache.invalidate(coupon.id)
+      return released(current)
+    }
   }
 }

@@ -4,6 +4,7 @@ import type { IssuanceContext } from '../core/context.ts'
 import type { ClosableMode, IssuanceWorker } from '../core/mode.ts'
 import { PrequeueMover } from '../fairness/prequeue-mover.ts'
 import { kafkaMode, kafkaWorkers } from '../kafka/kafka-mode.ts'
+import { SaleReleaser } from '../plumbing/sale-release.ts'
 import { queueMode, queueScheduler } from '../queue/queue-mode.ts'
 import { streamMode, streamWriters } from '../stream/stream-mode.ts'
 import { syncMode } from '../sync/sync-mode.ts'
@@ -18,12 +19,13 @@ export function createModes(ctx: IssuanceContext, config: Config): ClosableMode[
   return modes
 }
 
-/** The background workers of every enabled mode (run by `serve` by default, and by `worker`). */
+/** The background workers of every enabled mode and the ended sales' release (run by `serve` by default, and by `worker`). */
 export function createWorkers(ctx: IssuanceContext, config: Config): IssuanceWorker[] {
   const workers = [
     streamWriters(ctx, config.streamDrain),
     queueScheduler(ctx, { cron: config.queueDrainCron }),
     new PrequeueMover(ctx),
+    new SaleReleaser(ctx, { afterMs: config.saleReleaseAfterMs }),
   ]
   // STREAM_* tune the stream writers only: the relay keeps its own drain settings (it retries in place and
   // keeps a coupon's admission order, so its take-over and dead-letter bounds differ; see kafka-relay.ts).

@@ -4,7 +4,7 @@ import { inTransaction } from '../../storage/postgres.ts'
 import { type IssuedOne, issueOne } from '../../storage/sync-issue.ts'
 import { findUserCouponOf } from '../../storage/user-coupons.ts'
 import type { IssuanceContext } from '../core/context.ts'
-import { type CouponState, CouponStates } from '../core/coupon-state.ts'
+import { type CouponCounters, type CouponState, CouponStates } from '../core/coupon-state.ts'
 import { issuanceOfRow, issuedRecord, recordDecisions } from '../core/decisions.ts'
 import { type ClosableMode, type RequestOutcome, SOLD_OUT } from '../core/mode.ts'
 import { NOTHING_PENDING, StateLoader } from '../core/rebuild.ts'
@@ -107,6 +107,15 @@ export function syncMode(ctx: IssuanceContext, options: SyncModeOptions): Closab
 /** The sync mode's counters: Postgres counts the issued, Redis the requests refused. */
 async function syncStats(ctx: IssuanceContext, state: CouponState, coupon: Coupon): Promise<CouponStats> {
   const [counters, issued] = await Promise.all([state.readCounters(), issuedCount(ctx.db, coupon.id)])
+  return syncStatsOf(coupon, counters, issued)
+}
+
+/** A sync coupon's stats from its Redis counters and its issued rows. */
+export function syncStatsOf(
+  coupon: Coupon,
+  counters: Pick<CouponCounters, 'requested' | 'soldOut'>,
+  issued: number,
+): CouponStats {
   return {
     // Never below what Postgres proves, even if Redis lost its counters.
     requested: Math.max(counters.requested, issued + counters.soldOut),
