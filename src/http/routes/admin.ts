@@ -10,14 +10,11 @@ import {
   AdminNameHeaders,
   Audit,
   CouponChange,
-  CouponStats as CouponStatsSchema,
   CreateCouponBody,
-  EventStreamQuery,
-  errors,
-  Id,
-  IdParams,
   PatchCouponBody,
-} from '../schemas.ts'
+} from '../schemas/admin.ts'
+import { EventStreamQuery, errors, Id, IdParams } from '../schemas/common.ts'
+import { CouponStats as CouponStatsSchema } from '../schemas/coupon.ts'
 import { openEventStream } from '../sse.ts'
 
 type App = Parameters<FastifyPluginAsyncTypebox>[0]

@@ -6,7 +6,9 @@ import { AppError, ERROR_CODES } from '../../domain/errors.ts'
 import type { RequestOutcome } from '../../issuance/core/mode.ts'
 import { problem } from '../plugins/errors.ts'
 import { SOLUTION_HEADER } from '../plugins/proof-of-work.ts'
-import { errors, IdParams, Issuance, PowChallenge, PublicCoupon } from '../schemas.ts'
+import { errors, IdParams } from '../schemas/common.ts'
+import { PowChallenge, PublicCoupon } from '../schemas/coupon.ts'
+import { Issuance } from '../schemas/issuance.ts'
 
 type App = Parameters<FastifyPluginAsyncTypebox<{ config: Config }>>[0]
 
