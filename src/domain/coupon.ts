@@ -7,7 +7,7 @@ import { ProofOfWork } from './proof-of-work.ts'
 
 /*
  * Rules only: the limits a new coupon must meet are TypeBox schemas (checkNewCoupon runs them; the HTTP
- * request schemas build on them); the API's view shapes live in src/http/schemas.ts.
+ * request schemas build on them); the API's view shapes live in src/http/schemas/.
  */
 
 export type { CouponStats, Issuance, IssuanceStatus, Receipt } from './issuance.ts'

@@ -22,7 +22,7 @@ import { couponRoutes } from './routes/coupons.ts'
 import { meRoutes } from './routes/me.ts'
 import { opsRoutes } from './routes/ops.ts'
 import { powDemoRoutes } from './routes/pow-demo.ts'
-import { Problem } from './schemas.ts'
+import { Problem } from './schemas/common.ts'
 import securityHeaders from './security.ts'
 
 /** The OpenAPI document's header; the paths come from the routes' schemas. */

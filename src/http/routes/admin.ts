@@ -1,6 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { Static } from 'typebox'
 import { Type } from 'typebox'
 import type { Coupon, CouponStats } from '../../domain/coupon.ts'
+import type { CouponPatch } from '../../domain/coupon-change.ts'
 import { proofOfWorkSetting } from '../../domain/proof-of-work.ts'
 import type { CouponChange as Change } from '../../storage/coupon-changes.ts'
 import {
@@ -8,15 +10,16 @@ import {
   AdminNameHeaders,
   Audit,
   CouponChange,
-  CouponStats as CouponStatsSchema,
   CreateCouponBody,
-  EventStreamQuery,
-  errors,
-  Id,
-  IdParams,
   PatchCouponBody,
-} from '../schemas.ts'
+} from '../schemas/admin.ts'
+import { EventStreamQuery, errors, Id, IdParams } from '../schemas/common.ts'
+import { CouponStats as CouponStatsSchema } from '../schemas/coupon.ts'
 import { openEventStream } from '../sse.ts'
+
+type App = Parameters<FastifyPluginAsyncTypebox>[0]
+
+const security = [{ adminToken: [] }]
 
 function adminView(coupon: Coupon, stats?: CouponStats) {
   return {
@@ -41,15 +44,51 @@ function changeView(change: Change) {
   return { ...change, at: change.at.toISOString() }
 }
 
+/** A create body as the new coupon's fields: dates parsed, the omitted optional ones null. */
+function newCouponOf(body: Static<typeof CreateCouponBody>) {
+  return {
+    name: body.name,
+    discount: body.discount,
+    quantity: body.quantity,
+    issueStartsAt: new Date(body.issueStartsAt),
+    issueEndsAt: new Date(body.issueEndsAt),
+    validDays: body.validDays ?? null,
+    validUntil: body.validUntil === undefined ? null : new Date(body.validUntil),
+    issueMode: body.issueMode ?? 'stream',
+    proofOfWork: body.proofOfWork === undefined ? null : proofOfWorkSetting(body.proofOfWork),
+    minOrderAmount: body.minOrderAmount ?? null,
+    prequeueStartsAt: body.prequeueStartsAt === undefined ? null : new Date(body.prequeueStartsAt),
+    prequeueOrder: body.prequeueOrder ?? null,
+  }
+}
+
+/** A PATCH body as the coupon update: only the fields sent, dates parsed. */
+function couponUpdateOf(body: Static<typeof PatchCouponBody>): CouponPatch {
+  return {
+    ...(body.name === undefined ? {} : { name: body.name }),
+    ...(body.issueStartsAt === undefined ? {} : { issueStartsAt: new Date(body.issueStartsAt) }),
+    ...(body.issueEndsAt === undefined ? {} : { issueEndsAt: new Date(body.issueEndsAt) }),
+    ...(body.quantity === undefined ? {} : { quantity: body.quantity }),
+    ...(body.paused === undefined ? {} : { paused: body.paused }),
+  }
+}
+
 /** Who makes a change: the `X-Admin-Name` header, else "admin" (the admin token itself names nobody). */
 function adminName(headers: { 'x-admin-name'?: string }): string {
   return headers['x-admin-name'] ?? 'admin'
 }
 
+/** The admin's routes: create and read coupons, steer a sale, its history and audit, its live stats. */
 export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.addHook('onRequest', app.authenticateAdmin)
-  const security = [{ adminToken: [] }]
+  createRoute(app)
+  readRoutes(app)
+  steeringRoutes(app)
+  recordRoutes(app)
+  eventsRoute(app)
+}
 
+function createRoute(app: App): void {
   app.post(
     '/admin/coupons',
     {
@@ -62,26 +101,14 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const body = request.body
       // Every rule (cross-field ones too) is checked by the insert, in the transaction that creates the row.
-      const coupon = await app.issuance.createCoupon({
-        name: body.name,
-        discount: body.discount,
-        quantity: body.quantity,
-        issueStartsAt: new Date(body.issueStartsAt),
-        issueEndsAt: new Date(body.issueEndsAt),
-        validDays: body.validDays ?? null,
-        validUntil: body.validUntil === undefined ? null : new Date(body.validUntil),
-        issueMode: body.issueMode ?? 'stream',
-        proofOfWork: body.proofOfWork === undefined ? null : proofOfWorkSetting(body.proofOfWork),
-        minOrderAmount: body.minOrderAmount ?? null,
-        prequeueStartsAt: body.prequeueStartsAt === undefined ? null : new Date(body.prequeueStartsAt),
-        prequeueOrder: body.prequeueOrder ?? null,
-      })
+      const coupon = await app.issuance.createCoupon(newCouponOf(request.body))
       return reply.code(201).send(adminView(coupon))
     },
   )
+}
 
+function readRoutes(app: App): void {
   app.get(
     '/admin/coupons',
     {
@@ -121,7 +148,10 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return adminView(coupon, await app.issuance.stats(coupon))
     },
   )
+}
 
+/** Changes to a sale, each recorded in its history with the admin who made it. */
+function steeringRoutes(app: App): void {
   app.patch(
     '/admin/coupons/:id',
     {
@@ -136,19 +166,8 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      const { body } = request
-      const coupon = await app.issuance.updateCoupon(
-        request.params.id,
-        {
-          ...(body.name === undefined ? {} : { name: body.name }),
-          ...(body.issueStartsAt === undefined ? {} : { issueStartsAt: new Date(body.issueStartsAt) }),
-          ...(body.issueEndsAt === undefined ? {} : { issueEndsAt: new Date(body.issueEndsAt) }),
-          ...(body.quantity === undefined ? {} : { quantity: body.quantity }),
-          ...(body.paused === undefined ? {} : { paused: body.paused }),
-        },
-        adminName(request.headers),
-      )
-      return adminView(coupon)
+      const update = couponUpdateOf(request.body)
+      return adminView(await app.issuance.updateCoupon(request.params.id, update, adminName(request.headers)))
     },
   )
 
@@ -169,7 +188,10 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return reply.code(204).send(null)
     },
   )
+}
 
+/** What was done to a coupon: its change history, and Redis reconciled against Postgres. */
+function recordRoutes(app: App): void {
   app.get(
     '/admin/coupons/:id/history',
     {
@@ -197,7 +219,9 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => app.issuance.audit(await app.issuance.get(request.params.id)),
   )
+}
 
+function eventsRoute(app: App): void {
   app.get(
     '/admin/coupons/:id/events',
     {

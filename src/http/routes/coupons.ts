@@ -6,7 +6,13 @@ import { AppError, ERROR_CODES } from '../../domain/errors.ts'
 import type { RequestOutcome } from '../../issuance/core/mode.ts'
 import { problem } from '../plugins/errors.ts'
 import { SOLUTION_HEADER } from '../plugins/proof-of-work.ts'
-import { errors, IdParams, Issuance, PowChallenge, PublicCoupon } from '../schemas.ts'
+import { errors, IdParams } from '../schemas/common.ts'
+import { PowChallenge, PublicCoupon } from '../schemas/coupon.ts'
+import { Issuance } from '../schemas/issuance.ts'
+
+type App = Parameters<FastifyPluginAsyncTypebox<{ config: Config }>>[0]
+
+const security = [{ userToken: [] }]
 
 /** The refusals a request expects (most answers of a flash sale), answered without an error object. */
 function refuse(
@@ -20,11 +26,15 @@ function refuse(
     .send(problem(code, ERROR_CODES[code].title, extra))
 }
 
+/** The shoppers' routes: a coupon, its proof-of-work challenge, requesting it and reading the request. */
 export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app) => {
-  const security = [{ userToken: [] }]
-  /** The mode of the coupon a request is for, once found (for counting failures by mode). */
-  const issuingMode = new WeakMap<object, IssueMode>()
+  couponRoute(app)
+  challengeRoute(app)
+  issuanceRoute(app)
+  statusRoute(app)
+}
 
+function couponRoute(app: App): void {
   app.get(
     '/coupons/:id',
     {
@@ -42,7 +52,9 @@ export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
       return proofOfWork === null ? view : { ...view, proofOfWork }
     },
   )
+}
 
+function challengeRoute(app: App): void {
   app.get(
     '/coupons/:id/challenge',
     {
@@ -59,7 +71,12 @@ export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
     },
     async (request) => app.proofOfWork.challenge(await app.issuance.get(request.params.id), request.userId),
   )
+}
 
+/** The hot path: one admission request, answered by the coupon's mode. */
+function issuanceRoute(app: App): void {
+  /** The mode of the coupon a request is for, once found (for counting failures by mode). */
+  const issuingMode = new WeakMap<object, IssueMode>()
   app.post(
     '/coupons/:id/issuance',
     {
@@ -96,27 +113,29 @@ export const couponRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
       const coupon = await app.issuance.get(request.params.id)
       issuingMode.set(request, coupon.issueMode)
       const outcome = await app.issuance.request(coupon, request.userId)
-      return answer(reply, coupon.issueMode, outcome)
+      return answer(app, reply, coupon.issueMode, outcome)
     },
   )
+}
 
-  /** The outcome as HTTP: 201/202 with the issuance, 409 with the user's current issuance, 410. */
-  function answer(reply: FastifyReply, mode: IssueMode, outcome: RequestOutcome) {
-    switch (outcome.kind) {
-      case 'admitted':
-        app.metrics.countOutcome(mode, outcome.issuance.status)
-        return reply
-          .code(outcome.httpStatus)
-          .send({ ...outcome.issuance, receipt: app.receipts.sign(outcome.issuance) })
-      case 'alreadyRequested':
-        app.metrics.countOutcome(mode, 'ALREADY_REQUESTED')
-        return refuse(reply, 'ALREADY_REQUESTED', outcome.issuance && { issuance: outcome.issuance })
-      case 'soldOut':
-        app.metrics.countOutcome(mode, 'SOLD_OUT')
-        return refuse(reply, 'SOLD_OUT')
-    }
+/** The outcome as HTTP: 201/202 with the issuance, 409 with the user's current issuance, 410. */
+function answer(app: App, reply: FastifyReply, mode: IssueMode, outcome: RequestOutcome) {
+  switch (outcome.kind) {
+    case 'admitted':
+      app.metrics.countOutcome(mode, outcome.issuance.status)
+      return reply
+        .code(outcome.httpStatus)
+        .send({ ...outcome.issuance, receipt: app.receipts.sign(outcome.issuance) })
+    case 'alreadyRequested':
+      app.metrics.countOutcome(mode, 'ALREADY_REQUESTED')
+      return refuse(reply, 'ALREADY_REQUESTED', outcome.issuance && { issuance: outcome.issuance })
+    case 'soldOut':
+      app.metrics.countOutcome(mode, 'SOLD_OUT')
+      return refuse(reply, 'SOLD_OUT')
   }
+}
 
+function statusRoute(app: App): void {
   app.get(
     '/coupons/:id/issuance',
     {

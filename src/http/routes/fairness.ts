@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { errors, IdParams } from '../schemas.ts'
+import { errors, IdParams } from '../schemas/common.ts'
 
 const ReceiptKey = Type.Object({
   kty: Type.String(),

@@ -1,17 +1,15 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { userCouponService } from '../../user-coupons/service.ts'
+import { EventStreamQuery, errors, Id } from '../schemas/common.ts'
+import { Issuance } from '../schemas/issuance.ts'
 import {
   CancelRedemptionBody,
-  EventStreamQuery,
-  errors,
-  Id,
-  Issuance,
   RedeemBody,
   Redemption,
   RedemptionCancellation,
   UserCoupon,
-} from '../schemas.ts'
+} from '../schemas/user-coupon.ts'
 import { openEventStream } from '../sse.ts'
 
 type App = Parameters<FastifyPluginAsyncTypebox>[0]

@@ -1,4 +1,10 @@
-import { type Coupon, type CouponStats, type IssueMode, windowRefusal } from '../../domain/coupon.ts'
+import {
+  type Coupon,
+  type CouponStats,
+  type Issuance,
+  type IssueMode,
+  windowRefusal,
+} from '../../domain/coupon.ts'
 import { issuedCount } from '../../storage/coupons.ts'
 import type { IssuanceContext } from './context.ts'
 import type { AdmissionReply, CouponCounters, CouponState, CouponStates } from './coupon-state.ts'
@@ -45,32 +51,18 @@ export function redisFirstMode(
     }
     switch (reply.kind) {
       case 'admitted':
-        return {
-          kind: 'admitted',
-          httpStatus: 202,
-          issuance: {
-            couponId: coupon.id,
-            userId,
-            status: spec.admittedStatus,
-            position: reply.position,
-            requestedAt: new Date(reply.requestedAtMs).toISOString(),
-          },
-        }
+        return admitted(coupon, userId, reply.requestedAtMs, {
+          status: spec.admittedStatus,
+          position: reply.position,
+        })
       case 'alreadyRequested':
         return { kind: 'alreadyRequested', issuance: toIssuance(coupon.id, userId, reply.record) }
       case 'prequeued':
-        return {
-          kind: 'admitted',
-          httpStatus: 202,
-          issuance: {
-            couponId: coupon.id,
-            userId,
-            status: 'WAITING',
-            prequeuePlace: reply.place,
-            startsAt: coupon.issueStartsAt.toISOString(),
-            requestedAt: new Date(reply.requestedAtMs).toISOString(),
-          },
-        }
+        return admitted(coupon, userId, reply.requestedAtMs, {
+          status: 'WAITING',
+          prequeuePlace: reply.place,
+          startsAt: coupon.issueStartsAt.toISOString(),
+        })
       case 'soldOut':
         return SOLD_OUT
       case 'notStarted':
@@ -114,6 +106,20 @@ export function redisFirstStats(
     issued,
     soldOut: counters.soldOut + counters.resolvedSoldOut,
     remaining: counters.loaded ? counters.stock : coupon.quantity - issued,
+  }
+}
+
+/** A 202: the request is admitted (to the mode's line, or to the pre-queue) at `requestedAtMs` on Redis's clock. */
+function admitted(
+  coupon: Coupon,
+  userId: string,
+  requestedAtMs: number,
+  answer: Pick<Issuance, 'status'> & Partial<Pick<Issuance, 'position' | 'prequeuePlace' | 'startsAt'>>,
+): RequestOutcome {
+  return {
+    kind: 'admitted',
+    httpStatus: 202,
+    issuance: { couponId: coupon.id, userId, ...answer, requestedAt: new Date(requestedAtMs).toISOString() },
   }
 }
 

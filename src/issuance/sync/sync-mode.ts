@@ -58,33 +58,9 @@ export function syncMode(ctx: IssuanceContext, options: SyncModeOptions): Closab
       }
       const { issued } = result
       const record = issuedRecord(issued)
-      await recordIssued(state, userId, issued)
+      await recordIssued(ctx, state, userId, issued)
       return { kind: 'admitted', httpStatus: 201, issuance: toIssuance(coupon.id, userId, record) }
     })
-  }
-
-  /**
-   * Mirrors a committed issue into Redis (user record, counters, SSE notice) while still holding the lock.
-   * Best effort: the row is committed, so the user did get the coupon and is answered 201; a failure here
-   * only leaves stats behind until the state is rebuilt.
-   */
-  async function recordIssued(state: CouponState, userId: string, issued: IssuedOne) {
-    const { couponId } = state
-    try {
-      await Promise.all([
-        recordDecisions(state, [[userId, issuedRecord(issued)]]),
-        state.countSyncRequest({
-          outcome: 'issued',
-          stock: issued.quantity - issued.position,
-          position: issued.position,
-        }),
-      ])
-    } catch (error) {
-      ctx.logger.warn(
-        { err: error, couponId, userId },
-        'sync: issued in Postgres, but recording it in Redis failed',
-      )
-    }
   }
 
   return {
@@ -101,6 +77,30 @@ export function syncMode(ctx: IssuanceContext, options: SyncModeOptions): Closab
       return Math.max(coupon.quantity - (await issuedCount(ctx.db, coupon.id)), 0)
     },
     close: () => notifier.close(),
+  }
+}
+
+/**
+ * Mirrors a committed issue into Redis (user record, counters, SSE notice) while still holding the lock.
+ * Best effort: the row is committed, so the user did get the coupon and is answered 201; a failure here
+ * only leaves stats behind until the state is rebuilt.
+ */
+async function recordIssued(ctx: IssuanceContext, state: CouponState, userId: string, issued: IssuedOne) {
+  const { couponId } = state
+  try {
+    await Promise.all([
+      recordDecisions(state, [[userId, issuedRecord(issued)]]),
+      state.countSyncRequest({
+        outcome: 'issued',
+        stock: issued.quantity - issued.position,
+        position: issued.position,
+      }),
+    ])
+  } catch (error) {
+    ctx.logger.warn(
+      { err: error, couponId, userId },
+      'sync: issued in Postgres, but recording it in Redis failed',
+    )
   }
 }
 

@@ -24,21 +24,12 @@
     { -6 }                       the coupon is paused
     { -7, place, requestedAtMs } pre-queued (WAITING): moved into admission at the start
 ]]
---- @include "nowMs"
---- @include "record"
---- @include "window"
+--- @include "admission"
 
-local stock = redis.call('HGET', KEYS[1], 'stock')
-if not stock then return { -1 } end
-
-local existing = redis.call('HGET', KEYS[2], ARGV[1])
-if existing then return { -2, existing } end
-
-local requestedAtMs = nowMs()
-local refused = windowReply(KEYS[1], KEYS[2], KEYS[4], ARGV[1], requestedAtMs, tonumber(stock))
+local refused, stock, requestedAtMs = admissionChecks(KEYS[1], KEYS[2], KEYS[4], ARGV[1])
 if refused then return refused end
 
-if tonumber(stock) <= 0 then
+if stock <= 0 then
   redis.call('HINCRBY', KEYS[1], 'soldOut', 1)
   return { -3 }
 end
