@@ -10,7 +10,6 @@ import { kafkaWorkers } from '../src/issuance/kafka/kafka-mode.ts'
 import { SaleReleaser } from '../src/issuance/plumbing/sale-release.ts'
 import { queueScheduler } from '../src/issuance/queue/queue-mode.ts'
 import { streamWriters } from '../src/issuance/stream/stream-mode.ts'
-import { channels } from '../src/redis/keys.ts'
 import { runConcurrently, startTestApp, type TestApp } from './support/app.ts'
 import { eventually } from './support/infra.ts'
 import { spawnNode } from './support/processes.ts'
@@ -84,12 +83,15 @@ async function runSale(t: TestApp, label: string, mode: string, count: number): 
   return { coupon, users }
 }
 
-/** Ends the sales now (as if their window had passed) and tells every process. */
+/** Ends the sales now, as an admin does (PATCH: Postgres, the window in Redis, and every process told). */
 async function endSales(t: TestApp, sales: Sale[]): Promise<void> {
-  const ids = sales.map((sale) => sale.coupon.id)
-  await t.env.db.query('UPDATE coupons SET issue_ends_at = now() WHERE id = ANY($1)', [ids])
-  const ctx = t.app.issuanceContext
-  for (const id of ids) await ctx.redis.publish(channels(ctx.redisPrefix).couponChanged, String(id))
+  for (const { coupon } of sales) {
+    const ended = await t.http('PATCH', `/admin/coupons/${coupon.id}`, {
+      token: t.adminToken,
+      body: { issueEndsAt: new Date().toISOString() },
+    })
+    assert.equal(ended.status, 200, JSON.stringify(ended.body))
+  }
 }
 
 /** The sales with requests not decided yet, as `mode id: pending/backlog` (empty once all drained). */

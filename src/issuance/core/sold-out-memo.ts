@@ -1,4 +1,5 @@
 import { setImmediate as nextTurn } from 'node:timers/promises'
+import type { Coupon } from '../../domain/coupon.ts'
 import type { Logger } from './context.ts'
 import { type ClosableMode, type IssuanceMode, SOLD_OUT } from './mode.ts'
 
@@ -78,7 +79,7 @@ export class SoldOutMemo {
     return {
       ...mode,
       request: async (coupon, userId) => {
-        if (this.refuses(coupon.id, userId)) {
+        if (!nearTheEnd(coupon) && this.refuses(coupon.id, userId)) {
           this.refused += 1
           // Answered from memory in microseconds: leave with the other answers of this event-loop turn
           // instead of a socket write between two reads. Measured on loopback: writing each at once cost
@@ -204,3 +205,15 @@ export class SoldOutMemo {
     )
   }
 }
+
+/**
+ * Whether the memo stands aside and lets the admission script answer: while the cached coupon is paused, and
+ * from a margin before its end, the window's answer (ISSUE_PAUSED, ISSUE_ENDED) comes before SOLD_OUT, and
+ * only the script knows it (on Redis's clock). The process clock here only chooses who answers, never what:
+ * the margin covers a clock up to that far behind Redis's.
+ */
+function nearTheEnd(coupon: Pick<Coupon, 'issueEndsAt' | 'paused'>): boolean {
+  return coupon.paused || Date.now() + END_MARGIN_MS >= coupon.issueEndsAt.getTime()
+}
+
+const END_MARGIN_MS = 5_000

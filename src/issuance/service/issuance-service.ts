@@ -232,22 +232,20 @@ export class IssuanceService {
    */
   async request(coupon: Coupon, userId: string): Promise<RequestOutcome> {
     // The issue window is checked inside the mode's Redis script, on Redis's clock (issue 19). A released
-    // sale has ended (it is released after its end): answered from Postgres as the script answered before.
-    if (coupon.releasedAt !== undefined) return this.lateRequest(coupon, userId)
+    // sale has ended (it is released after its end): answered as the script answered before, without Redis.
+    if (coupon.releasedAt !== undefined) this.lateRequest(coupon)
     try {
       return await this.modeOf(coupon).request(coupon, userId)
     } catch (error) {
       // A process whose cached coupon did not know of the release yet: the sale has ended.
       if (!(error instanceof SaleReleasedError)) throw error
       this.cache.invalidate(coupon.id)
-      return this.lateRequest(coupon, userId)
+      return this.lateRequest(coupon)
     }
   }
 
-  /** A request on a released sale: a holder gets 409 with their issuance, anyone else ISSUE_ENDED. */
-  private async lateRequest(coupon: Coupon, userId: string): Promise<RequestOutcome> {
-    const issuance = await releasedStatus(this.ctx.db, coupon, userId)
-    if (issuance !== undefined) return { kind: 'alreadyRequested', issuance }
+  /** A request on a released sale: it has ended (released only after its end), for holders too. */
+  private lateRequest(coupon: Coupon): never {
     throw new AppError('ISSUE_ENDED', `issuance ended at ${coupon.issueEndsAt.toISOString()}`)
   }
 

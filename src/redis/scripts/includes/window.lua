@@ -16,13 +16,24 @@ local function enterPrequeue(stateKey, usersKey, prequeueKey, userId, now, late)
   return { -7, place, now }
 end
 
--- nil when the request is admitted by the mode's usual rules now; else the reply that refuses it
--- ({ -4 } not started, { -5 } ended, { -6 } paused) or that pre-queued it ({ -7, place, requestedAtMs }).
-local function windowReply(stateKey, usersKey, prequeueKey, userId, now, stock)
-  local w = redis.call('HMGET', stateKey, 'opensAt', 'closesAt', 'paused', 'prequeueOpensAt', 'prequeueDone')
+-- The schedule fields of the coupon's state hash, read once per admission.
+local function scheduleOf(stateKey)
+  return redis.call('HMGET', stateKey, 'opensAt', 'closesAt', 'paused', 'prequeueOpensAt', 'prequeueDone')
+end
+
+-- { -6 } paused or { -5 } ended, else nil: checked before anything else about the user, so after the end
+-- (or while paused) everyone, holder or not, gets the same answer.
+local function closedReply(w, now)
   if w[3] == '1' then return { -6 } end
   local closesAt = tonumber(w[2])
   if closesAt and now >= closesAt then return { -5 } end
+  return nil
+end
+
+-- nil when the request (of a user with no record, in a sale neither paused nor ended: closedReply) is
+-- admitted by the mode's usual rules now; else the reply that refuses it ({ -4 } not started) or that
+-- pre-queued it ({ -7, place, requestedAtMs }).
+local function openingReply(w, stateKey, usersKey, prequeueKey, userId, now, stock)
   local opensAt = tonumber(w[1])
   local prequeueOpensAt = tonumber(w[4])
   if opensAt and now < opensAt then
