@@ -380,22 +380,31 @@ function job(
   }
 }
 
-/** Postgres backends of the benchmark database (for the CPU split). */
-async function postgresPids(run: Run): Promise<number[]> {
+/**
+ * Postgres backends of the benchmark database (for the CPU split): the service's, and the benchmark's own
+ * (its row pollers, application_name coupon-rush-bench), counted apart so they do not pass for the service's.
+ */
+async function postgresPids(run: Run): Promise<{ service: number[]; bench: number[] }> {
   const db = new BenchDb(run.options.databaseUrl, run.schema)
   try {
-    const rows = await db.query<{ pid: number }>(
-      'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
+    const rows = await db.query<{ pid: number; bench: boolean }>(
+      `SELECT pid, application_name = 'coupon-rush-bench' AS bench FROM pg_stat_activity
+       WHERE datname = current_database() AND pid <> pg_backend_pid()`,
     )
-    return rows.map((row) => row.pid)
+    return {
+      service: rows.filter((row) => !row.bench).map((row) => row.pid),
+      bench: rows.filter((row) => row.bench).map((row) => row.pid),
+    }
   } finally {
     await db.close()
   }
 }
 
+const NO_PIDS = { service: [], bench: [] }
+
 class PhaseCpu {
   private meter: CpuMeter | undefined
-  private pgPids: number[] = []
+  private pgPids: { service: number[]; bench: number[] } = NO_PIDS
   private readonly roles: () => CpuRoles
 
   constructor(run: Run, processes: () => Record<string, number | undefined>) {
@@ -403,7 +412,8 @@ class PhaseCpu {
       const roles: CpuRoles = {}
       const pids = { redis: run.privateRedis?.pid, ...processes() }
       for (const [role, pid] of Object.entries(pids)) if (pid !== undefined) roles[role] = [pid]
-      roles.postgres = this.pgPids
+      roles.postgres = this.pgPids.service
+      roles.benchPostgres = this.pgPids.bench
       roles.bench = [process.pid]
       return roles
     }
@@ -411,15 +421,18 @@ class PhaseCpu {
 
   static async start(run: Run, processes: () => Record<string, number | undefined>): Promise<PhaseCpu> {
     const cpu = new PhaseCpu(run, processes)
-    cpu.pgPids = await postgresPids(run).catch(() => [])
+    cpu.pgPids = await postgresPids(run).catch(() => NO_PIDS)
     cpu.meter = new CpuMeter(cpu.roles)
     return cpu
   }
 
   /** `load` is the phase's load result: its generator has exited and reported its own CPU time. */
   async stop(run: Run, load?: LoadResult): Promise<CpuUse> {
-    const later = await postgresPids(run).catch(() => [])
-    this.pgPids = [...new Set([...this.pgPids, ...later])]
+    const later = await postgresPids(run).catch(() => NO_PIDS)
+    this.pgPids = {
+      service: [...new Set([...this.pgPids.service, ...later.service])],
+      bench: [...new Set([...this.pgPids.bench, ...later.bench])],
+    }
     return this.meter!.stop(load ? { generator: load.cpuSeconds } : {})
   }
 }

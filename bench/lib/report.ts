@@ -403,7 +403,7 @@ function cpuTable(report: BenchReport): string {
           r.generator ?? 0,
           r.redis ?? 0,
           r.postgres ?? 0,
-          r.bench ?? 0,
+          (r.bench ?? 0) + (r.benchPostgres ?? 0),
           cpu.interrupts + cpu.steal,
           cpu.other,
         ].map(n2),
