@@ -64,6 +64,7 @@ import {
   type WriterPhase,
   writeReports,
 } from './lib/report.ts'
+import { highestRateMet, nextRate, type RateStep, ROW_P99_LIMIT_MS } from './lib/stages.ts'
 
 const SUBJECTS = ['bare', 'stream', 'sync', 'queue', 'kafka'] as const
 type Subject = (typeof SUBJECTS)[number]
@@ -92,7 +93,12 @@ options
   --writer-rows N    accepted entries the writer-only phase drains (default 200000; --quick 20000)
   --modes LIST       comma list of bare,sync,queue,stream,kafka (default: all; kafka only with a broker)
   --repeat F         fraction of users pressing twice (default 0.05)
-  --skip-goals       skip the stream goal phases (request-to-row at --rate, the writer alone)
+  --skip-goals       skip the stream goal phases (every request admitted, request-to-row at --rate and the
+                     rate search, the writer alone)
+  --skip-rate-search skip the all-admitted rate search (steps of a quarter up or down from --rate until
+                     request-to-row p99 crosses 250 ms)
+  --cli FILE         the coupon-rush.mjs to bench (default this checkout's bin/coupon-rush.mjs; give another
+                     checkout's for before/after figures on the same machine)
   --skip-durability  skip the stream sales on Redis servers of the run's own (no persistence, appendfsync
                      everysec, appendfsync always, a replica with REDIS_REPLICA_ACK=1; free ports, temp folders)
   --redis-url URL    the Redis of the mode phases (default REDIS_URL if set, else a redis-server of the
@@ -118,7 +124,9 @@ interface Options {
   subjects: Subject[]
   repeat: number
   skipGoals: boolean
+  skipRateSearch: boolean
   skipDurability: boolean
+  cli?: string
   redisUrl?: string
   databaseUrl: string
   /** Write bench/results/latest.* and docs/benchmarks.md. */
@@ -178,6 +186,8 @@ function parseOptions(argv: string[]): Options | undefined {
     modes: { type: 'string' },
     repeat: { type: 'string' },
     'skip-goals': { type: 'boolean' },
+    'skip-rate-search': { type: 'boolean' },
+    cli: { type: 'string' },
     'skip-durability': { type: 'boolean' },
     'redis-url': { type: 'string' },
     'database-url': { type: 'string' },
@@ -227,7 +237,9 @@ function parseOptions(argv: string[]): Options | undefined {
     subjects,
     repeat: numberOption(values, 'repeat', 0.05, 0, 1),
     skipGoals,
+    skipRateSearch: values['skip-rate-search'] === true,
     skipDurability,
+    cli: stringOption(values, 'cli'),
     redisUrl,
     databaseUrl,
     publish: values['write-docs'] === true || (full && values['no-docs'] !== true),
@@ -268,6 +280,7 @@ function serviceConfig(run: Run, port: number, extra: Partial<ServiceConfig> = {
     jwtSecret: run.jwtSecret,
     adminToken: run.adminToken,
     logLevel: 'warn',
+    ...(run.options.cli ? { cli: run.options.cli } : {}),
     ...extra,
   }
 }
@@ -367,22 +380,31 @@ function job(
   }
 }
 
-/** Postgres backends of the benchmark database (for the CPU split). */
-async function postgresPids(run: Run): Promise<number[]> {
+/**
+ * Postgres backends of the benchmark database (for the CPU split): the service's, and the benchmark's own
+ * (its row pollers, application_name coupon-rush-bench), counted apart so they do not pass for the service's.
+ */
+async function postgresPids(run: Run): Promise<{ service: number[]; bench: number[] }> {
   const db = new BenchDb(run.options.databaseUrl, run.schema)
   try {
-    const rows = await db.query<{ pid: number }>(
-      'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
+    const rows = await db.query<{ pid: number; bench: boolean }>(
+      `SELECT pid, application_name = 'coupon-rush-bench' AS bench FROM pg_stat_activity
+       WHERE datname = current_database() AND pid <> pg_backend_pid()`,
     )
-    return rows.map((row) => row.pid)
+    return {
+      service: rows.filter((row) => !row.bench).map((row) => row.pid),
+      bench: rows.filter((row) => row.bench).map((row) => row.pid),
+    }
   } finally {
     await db.close()
   }
 }
 
+const NO_PIDS = { service: [], bench: [] }
+
 class PhaseCpu {
   private meter: CpuMeter | undefined
-  private pgPids: number[] = []
+  private pgPids: { service: number[]; bench: number[] } = NO_PIDS
   private readonly roles: () => CpuRoles
 
   constructor(run: Run, processes: () => Record<string, number | undefined>) {
@@ -390,7 +412,8 @@ class PhaseCpu {
       const roles: CpuRoles = {}
       const pids = { redis: run.privateRedis?.pid, ...processes() }
       for (const [role, pid] of Object.entries(pids)) if (pid !== undefined) roles[role] = [pid]
-      roles.postgres = this.pgPids
+      roles.postgres = this.pgPids.service
+      roles.benchPostgres = this.pgPids.bench
       roles.bench = [process.pid]
       return roles
     }
@@ -398,15 +421,18 @@ class PhaseCpu {
 
   static async start(run: Run, processes: () => Record<string, number | undefined>): Promise<PhaseCpu> {
     const cpu = new PhaseCpu(run, processes)
-    cpu.pgPids = await postgresPids(run).catch(() => [])
+    cpu.pgPids = await postgresPids(run).catch(() => NO_PIDS)
     cpu.meter = new CpuMeter(cpu.roles)
     return cpu
   }
 
   /** `load` is the phase's load result: its generator has exited and reported its own CPU time. */
   async stop(run: Run, load?: LoadResult): Promise<CpuUse> {
-    const later = await postgresPids(run).catch(() => [])
-    this.pgPids = [...new Set([...this.pgPids, ...later])]
+    const later = await postgresPids(run).catch(() => NO_PIDS)
+    this.pgPids = {
+      service: [...new Set([...this.pgPids.service, ...later.service])],
+      bench: [...new Set([...this.pgPids.bench, ...later.bench])],
+    }
     return this.meter!.stop(load ? { generator: load.cpuSeconds } : {})
   }
 }
@@ -632,15 +658,14 @@ async function runBare(run: Run): Promise<ModeReport> {
   })
 }
 
-/** Request-to-row at --rate on `stream`, every arrival a new user and every request a row. */
-async function runGoalPhase(run: Run): Promise<GoalPhase> {
+/** Request-to-row at `rate` (--rate) on `stream`, every arrival a new user and every request a row. */
+async function runGoalPhase(run: Run, rate = run.options.rate, tag = 'goal'): Promise<GoalPhase> {
   const { options } = run
-  const rate = options.rate
   const seconds = options.openDuration
   const users = rate * seconds
   const port = await freePort()
   const baseUrl = `http://127.0.0.1:${port}`
-  const server = await startServer(serviceConfig(run, port), join(run.logDir, 'goal-request-to-row.log'))
+  const server = await startServer(serviceConfig(run, port), join(run.logDir, `${tag}-request-to-row.log`))
   return withChild(run, server, async (scope) => {
     const admin = new AdminClient(baseUrl, run.adminToken)
     const warmId = await admin.createCoupon('stream', 1, 'warm-up (goal)')
@@ -649,13 +674,13 @@ async function runGoalPhase(run: Run): Promise<GoalPhase> {
     const db = scope.add(new BenchDb(options.databaseUrl, run.schema), (item) => item.close())
     const { load, go } = await runLoad(
       run,
-      job(run, 'open', baseUrl, couponId, `goal-${run.id}-`, {
+      job(run, 'open', baseUrl, couponId, `${tag}-${run.id}-`, {
         users,
         rate,
         repeatRatio: 0,
         maxBacklogSec: 1,
       }),
-      `stream open loop @ ${fmt(rate)}/s (goal)`,
+      `stream open loop @ ${fmt(rate)}/s (${tag})`,
     )
     const cpu = await PhaseCpu.start(run, () => ({ server: server.pid, generator: load.pid }))
     const follower = scope.add(new RowFollower(db, couponId), (item) => item.cancel())
@@ -682,7 +707,7 @@ async function runGoalPhase(run: Run): Promise<GoalPhase> {
       cpu: cpuUse,
     }
     say(
-      `  stream @ ${fmt(rate)}/s goal      sent ${fmt(result.achievedSendRate ?? 0)}/s answered ${fmt(result.rps)}/s  ` +
+      `  stream @ ${fmt(rate)}/s ${tag.padEnd(9)} sent ${fmt(result.achievedSendRate ?? 0)}/s answered ${fmt(result.rps)}/s  ` +
         `request-to-row p99 ${fmt(phase.requestToRowObserved.p99, 1)} ms (seen by poll), ${fmt(phase.requestToRowCommitted.p99, 1)} ms (issued_at)`,
     )
     return phase
@@ -926,29 +951,74 @@ async function runModes(run: Run): Promise<ModeReport[]> {
   return modes
 }
 
-/** The `stream` goal phases (request-to-row at --rate, the writer alone), when stream ran and goals are on. */
-async function runGoals(
-  run: Run,
-  modes: ModeReport[],
-): Promise<Pick<BenchReport, 'goal' | 'writer' | 'goalErrors'>> {
-  let goal: GoalPhase | undefined
-  let writer: WriterPhase | undefined
+/** Workload B of the stage table: `stream` with stock for every user, so every request is an admission. */
+async function runAllAdmitted(run: Run): Promise<PhaseReport> {
+  const { users } = run.options
+  const sale = await closedSale(run, 'stream', 'stream-all-admitted', {}, run.redis, undefined, users)
+  if (typeof sale === 'string') throw new Error(sale)
+  return sale.closed!
+}
+
+/** The search steps beyond the goal phase (which is its first step), each a phase of its own. */
+const RATE_SEARCH_STEPS = 5
+
+function rateStep(phase: GoalPhase): RateStep {
+  return {
+    rate: phase.rate,
+    seconds: phase.seconds,
+    sent: phase.load.sent,
+    answered: phase.load.rps,
+    rowP99Ms: phase.requestToRowObserved.p99,
+    rowP99CommittedMs: phase.requestToRowCommitted.p99,
+    met: phase.requestToRowObserved.p99 < ROW_P99_LIMIT_MS && phase.load.saturatedAtSec === undefined,
+  }
+}
+
+/** From the goal phase at --rate, up (or down) by a quarter until request → row p99 crosses the limit. */
+async function runRateSearch(run: Run, goal: GoalPhase): Promise<RateStep[]> {
+  const steps = [rateStep(goal)]
+  for (
+    let rate = nextRate(steps, RATE_SEARCH_STEPS);
+    rate !== undefined;
+    rate = nextRate(steps, RATE_SEARCH_STEPS)
+  )
+    steps.push(rateStep(await runGoalPhase(run, rate, `search${steps.length}`)))
+  const best = highestRateMet(steps)
+  say(
+    `  all-admitted rate search: ${best === undefined ? 'no rate met' : `${fmt(best)}/s`} with request-to-row p99 < ${ROW_P99_LIMIT_MS} ms`,
+  )
+  return steps
+}
+
+/** Runs one goal phase; a failure is noted in `errors` and the run goes on. */
+async function attempt<T>(errors: string[], what: string, body: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await body()
+  } catch (error) {
+    errors.push(`${what} failed: ${(error as Error).message.split('\n')[0]}`)
+    say(`  ${errors.at(-1)}`)
+    return undefined
+  }
+}
+
+type GoalPhases = Pick<BenchReport, 'goal' | 'writer' | 'goalErrors' | 'allAdmitted' | 'rateSearch'>
+
+/**
+ * The `stream` goal phases, when stream ran and goals are on: every request admitted (workload B of the
+ * stage table), request-to-row at --rate and the rate search from there, the writer alone.
+ */
+async function runGoals(run: Run, modes: ModeReport[]): Promise<GoalPhases> {
   const goalErrors: string[] = []
   const streamOk = modes.some((mode) => mode.mode === 'stream' && mode.status === 'ok')
-  if (run.options.skipGoals || !streamOk) return { goal, writer, goalErrors }
-  try {
-    goal = await runGoalPhase(run)
-  } catch (error) {
-    goalErrors.push(`request-to-row phase failed: ${(error as Error).message.split('\n')[0]}`)
-    say(`  ${goalErrors.at(-1)}`)
-  }
-  try {
-    writer = await runWriterPhase(run)
-  } catch (error) {
-    goalErrors.push(`writer phase failed: ${(error as Error).message.split('\n')[0]}`)
-    say(`  ${goalErrors.at(-1)}`)
-  }
-  return { goal, writer, goalErrors }
+  if (run.options.skipGoals || !streamOk) return { goalErrors }
+  const allAdmitted = await attempt(goalErrors, 'all-admitted phase', () => runAllAdmitted(run))
+  const goal = await attempt(goalErrors, 'request-to-row phase', () => runGoalPhase(run))
+  const rateSearch =
+    goal && !run.options.skipRateSearch
+      ? await attempt(goalErrors, 'rate search', () => runRateSearch(run, goal))
+      : undefined
+  const writer = await attempt(goalErrors, 'writer phase', () => runWriterPhase(run))
+  return { goal, writer, goalErrors, allAdmitted, rateSearch }
 }
 
 /** The settings the report states next to its figures. */
@@ -1004,7 +1074,7 @@ async function main(): Promise<void> {
   const busyBefore = await busyBeforeRun()
   try {
     const modes = await runModes(run)
-    const { goal, writer, goalErrors } = await runGoals(run, modes)
+    const { goal, writer, goalErrors, allAdmitted, rateSearch } = await runGoals(run, modes)
     const durability = options.skipDurability ? undefined : await runDurability(run)
     const report: BenchReport = {
       version: 1,
@@ -1016,6 +1086,8 @@ async function main(): Promise<void> {
       modes,
       goal,
       writer,
+      allAdmitted,
+      rateSearch,
       durability,
       goalErrors,
       goals: [],

@@ -9,6 +9,7 @@ import { describe, it } from 'node:test'
 import { evaluateGoals } from '../bench/lib/goals.ts'
 import { arrivalOrderCheck } from '../bench/lib/probes.ts'
 import { type BenchReport, fill, reportValues } from '../bench/lib/report.ts'
+import { highestRateMet, nextRate, type RateStep, stageMicros, stageTable } from '../bench/lib/stages.ts'
 
 type Request = [user: string, position: number, sentAtMs: number, answeredAtMs: number]
 
@@ -99,5 +100,53 @@ describe('the benchmark report', () => {
     assert.match(writer.detail, /a figure of this machine/)
     assert.equal(duplicates.met, false)
     assert.doesNotMatch(duplicates.detail, /a figure of this machine/)
+  })
+})
+
+function step(rate: number, rowP99Ms: number): RateStep {
+  return {
+    rate,
+    seconds: 5,
+    sent: rate * 5,
+    answered: rate,
+    rowP99Ms,
+    rowP99CommittedMs: rowP99Ms,
+    met: rowP99Ms < 250,
+  }
+}
+
+describe('CPU per stage and the all-admitted rate search', () => {
+  it('goes up by a quarter while request → row p99 holds and stops at the first rate that misses', () => {
+    const steps = [step(4_000, 90)]
+    assert.equal(nextRate(steps, 5), 5_000)
+    steps.push(step(5_000, 120), step(6_250, 900))
+    assert.equal(nextRate(steps, 5), undefined)
+    assert.equal(highestRateMet(steps), 5_000)
+  })
+
+  it('goes down by a quarter from a rate that misses until one holds', () => {
+    const steps = [step(10_000, 1_600)]
+    assert.equal(nextRate(steps, 5), 7_500)
+    steps.push(step(7_500, 400), step(5_625, 200))
+    assert.equal(nextRate(steps, 5), undefined)
+    assert.equal(highestRateMet(steps), 5_625)
+    assert.equal(highestRateMet([step(10_000, 1_600)]), undefined)
+  })
+
+  it("splits a phase's CPU per request by stage, the worker counted with the server", async () => {
+    const cpu = {
+      seconds: 10,
+      machineCores: 2,
+      busy: 1.8,
+      roles: { server: 0.5, worker: 0.1, redis: 0.2, postgres: 0.3, generator: 0.4 },
+      interrupts: 0,
+      steal: 0,
+      other: 0,
+    }
+    assert.deepEqual(stageMicros(cpu, 100_000), { server: 60, redis: 20, postgres: 30, generator: 40 })
+    const report = await committedRun()
+    const table = stageTable(report)
+    assert.match(table, /\| bare route \| request \|/)
+    assert.match(table, /\| A: sold-out flash sale \(`stream`\) \| request \| [\d.,]+ \|.* \| [\d.]+× \|$/m)
   })
 })

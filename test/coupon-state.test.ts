@@ -6,6 +6,7 @@ import { decodeRecord, encodeRecord } from '../src/issuance/core/record.ts'
 import { couponKeys } from '../src/redis/keys.ts'
 import { definedScriptNames, replyCode, SCRIPT_CODES, scriptFileNames } from '../src/redis/scripts.ts'
 // Imported for the wrappers they define (every script file has exactly one).
+import '../src/issuance/stream/stream-entries.ts'
 import '../src/issuance/sync/fair-lock.ts'
 import '../src/redis/leases.ts'
 import { createTestEnv, type TestEnv } from './support/infra.ts'

@@ -123,5 +123,5 @@ export class CpuMeter {
 }
 
 function round(value: number): number {
-  return Math.round(value * 100) / 100
+  return Math.round(value * 10_000) / 10_000
 }

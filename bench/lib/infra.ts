@@ -107,6 +107,8 @@ export interface ServiceConfig {
   runWorkers?: boolean
   logLevel?: string
   extra?: Record<string, string>
+  /** The coupon-rush.mjs to run (another checkout's, for before/after figures); default this checkout's. */
+  cli?: string
 }
 
 export function serviceEnv(config: ServiceConfig): NodeJS.ProcessEnv {
@@ -136,14 +138,26 @@ export function serviceEnv(config: ServiceConfig): NodeJS.ProcessEnv {
 
 /** `coupon-rush serve` as a child process, resolved once /readyz answers. */
 export async function startServer(config: ServiceConfig, logFile: string): Promise<ChildService> {
-  const server = new ChildService('server', process.execPath, [CLI, 'serve'], serviceEnv(config), logFile)
+  const server = new ChildService(
+    'server',
+    process.execPath,
+    [config.cli ?? CLI, 'serve'],
+    serviceEnv(config),
+    logFile,
+  )
   await server.waitUntil(() => answers(`http://127.0.0.1:${config.port}/readyz`), '/readyz answered')
   return server
 }
 
 /** `coupon-rush worker` as a child process (no HTTP: ready is up to the caller to observe). */
 export function startWorker(config: ServiceConfig, logFile: string): ChildService {
-  return new ChildService('worker', process.execPath, [CLI, 'worker'], serviceEnv(config), logFile)
+  return new ChildService(
+    'worker',
+    process.execPath,
+    [config.cli ?? CLI, 'worker'],
+    serviceEnv(config),
+    logFile,
+  )
 }
 
 /** The ceiling: a separate minimal Fastify process answering the same route with a small JSON. */

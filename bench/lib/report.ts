@@ -8,6 +8,7 @@ import type { CpuUse } from './cpu.ts'
 import { type MachineInfo, ROOT } from './infra.ts'
 import type { LatencySummary, LoadResult } from './load-protocol.ts'
 import { type Audit, fcfsHeld } from './probes.ts'
+import { type RateStep, rateSearchText, stageTable } from './stages.ts'
 
 export type LoadSummary = Omit<LoadResult, 'accepted' | 'soldOutUsers'> & {
   acceptedCount: number
@@ -109,6 +110,10 @@ export interface BenchReport {
   modes: ModeReport[]
   goal?: GoalPhase
   writer?: WriterPhase
+  /** Workload B of the stage table: a `stream` closed loop with stock for every user, the writer running. */
+  allAdmitted?: PhaseReport
+  /** The all-admitted rate search (request → row p99 under 250 ms). */
+  rateSearch?: RateStep[]
   durability?: DurabilityRun[]
   goalErrors: string[]
   goals: Goal[]
@@ -183,6 +188,7 @@ function cpuPhases(report: BenchReport): [string, CpuUse][] {
   }
   phases.push(['`stream` at the target rate', report.goal?.cpu])
   phases.push(['`stream` writer alone (server = API + worker)', report.writer?.cpu])
+  phases.push(['`stream` every request admitted (workload B)', report.allAdmitted?.cpu])
   for (const run of report.durability ?? [])
     phases.push([`\`stream\` on Redis, persistence ${run.persistence}`, run.phase?.cpu])
   return phases.filter((phase): phase is [string, CpuUse] => phase[1] !== undefined)
@@ -397,7 +403,7 @@ function cpuTable(report: BenchReport): string {
           r.generator ?? 0,
           r.redis ?? 0,
           r.postgres ?? 0,
-          r.bench ?? 0,
+          (r.bench ?? 0) + (r.benchPostgres ?? 0),
           cpu.interrupts + cpu.steal,
           cpu.other,
         ].map(n2),
@@ -442,6 +448,8 @@ export function reportValues(report: BenchReport): Record<string, string> {
     rate: n0(Number(s.rate)),
     closedTable: closedTable(report),
     costTable: costTable(report),
+    stageTable: stageTable(report),
+    rateSearch: rateSearchText(report),
     openTable: openTable(report),
     goalPhase: goalPhaseText(report),
     writerPhase: writerPhaseText(report),

@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { userTokenVerifier } from '../../auth/verify.ts'
 import type { Config } from '../../config/config.ts'
@@ -7,7 +7,8 @@ import { AppError } from '../../domain/errors.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    authenticateUser: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+    /** An onRequest hook: sets request.userId from a verified token, or fails 401/503. */
+    authenticateUser: onRequestHookHandler
     authenticateAdmin: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
   }
   interface FastifyRequest {
@@ -55,9 +56,27 @@ export default fp<{ config: Config }>(
     const adminToken = Buffer.from(config.adminToken)
     app.decorateRequest('userId', '')
 
-    app.decorate('authenticateUser', async (request: FastifyRequest, reply: FastifyReply) => {
-      request.userId = await verifyUserToken(bearerToken(request, reply))
-    })
+    // A callback hook, not an async one: an HS256 token is checked synchronously, and the admission path
+    // spares the promise hops.
+    const authenticateUser: onRequestHookHandler = (request, reply, done) => {
+      let verified: string | Promise<string>
+      try {
+        verified = verifyUserToken(bearerToken(request, reply))
+      } catch (error) {
+        done(error as Error)
+        return
+      }
+      if (typeof verified === 'string') {
+        request.userId = verified
+        done()
+        return
+      }
+      verified.then((userId) => {
+        request.userId = userId
+        done()
+      }, done)
+    }
+    app.decorate('authenticateUser', authenticateUser)
 
     app.decorate('authenticateAdmin', async (request: FastifyRequest, reply: FastifyReply) => {
       const token = Buffer.from(bearerToken(request, reply))

@@ -91,7 +91,8 @@ export default fp<{ config: Config }>(
     })
 
     app.addHook('preParsing', (request, reply, payload, done) => {
-      if (request.raw.complete) return done(null, payload)
+      // No body to wait for (an admission is a POST without one): no timer, no listeners.
+      if (request.raw.complete || request.headers['content-length'] === '0') return done(null, payload)
       const timer = setTimeout(() => {
         if (request.raw.complete || reply.sent) return
         // Fastify reads the body from `payload` and answers its error; nobody reading it: just drop it.

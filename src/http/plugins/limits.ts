@@ -1,4 +1,4 @@
-import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
+import type { FastifyRequest, preHandlerHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter } from 'prom-client'
 import type { Config, RateLimit } from '../../config/config.ts'
@@ -12,16 +12,22 @@ declare module 'fastify' {
     /** Route hooks (preHandler, after authentication) of the per-user limits and the unknown-coupon memory. */
     limits: {
       /** RATE_LIMIT_PER_USER on `POST /coupons/{id}/issuance`. */
-      issuancePerUser: preHandlerAsyncHookHandler
+      issuancePerUser: preHandlerHookHandler
       /** STATUS_LIMIT_PER_USER on `GET /coupons/{id}/issuance`. */
-      statusReadsPerUser: preHandlerAsyncHookHandler
+      statusReadsPerUser: preHandlerHookHandler
       /** 404 from memory for a coupon id looked up and not found in the last COUPON_MISS_TTL_MS. */
-      unknownCoupon: preHandlerAsyncHookHandler
+      unknownCoupon: preHandlerHookHandler
     }
   }
 }
 
 type LimitName = 'address' | 'issuance' | 'status'
+
+/** Ends a callback hook once a count is done: at once when it was counted in memory. */
+function settle(counted: Promise<void> | undefined, done: (error?: Error) => void): void {
+  if (counted === undefined) done()
+  else counted.then(() => done(), done)
+}
 
 function couponId(request: FastifyRequest): number | undefined {
   const { id } = (request.params ?? {}) as { id?: unknown }
@@ -55,7 +61,8 @@ export default fp<{ config: Config }>(
 
     // request.ip is the socket address, or with TRUST_PROXY the first address X-Forwarded-For names that is
     // not a trusted proxy.
-    app.addHook('onRequest', async (request) => perAddress.consume(request.ip))
+    // Callback hooks: most requests are counted in memory, without a promise.
+    app.addHook('onRequest', (request, _reply, done) => settle(perAddress.consume(request.ip), done))
 
     const misses = new CouponMisses(config.couponMissTtlMs)
     /** Requests whose route looks a coupon up through `unknownCoupon`: their 404 is remembered. */
@@ -77,13 +84,14 @@ export default fp<{ config: Config }>(
     await app.redisSubscriber.subscribe(names.couponChanged)
 
     app.decorate('limits', {
-      issuancePerUser: async (request) => perUserIssuance.consume(request.userId),
-      statusReadsPerUser: async (request) => perUserStatus.consume(request.userId),
-      unknownCoupon: async (request) => {
+      issuancePerUser: (request, _reply, done) => settle(perUserIssuance.consume(request.userId), done),
+      statusReadsPerUser: (request, _reply, done) => settle(perUserStatus.consume(request.userId), done),
+      unknownCoupon: (request, _reply, done) => {
         const id = couponId(request)
-        if (id === undefined) return
-        if (misses.has(id)) throw new AppError('COUPON_NOT_FOUND', `no coupon ${id}`)
-        lookups.add(request)
+        if (id !== undefined && misses.has(id))
+          return done(new AppError('COUPON_NOT_FOUND', `no coupon ${id}`))
+        if (id !== undefined) lookups.add(request)
+        done()
       },
     })
   },

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client'
+import { writerBatchRows, writerLingerSeconds } from '../../monitoring/writer-metrics.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -17,6 +18,8 @@ export default fp(
     // One registry per app instance, so several apps in one test process do not collide.
     const registry = new Registry()
     collectDefaultMetrics({ register: registry })
+    registry.registerMetric(writerBatchRows)
+    registry.registerMetric(writerLingerSeconds)
     const requestDuration = new Histogram({
       name: 'http_request_duration_seconds',
       help: 'HTTP request latency by route and status',

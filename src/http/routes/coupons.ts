@@ -14,16 +14,21 @@ type App = Parameters<FastifyPluginAsyncTypebox<{ config: Config }>>[0]
 
 const security = [{ userToken: [] }]
 
+type Refusal = 'ALREADY_REQUESTED' | 'SOLD_OUT'
+
+/** The bodies of the plain refusals, serialized once: a sold-out sale answers little else. */
+const REFUSAL_BODIES: Record<Refusal, string> = {
+  ALREADY_REQUESTED: JSON.stringify(problem('ALREADY_REQUESTED', ERROR_CODES.ALREADY_REQUESTED.title)),
+  SOLD_OUT: JSON.stringify(problem('SOLD_OUT', ERROR_CODES.SOLD_OUT.title)),
+}
+
 /** The refusals a request expects (most answers of a flash sale), answered without an error object. */
-function refuse(
-  reply: FastifyReply,
-  code: 'ALREADY_REQUESTED' | 'SOLD_OUT',
-  extra?: Record<string, unknown>,
-) {
+function refuse(reply: FastifyReply, code: Refusal, extra?: Record<string, unknown>) {
+  // A string body is sent as it is (no serializer).
   return reply
     .code(ERROR_CODES[code].status)
     .type('application/problem+json')
-    .send(problem(code, ERROR_CODES[code].title, extra))
+    .send(extra === undefined ? REFUSAL_BODIES[code] : problem(code, ERROR_CODES[code].title, extra))
 }
 
 /** The shoppers' routes: a coupon, its proof-of-work challenge, requesting it and reading the request. */

@@ -1,4 +1,5 @@
 import type { RedisClient } from '../../redis/client.ts'
+import { defineScript, replyInteger } from '../../redis/scripts.ts'
 import type { CouponStates } from '../core/coupon-state.ts'
 import type { PendingSource } from '../core/rebuild.ts'
 
@@ -70,6 +71,24 @@ export function deliveryCounts(reply: unknown): Map<string, number> {
     counts.set(id, deliveries)
   }
   return counts
+}
+
+const ackAndTrimScript = defineScript('ackAndTrim', (reply) => ({
+  acknowledged: replyInteger('ackAndTrim', reply, 0),
+  trimmed: replyInteger('ackAndTrim', reply, 1),
+}))
+
+/**
+ * Acknowledges a written batch and trims every entry the group is done with (up to the oldest still
+ * pending), in one call: see ackAndTrim-1.lua. For a stream whose only group is `group`.
+ */
+export function acknowledgeAndTrim(
+  redis: RedisClient,
+  stream: string,
+  group: string,
+  ids: string[],
+): Promise<{ acknowledged: number; trimmed: number }> {
+  return ackAndTrimScript.run(redis, [stream], [group, ...ids])
 }
 
 /** Entries pending on the group's consumers (read, not acknowledged); throws NOGROUP if the group is gone. */
