@@ -171,21 +171,13 @@ describe('heartbeats, max age and timeouts', () => {
 
   it('answers 408 problem+json when a body stops arriving, through Fastify (counted by onResponse)', async () => {
     const coupon = await t.createCoupon()
-    const url = new URL(t.baseUrl)
-    const socket = connect(Number(url.port), url.hostname)
-    socket.setEncoding('utf8')
-    let received = ''
-    socket.on('data', (chunk: string) => {
-      received += chunk
-    })
-    socket.on('error', () => {})
-    const closed = new Promise((resolve) => socket.on('close', resolve))
     const started = Date.now()
-    socket.write(
+    const received = await rawExchange(
+      t.baseUrl,
       `POST /coupons/${coupon.id}/issuance HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t.tokenFor('slow')}\r\n` +
         'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"a":',
+      { stall: true },
     )
-    await closed
     const elapsed = Date.now() - started
     assert.ok(elapsed >= 450 && elapsed < 2_500, `answered after ${elapsed} ms`)
     const answer = parseRawAnswer(received)
@@ -200,17 +192,7 @@ describe('heartbeats, max age and timeouts', () => {
   })
 
   it('answers 408 when the headers stop arriving', async () => {
-    const url = new URL(t.baseUrl)
-    const socket = connect(Number(url.port), url.hostname)
-    socket.setEncoding('utf8')
-    let received = ''
-    socket.on('data', (chunk: string) => {
-      received += chunk
-    })
-    socket.on('error', () => {})
-    const closed = new Promise((resolve) => socket.on('close', resolve))
-    socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n')
-    await closed
+    const received = await rawExchange(t.baseUrl, 'GET /healthz HTTP/1.1\r\nHost: x\r\n', { stall: true })
     const answer = parseRawAnswer(received)
     assert.equal(answer.status, 408)
     assert.equal(answer.json.code, 'REQUEST_TIMEOUT')

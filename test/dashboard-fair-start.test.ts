@@ -3,38 +3,26 @@
  * shows how many wait in it and counts down to the start; a sale without one shows no such block.
  */
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { type BrowserContext, chromium } from 'playwright-core'
+import type { BrowserContext } from 'playwright-core'
 import { runConcurrently, startTestApp, type TestApp } from './support/app.ts'
+import { type Browser, launchChromium } from './support/chromium.ts'
 
 describe('the dashboard shows the pre-queue and the countdown', () => {
   let t: TestApp
   let context: BrowserContext
-  let userDataDir: string
+  let browser: Browser | undefined
 
   before(async () => {
     t = await startTestApp('dashfair')
-    userDataDir = await mkdtemp(join(tmpdir(), 'coupon-rush-chromium-'))
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-sync',
-      ],
+    browser = await launchChromium({
       locale: 'en-US',
       timezoneId: 'UTC',
     })
+    context = browser.context
   })
   after(async () => {
-    await context?.close()
-    if (userDataDir !== undefined) await rm(userDataDir, { recursive: true, force: true })
+    await browser?.close()
     await t?.close()
   })
 

@@ -6,16 +6,15 @@
  */
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, readFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { type BrowserContext, chromium, type Page } from 'playwright-core'
+import type { BrowserContext, Page } from 'playwright-core'
 import { runConcurrently, startTestApp, type TestApp } from './support/app.ts'
+import { type Browser, launchChromium } from './support/chromium.ts'
 import { eventually } from './support/infra.ts'
 import { ROOT } from './support/processes.ts'
 
-const CHROMIUM = '/usr/bin/chromium'
 const STAT_KEYS = ['requested', 'accepted', 'pending', 'issued', 'soldOut', 'remaining'] as const
 type Stats = Record<(typeof STAT_KEYS)[number], number>
 
@@ -34,31 +33,20 @@ async function pageStats(page: Page): Promise<Stats | undefined> {
 describe('the dashboard in Chromium', () => {
   let t: TestApp
   let context: BrowserContext
-  let userDataDir: string
+  let browser: Browser | undefined
 
   before(async () => {
     t = await startTestApp('dashboard')
-    userDataDir = await mkdtemp(join(tmpdir(), 'coupon-rush-chromium-'))
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
+    browser = await launchChromium({
       locale: 'en-US',
       timezoneId: 'UTC',
       viewport: { width: 1100, height: 1000 },
     })
+    context = browser.context
   })
 
   after(async () => {
-    await context?.close()
-    if (userDataDir !== undefined) await rm(userDataDir, { recursive: true, force: true })
+    await browser?.close()
     await t?.close()
   })
 

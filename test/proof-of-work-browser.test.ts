@@ -5,14 +5,11 @@
  * many solves and prints their median (the figure in README "Protecting a sale"; not an assertion).
  */
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { type BrowserContext, chromium, type Page } from 'playwright-core'
+import type { BrowserContext, Page } from 'playwright-core'
 import { startTestApp, type TestApp } from './support/app.ts'
+import { type Browser, launchChromium } from './support/chromium.ts'
 
-const CHROMIUM = '/usr/bin/chromium'
 const SAMPLES = Number(process.env.POW_SOLVE_SAMPLES ?? 0)
 
 interface DemoResult {
@@ -24,32 +21,21 @@ interface DemoResult {
 describe('proof of work in Chromium', () => {
   let t: TestApp
   let context: BrowserContext
-  let userDataDir: string
+  let browser: Browser | undefined
   let page: Page
   const scriptErrors: string[] = []
 
   before(async () => {
     t = await startTestApp('powbrowser', { ADDRESS_LIMIT_PER_WINDOW: '100000' })
-    userDataDir = await mkdtemp(join(tmpdir(), 'coupon-rush-chromium-'))
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-sync',
-      ],
-    })
+    browser = await launchChromium()
+    context = browser.context
     page = await context.newPage()
     page.on('pageerror', (error) => scriptErrors.push(error.message))
     await page.goto(`${t.baseUrl}/pow-demo.html`)
   })
 
   after(async () => {
-    await context?.close()
-    if (userDataDir !== undefined) await rm(userDataDir, { recursive: true, force: true })
+    await browser?.close()
     await t?.close()
   })
 

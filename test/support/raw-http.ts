@@ -39,11 +39,17 @@ export async function rawRequest(
   return { status: response.statusCode, headers: response.headers, text, json }
 }
 
-/** Sends bytes on a fresh TCP connection and returns everything the server writes until it closes. */
-export function rawExchange(baseUrl: string, bytes: string): Promise<string> {
+/**
+ * Sends bytes on a fresh TCP connection and returns everything the server writes until it closes. With
+ * `stall`, the connection stays open after the bytes (a client that stops sending), so only the server's
+ * timeout closes it.
+ */
+export function rawExchange(baseUrl: string, bytes: string, { stall = false } = {}): Promise<string> {
   const url = new URL(baseUrl)
   return new Promise((resolve, reject) => {
-    const socket = connect(Number(url.port), url.hostname, () => socket.end(bytes))
+    const socket = connect(Number(url.port), url.hostname, () =>
+      stall ? socket.write(bytes) : socket.end(bytes),
+    )
     let received = ''
     socket.setEncoding('utf8')
     socket.on('data', (chunk: string) => {
