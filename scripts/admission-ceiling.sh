@@ -46,7 +46,10 @@ trap cleanup EXIT
 cli() { redis-cli -h "$HOST" -p "$PORT" "$@"; }
 until [[ "$(cli ping 2>/dev/null)" == PONG ]]; do sleep 0.1; done
 
-SHA="$(cli script load "$(cat "$SCRIPT")")"
+# The Lua as the service loads it: its `--- @include` lines resolved by src/redis/scripts.ts.
+LUA="$("$ROOT_DIR/node_modules/.bin/node" -e \
+  "import('$ROOT_DIR/src/redis/scripts.ts').then((m) => process.stdout.write(m.scriptSource('admitStream')))")"
+SHA="$(cli script load "$LUA")"
 
 # prepare STOCK: the state hash the script expects (header: stock, seq, soldOut), no users, no stream.
 prepare() {
@@ -64,7 +67,7 @@ measure() {
   local label="$1" stock="$2" pipeline="$3"
   prepare "$stock"
   local command=(redis-benchmark -h "$HOST" -p "$PORT" -n "$REQUESTS" -c "$CLIENTS" -P "$pipeline" -r 1000000000 -q
-    EVALSHA "$SHA" 4 "$STATE" "$USERS" "$STREAM" "$PREQUEUE" 'u:__rand_int__')
+    EVALSHA "$SHA" 4 "$STATE" "$USERS" "$STREAM" "$PREQUEUE" 'u:__rand_int__' 'cr:wake-up')
   echo "## $label, -P $pipeline"
   echo "\$ ${command[*]}"
   local before after

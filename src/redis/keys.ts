@@ -51,6 +51,15 @@ export function couponKeys(prefix: string, couponId: number): CouponKeys {
 }
 
 /**
+ * A used proof-of-work solution of the coupon (its challenge), kept until the challenge expires so it works
+ * once across every process; on the coupon's slot like its other keys. Expires by itself, so a sale's
+ * release does not need to delete it.
+ */
+export function proofOfWorkKey(prefix: string, couponId: number, challenge: string): string {
+  return `${prefix}{c:${couponId}}:pow:${challenge}`
+}
+
+/**
  * Process-wide channels. Classic pub/sub (SUBSCRIBE/PUBLISH) is broadcast to every node of a Redis Cluster,
  * so these need no hash tag, and one subscriber connection per process hears them whichever node it is on.
  */

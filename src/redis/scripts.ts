@@ -54,6 +54,13 @@ function loadScripts(): Map<string, LoadedScript> {
 const SCRIPTS = loadScripts()
 const DEFINED = new Set<string>()
 
+/** A script's Lua as Redis runs it (includes resolved), for tools such as scripts/admission-ceiling.sh. */
+export function scriptSource(name: string): string {
+  const script = SCRIPTS.get(name)
+  if (script === undefined) throw new Error(`no script ${name}`)
+  return script.lua
+}
+
 /** The script names, as the `.lua` files give them. */
 export function scriptFileNames(): string[] {
   return [...SCRIPTS.keys()]

@@ -8,6 +8,7 @@ import { assertIssuing, type Coupon } from '../../domain/coupon.ts'
 import { AppError } from '../../domain/errors.ts'
 import { challengeParams, misboundSolution, replayRecordTtlMs } from '../../domain/proof-of-work.ts'
 import type { IssuanceService } from '../../issuance/service/issuance-service.ts'
+import { proofOfWorkKey } from '../../redis/keys.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -106,7 +107,7 @@ export default fp<{ config: Config }>(
         count('invalid')
         throw new AppError('PROOF_OF_WORK_INVALID', wrong)
       }
-      const key = `${config.redisPrefix}{c:${coupon.id}}:pow:${payload!.challenge}`
+      const key = proofOfWorkKey(config.redisPrefix, coupon.id, payload!.challenge)
       const first = await app.redis.set(key, '1', 'PX', replayRecordTtlMs(params, Date.now()), 'NX')
       if (first === null) {
         count('replayed')
