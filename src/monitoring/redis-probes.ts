@@ -19,12 +19,6 @@ export interface SaleProbe {
 
 const NO_BACKLOG: SaleProbe = { deadLetters: 0, oldestUnwrittenSeconds: 0, oldestUnrelayedSeconds: 0 }
 
-/** The Redis server's clock in ms: stream ids come from it, so ages are measured against it. */
-export async function redisNowMs(redis: RedisClient): Promise<number> {
-  const [seconds, micros] = await redis.time()
-  return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
-}
-
 function msOfId(id: string): number {
   return Number(id.slice(0, id.indexOf('-')))
 }

@@ -9,9 +9,10 @@ import type { Coupon, CouponStats, IssueMode } from '../domain/coupon.ts'
 import type { Logger } from '../issuance/core/context.ts'
 import type { CouponStates } from '../issuance/core/coupon-state.ts'
 import type { RedisClient } from '../redis/client.ts'
+import { redisNowMs } from '../redis/client.ts'
 import { listActiveCoupons } from '../storage/coupons.ts'
 import type { Db } from '../storage/postgres.ts'
-import { probeSale, redisNowMs, type SaleProbe } from './redis-probes.ts'
+import { probeSale, type SaleProbe } from './redis-probes.ts'
 
 /** What the sale metrics read: the issuance service's public side and the clients it runs on. */
 export interface SaleSource {

@@ -72,3 +72,12 @@ export async function execOnSlot(
   }
   return results
 }
+
+/**
+ * The Redis server's clock in ms: the one clock of the service (issue windows, stream ids, waits), so no
+ * process clock decides who is early or late.
+ */
+export async function redisNowMs(redis: RedisClient): Promise<number> {
+  const [seconds, micros] = await redis.time()
+  return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+}

@@ -8,6 +8,7 @@ import { assertIssuing, type Coupon } from '../../domain/coupon.ts'
 import { AppError } from '../../domain/errors.ts'
 import { challengeParams, misboundSolution, replayRecordTtlMs } from '../../domain/proof-of-work.ts'
 import type { IssuanceService } from '../../issuance/service/issuance-service.ts'
+import { redisNowMs } from '../../redis/client.ts'
 import { proofOfWorkKey } from '../../redis/keys.ts'
 
 declare module 'fastify' {
@@ -120,9 +121,9 @@ export default fp<{ config: Config }>(
       async challenge(coupon: Coupon, userId: string): Promise<Challenge> {
         if (coupon.proofOfWork === null)
           throw new AppError('NO_PROOF_OF_WORK', `coupon ${coupon.id} asks for no proof of work`)
+        // None before the start (on Redis's clock, as the admission decides), so none is solved in advance.
+        assertIssuing(coupon, new Date(await redisNowMs(app.redis)))
         const now = new Date()
-        // None before the start, so no challenge can be solved in advance.
-        assertIssuing(coupon, now)
         return createChallenge({
           hmacKey,
           maxNumber: coupon.proofOfWork.maxNumber,

@@ -1,5 +1,6 @@
 import type { Coupon } from '../../domain/coupon.ts'
 import { AppError } from '../../domain/errors.ts'
+import { redisNowMs } from '../../redis/client.ts'
 import { fairnessSecrets } from '../../storage/coupons.ts'
 import { type OrderLogEntry, readOrderLog, writeOrderLog } from '../../storage/order-log.ts'
 import { issuedSnapshot } from '../../storage/user-coupons.ts'
@@ -62,12 +63,12 @@ export class OrderLogs {
   }
 
   private async assertOver(coupon: Coupon, mode: IssuanceMode): Promise<void> {
-    const [stats, [seconds], prequeued] = await Promise.all([
+    const [stats, nowMs, prequeued] = await Promise.all([
       mode.stats(coupon),
-      this.ctx.redis.time(),
+      redisNowMs(this.ctx.redis),
       this.states.of(coupon.id).prequeueLength(),
     ])
-    const closed = Number(seconds) * 1000 >= coupon.issueEndsAt.getTime()
+    const closed = nowMs >= coupon.issueEndsAt.getTime()
     if (stats.pending > 0 || prequeued > 0 || !(closed || stats.remaining <= 0)) {
       throw new AppError('SALE_NOT_OVER', 'the order log is published once the sale is over')
     }

@@ -1,4 +1,5 @@
 import type { Coupon, Issuance } from '../../domain/coupon.ts'
+import { redisNowMs } from '../../redis/client.ts'
 import type { IssuanceContext } from '../core/context.ts'
 import { CouponStates } from '../core/coupon-state.ts'
 
@@ -30,8 +31,7 @@ export class Waits {
   async of(coupon: Coupon, issuance: Issuance): Promise<Wait> {
     if (issuance.status === 'ISSUED' || issuance.status === 'SOLD_OUT') return {}
     const state = this.states.of(coupon.id)
-    const [counters, [seconds, micros]] = await Promise.all([state.readCounters(), state.redis.time()])
-    const nowMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+    const [counters, nowMs] = await Promise.all([state.readCounters(), redisNowMs(state.redis)])
     const startMs = coupon.issueStartsAt.getTime()
     const rate = nowMs > startMs && counters.issued > 0 ? counters.issued / (nowMs - startMs) : undefined
     const drainMs = (ahead: number) => (rate === undefined ? undefined : Math.round(ahead / rate))

@@ -17,6 +17,21 @@ export interface CouponAudit {
 const MAX_USERS_COMPARED = 500_000
 const EXAMPLES = 5
 
+/** What the rows alone say is wrong: a counter that disagrees with them, over-issue, duplicates. */
+export function rowInconsistencies(
+  coupon: Pick<Coupon, 'quantity'>,
+  pg: Awaited<ReturnType<typeof auditRows>>,
+): string[] {
+  const rows = pg?.rows ?? 0
+  const found: string[] = []
+  if (pg && pg.issued_count !== rows)
+    found.push(`coupons.issued_count is ${pg.issued_count} but there are ${rows} rows`)
+  if (rows > coupon.quantity)
+    found.push(`${rows - coupon.quantity} rows beyond the quantity of ${coupon.quantity}`)
+  if (pg && pg.distinct_users !== rows) found.push(`${rows - pg.distinct_users} duplicate rows`)
+  return found
+}
+
 /**
  * Reconciles a coupon's Redis state against Postgres: counts rows, duplicates and over-issue from Postgres,
  * and, where Redis records every request (`recordsEveryRequest`: the Redis-first modes), compares every
@@ -37,12 +52,7 @@ export async function auditCoupon(
     redisState.recordCount(),
   ])
   const rows = pg?.rows ?? 0
-  const inconsistencies: string[] = []
-  if (pg && pg.issued_count !== rows)
-    inconsistencies.push(`coupons.issued_count is ${pg.issued_count} but there are ${rows} rows`)
-  if (rows > coupon.quantity)
-    inconsistencies.push(`${rows - coupon.quantity} rows beyond the quantity of ${coupon.quantity}`)
-  if (pg && pg.distinct_users !== rows) inconsistencies.push(`${rows - pg.distinct_users} duplicate rows`)
+  const inconsistencies = rowInconsistencies(coupon, pg)
   if (!state.loaded)
     inconsistencies.push('Redis holds no state for this coupon (lost); it is rebuilt on the next request')
   if (deadLettered > 0)

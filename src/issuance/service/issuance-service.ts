@@ -8,6 +8,7 @@ import {
 } from '../../domain/coupon.ts'
 import { type CouponPatch, planCouponChange } from '../../domain/coupon-change.ts'
 import { AppError, unavailable } from '../../domain/errors.ts'
+import { redisNowMs } from '../../redis/client.ts'
 import { channels } from '../../redis/keys.ts'
 import { takeLease } from '../../redis/leases.ts'
 import {
@@ -92,32 +93,21 @@ export class IssuanceService {
    * the coupon's rebuild lease so a rebuild running meanwhile cannot restore the old quantity over it.
    */
   async updateCoupon(id: number, patch: CouponPatch, admin: string): Promise<Coupon> {
-    const change = async (state?: CouponState) => {
-      const planned = await changeCoupon(this.ctx.db, id, admin, (coupon) =>
+    // One hold of the rebuild lease for the Postgres change and its Redis side, so a rebuild that read the
+    // row before the change cannot restore the old quantity or schedule after it (one after it reads the
+    // changed row). Redis before the announcement: a memo dropped by it must not re-learn "sold out" from
+    // the old schedule.
+    const planned = await this.withRebuildLease(id, async (state) => {
+      const change = await changeCoupon(this.ctx.db, id, admin, (coupon) =>
         planCouponChange(coupon, patch, new Date()),
       )
-      const { updated, addedStock } = planned
-      if (state !== undefined && addedStock > 0)
-        await state.addStock(updated.quantity, updated.quantity - addedStock)
-      return planned
-    }
-    const planned = patch.quantity === undefined ? await change() : await this.withRebuildLease(id, change)
-    if (Object.keys(planned.change).length > 0) {
-      // Redis first: a memo dropped by the announcement must not re-learn "sold out" from the old schedule.
-      await this.applySchedule(planned.updated)
-      await this.announce(planned.updated)
-    }
+      const { updated, addedStock } = change
+      if (addedStock > 0) await state.addStock(updated.quantity, updated.quantity - addedStock)
+      if (Object.keys(change.change).length > 0) await state.setSchedule(scheduleOf(updated))
+      return change
+    })
+    if (Object.keys(planned.change).length > 0) await this.announce(planned.updated)
     return planned.updated
-  }
-
-  /**
-   * Writes the changed window and `paused` into the coupon's Redis state, where the admission scripts check
-   * them on Redis's clock. Under the rebuild lease, so a rebuild that read the row before the change cannot
-   * restore the old schedule after it (a rebuild after it reads the changed row). A state Redis lost is
-   * rebuilt with the new schedule.
-   */
-  private async applySchedule(coupon: Coupon): Promise<void> {
-    await this.withRebuildLease(coupon.id, (state) => state.setSchedule(scheduleOf(coupon)))
   }
 
   private async withRebuildLease<T>(couponId: number, work: (state: CouponState) => Promise<T>): Promise<T> {
@@ -217,8 +207,7 @@ export class IssuanceService {
     }
     let seed = this.revealedSeeds.get(coupon.id)
     if (seed === undefined) {
-      const [seconds] = await this.ctx.redis.time()
-      if (Number(seconds) * 1000 < coupon.issueStartsAt.getTime()) return view
+      if ((await redisNowMs(this.ctx.redis)) < coupon.issueStartsAt.getTime()) return view
       seed = (await fairnessSecrets(this.ctx.db, coupon.id)).seed?.toString('hex')
       if (seed === undefined) return view
       this.revealedSeeds.set(coupon.id, seed)

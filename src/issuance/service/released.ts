@@ -8,7 +8,7 @@ import { issuanceOfRow } from '../core/decisions.ts'
 import { toIssuance } from '../core/record.ts'
 import { redisFirstStats } from '../core/redis-first.ts'
 import { syncStatsOf } from '../sync/sync-mode.ts'
-import type { CouponAudit } from './audit.ts'
+import { type CouponAudit, rowInconsistencies } from './audit.ts'
 
 /*
  * The reads of a sale whose Redis state was released (plumbing/sale-release.ts), from Postgres alone, with
@@ -40,12 +40,7 @@ export async function releasedStats(db: Db, coupon: Coupon): Promise<CouponStats
 export async function releasedAudit(db: Db, coupon: Coupon): Promise<CouponAudit> {
   const [pg, conflicts] = await Promise.all([auditRows(db, coupon.id), outcomeConflicts(db, coupon.id)])
   const rows = pg?.rows ?? 0
-  const inconsistencies: string[] = []
-  if (pg && pg.issued_count !== rows)
-    inconsistencies.push(`coupons.issued_count is ${pg.issued_count} but there are ${rows} rows`)
-  if (rows > coupon.quantity)
-    inconsistencies.push(`${rows - coupon.quantity} rows beyond the quantity of ${coupon.quantity}`)
-  if (pg && pg.distinct_users !== rows) inconsistencies.push(`${rows - pg.distinct_users} duplicate rows`)
+  const inconsistencies = rowInconsistencies(coupon, pg)
   const report = (users: string[], what: string) => {
     if (users.length > 0)
       inconsistencies.push(`${users.length} users ${what} (e.g. ${users.slice(0, 5).join(', ')})`)
