@@ -82,7 +82,7 @@ describe('the benchmark report', () => {
     const page = fill(template, reportValues(report))
     assert.doesNotMatch(page, /\{\{/)
     assert.equal(page.match(/^\| goal \| target/gm)?.length, 1, 'one goals table')
-    assert.equal(report.goals.length, 7)
+    assert.equal(report.goals.length, 9)
   })
 
   it('refuses a placeholder it has no value for', () => {
@@ -100,6 +100,27 @@ describe('the benchmark report', () => {
     assert.match(writer.detail, /a figure of this machine/)
     assert.equal(duplicates.met, false)
     assert.doesNotMatch(duplicates.detail, /a figure of this machine/)
+  })
+
+  it('judges the sold-out CPU ratio and the CPU per admitted row from the stage figures of the run', async () => {
+    const report = await committedRun()
+    const stream = report.modes.find((mode) => mode.mode === 'stream')!.closed!
+    const bare = report.modes.find((mode) => mode.mode === 'bare')!.closed!
+    const perRequest = (phase: typeof bare) =>
+      (((phase.cpu.roles.server ?? 0) + (phase.cpu.roles.worker ?? 0)) * phase.cpu.seconds) /
+      phase.load.completed
+    const ratio = perRequest(stream) / perRequest(bare)
+    const soldOut = evaluateGoals(report).find((goal) => goal.title.startsWith('A: sold-out'))!
+    assert.equal(soldOut.measured, `${ratio.toFixed(2)}×`)
+    assert.equal(soldOut.met, ratio <= 1.6)
+    // The same run with the server's CPU in the sold-out phase scaled down to 1.5× the bare route meets it.
+    stream.cpu.roles.server = (stream.cpu.roles.server ?? 0) * (1.5 / ratio)
+    stream.cpu.roles.worker = (stream.cpu.roles.worker ?? 0) * (1.5 / ratio)
+    assert.equal(evaluateGoals(report).find((goal) => goal.title.startsWith('A: sold-out'))!.met, true)
+    const admitted = evaluateGoals(report).find((goal) => goal.title.startsWith('B: every request'))!
+    assert.match(admitted.detail, /server [\d.]+ \+ Redis [\d.]+ \+ Postgres [\d.]+ µs/)
+    report.allAdmitted = undefined
+    assert.equal(evaluateGoals(report).find((goal) => goal.title.startsWith('B: every request'))!.met, null)
   })
 })
 
