@@ -177,6 +177,46 @@ describe('script wrappers decode the replies of real Redis', () => {
     assert.equal(await env.redis.hget(keys.state, 'issued'), '1')
   })
 
+  it('settleIssued records a batch, then acknowledges its entries and trims only what the group is done with', async () => {
+    const keys = couponKeys(env.redisPrefix, 8)
+    await loaded(8, 0)
+    await env.redis.xgroup('CREATE', keys.stream, 'writers', '0', 'MKSTREAM')
+    const ids = [
+      await env.redis.xadd(keys.stream, '*', 'u', 'ann', 'p', '1', 't', '10'),
+      await env.redis.xadd(keys.stream, '*', 'u', 'bob', 'p', '2', 't', '10'),
+      await env.redis.xadd(keys.stream, '*', 'u', 'cy', 'p', '3', 't', '10'),
+    ].map(String)
+    await env.redis.hset(keys.users, 'ann', 'A|1|10||', 'bob', 'A|2|10||', 'cy', 'A|3|10||')
+    // Two entries read (the batch), the third still unread.
+    await env.redis.xreadgroup('GROUP', 'writers', 'w1', 'COUNT', 2, 'STREAMS', keys.stream, '>')
+    const keyList = [keys.users, keys.queue, keys.state, keys.stream]
+    const args = ['writers', 2, ids[0]!, ids[1]!, 'ann', 'I|1|10|7|20', 'bob', 'X|2|10||20']
+    assert.deepEqual(await couponScripts.settleIssued.run(env.redis, keyList, args), {
+      changed: 2,
+      acknowledged: 2,
+      trimmed: 2,
+    })
+    assert.deepEqual(await env.redis.hmget(keys.users, 'ann', 'bob', 'cy'), [
+      'I|1|10|7|20',
+      'X|2|10||20',
+      'A|3|10||',
+    ])
+    assert.equal(await env.redis.hget(keys.state, 'issued'), '1', 'only the ISSUED decision is counted')
+    const left = await env.redis.xrange(keys.stream, '-', '+')
+    assert.deepEqual(
+      left.map(([id]) => id),
+      [ids[2]],
+      'the unread entry stays',
+    )
+    // A replay (another writer settling the same batch) changes nothing.
+    assert.deepEqual(await couponScripts.settleIssued.run(env.redis, keyList, args), {
+      changed: 0,
+      acknowledged: 0,
+      trimmed: 0,
+    })
+    assert.equal(await env.redis.hget(keys.state, 'issued'), '1')
+  })
+
   it('resolveSoldOut returns the resolved users with their sold-out records', async () => {
     const keys = couponKeys(env.redisPrefix, 5)
     await env.redis.zadd(keys.queue, 1, 'ann', 2, 'bob')

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { CouponStates } from '../src/issuance/core/coupon-state.ts'
+import { writeIssued } from '../src/issuance/core/decisions.ts'
 import { inTransaction } from '../src/storage/postgres.ts'
-import { type IssueRequest, issueBatch } from '../src/storage/user-coupons.ts'
+import { type IssueRequest, issueBatch, issueFresh, isUniqueViolation } from '../src/storage/user-coupons.ts'
 import { createTestEnv, insertTestCoupon, issuedRows, type TestEnv } from './support/infra.ts'
 
 const requestsFor = (from: number, count: number): IssueRequest[] =>
@@ -61,5 +63,42 @@ describe('issuing a batch in Postgres', () => {
       results.reduce((sum, result) => sum + result.soldOut.length, 0),
       100,
     )
+  })
+
+  it('writes a fresh batch with a plain insert, and refuses a replay of it with a unique violation', async () => {
+    const coupon = await insertTestCoupon(env.db, { quantity: 100 })
+    const requests = requestsFor(1, 30)
+    const fresh = await inTransaction(env.db, (client) => issueFresh(client, coupon.id, requests))
+    assert.equal(fresh.issued.length, 30)
+    const rows = await issuedRows(env.db, coupon.id)
+    assert.deepEqual(
+      fresh.issued.map((row) => [row.userId, row.position]).sort(),
+      rows.map((row) => [row.user_id, row.position]).sort(),
+      'the rows as inserted',
+    )
+    await assert.rejects(
+      inTransaction(env.db, (client) => issueFresh(client, coupon.id, requestsFor(25, 10))),
+      isUniqueViolation,
+    )
+    assert.equal((await issuedRows(env.db, coupon.id)).length, 30, 'the refused batch left nothing behind')
+    assert.equal(await issuedCount(coupon.id), 30)
+  })
+
+  it('writes a batch replayed in part once: the fallback adds the missing rows, the count stays exact', async () => {
+    const coupon = await insertTestCoupon(env.db, { quantity: 100 })
+    const state = new CouponStates(env).of(coupon.id)
+    const first = await writeIssued(env, state, coupon, requestsFor(1, 20))
+    // The same batch again after a crash, with newcomers behind it.
+    const replay = await writeIssued(env, state, coupon, requestsFor(1, 30))
+    const rows = await issuedRows(env.db, coupon.id)
+    assert.equal(rows.length, 30, 'no duplicate row')
+    assert.equal(new Set(rows.map((row) => row.user_id)).size, 30)
+    assert.equal(await issuedCount(coupon.id), 30)
+    assert.equal(replay.length, 30, 'every user of the replay is decided')
+    const idOf = (decisions: typeof first, user: string) => {
+      const record = decisions.find(([userId]) => userId === user)?.[1]
+      return record?.status === 'ISSUED' ? record.userCouponId : undefined
+    }
+    assert.equal(idOf(replay, 'b1'), idOf(first, 'b1'), 'a replayed user keeps their row')
   })
 })

@@ -121,6 +121,11 @@ export const couponScripts = {
   admitStream: defineScript('admitStream', admissionDecoder('admitStream')),
   admitQueue: defineScript('admitQueue', admissionDecoder('admitQueue')),
   markDecided: defineScript('markDecided', (reply) => replyInteger('markDecided', reply, 0)),
+  settleIssued: defineScript('settleIssued', (reply) => ({
+    changed: replyInteger('settleIssued', reply, 0),
+    acknowledged: replyInteger('settleIssued', reply, 1),
+    trimmed: replyInteger('settleIssued', reply, 2),
+  })),
   resolveSoldOut: defineScript('resolveSoldOut', (reply) => replyStrings('resolveSoldOut', reply)),
   lowerQueueStock: defineScript('lowerQueueStock', countUnlessNotLoaded('lowerQueueStock')),
   addSoldOut: defineScript('addSoldOut', countUnlessNotLoaded('addSoldOut')),
@@ -412,6 +417,22 @@ export class CouponState {
       this.redis,
       [this.keys.users, this.keys.queue, this.keys.state],
       pairs,
+    )
+  }
+
+  /**
+   * Stream mode, after a batch committed: moves the users' records forward (`pairs` as markDecided's), then
+   * acknowledges the batch's entries `ids` in `group` and trims what the group is done with, in one call.
+   */
+  async settleIssued(
+    group: string,
+    ids: string[],
+    pairs: string[],
+  ): Promise<{ changed: number; acknowledged: number; trimmed: number }> {
+    return couponScripts.settleIssued.run(
+      this.redis,
+      [this.keys.users, this.keys.queue, this.keys.state, this.keys.stream],
+      [group, ids.length, ...ids, ...pairs],
     )
   }
 

@@ -1,6 +1,12 @@
 import type { Coupon, Issuance } from '../../domain/coupon.ts'
 import { inTransaction } from '../../storage/postgres.ts'
-import { type IssuedRow, type IssueRequest, issueBatch } from '../../storage/user-coupons.ts'
+import {
+  type IssuedRow,
+  type IssueRequest,
+  issueBatch,
+  issueFresh,
+  isUniqueViolation,
+} from '../../storage/user-coupons.ts'
 import type { IssuanceContext } from './context.ts'
 import type { CouponState } from './coupon-state.ts'
 import { encodeRecord, type IssuanceRecord, toIssuance } from './record.ts'
@@ -67,7 +73,44 @@ export async function writeIssued(
   coupon: Coupon,
   requests: IssueRequest[],
 ): Promise<Decision[]> {
-  const result = await inTransaction(ctx.db, (client) => issueBatch(client, coupon.id, requests))
+  const decisions = await issueInPostgres(ctx, coupon, requests)
+  await recordDecisions(state, decisions)
+  return decisions
+}
+
+/**
+ * The stream writers' `writeIssued`: the decisions are recorded and the batch's stream entries acknowledged
+ * and trimmed in one call (settleIssued-4.lua), after the transaction committed, then announced.
+ */
+export async function writeAndSettle(
+  ctx: IssuanceContext,
+  state: CouponState,
+  coupon: Coupon,
+  requests: IssueRequest[],
+  settle: { group: string; ids: string[] },
+): Promise<void> {
+  const decisions = await issueInPostgres(ctx, coupon, requests)
+  const pairs = decisions.flatMap(([userId, record]) => [userId, encodeRecord(record)])
+  await state.settleIssued(settle.group, settle.ids, pairs)
+  await publishDecisions(state, pairs)
+}
+
+/**
+ * The Postgres half: one transaction, a plain insert first (`issueFresh`); a batch some of whose rows are
+ * there already (a replay) violates the unique constraint and is written again the duplicate-safe way.
+ */
+async function issueInPostgres(
+  ctx: IssuanceContext,
+  coupon: Coupon,
+  requests: IssueRequest[],
+): Promise<Decision[]> {
+  const result = await inTransaction(ctx.db, (client) => issueFresh(client, coupon.id, requests)).catch(
+    (error: unknown) => {
+      // A fresh transaction rather than a savepoint: the normal path saves the SAVEPOINT round trip.
+      if (!isUniqueViolation(error)) throw error
+      return inTransaction(ctx.db, (client) => issueBatch(client, coupon.id, requests))
+    },
+  )
   const byUser = new Map(requests.map((request) => [request.userId, request]))
   const decidedAtMs = Date.now()
   const decisions: Decision[] = []
@@ -84,7 +127,6 @@ export async function writeIssued(
       { status: 'SOLD_OUT', position, requestedAtMs: requestedAt.getTime(), decidedAtMs },
     ])
   }
-  await recordDecisions(state, decisions)
   return decisions
 }
 
