@@ -26,7 +26,8 @@
 ]]
 --- @include "admission"
 
-local refused, stock, requestedAtMs = admissionChecks(KEYS[1], KEYS[2], KEYS[4], ARGV[1])
+local requestedAtMs = nowMs()
+local refused, stock, state = admissionChecks(KEYS[1], KEYS[2], KEYS[4], ARGV[1], requestedAtMs)
 if refused then return refused end
 
 if stock <= 0 then
@@ -34,9 +35,13 @@ if stock <= 0 then
   return { -3 }
 end
 
-redis.call('HINCRBY', KEYS[1], 'stock', -1)
-local position = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local position = (tonumber(state[SEQ]) or 0) + 1
 redis.call('HSET', KEYS[2], ARGV[1], encodeRecord('A', position, requestedAtMs))
 redis.call('XADD', KEYS[3], '*', 'u', ARGV[1], 'p', position, 't', requestedAtMs)
-if redis.call('HSETNX', KEYS[1], 'wake', 1) == 1 then redis.call('PUBLISH', ARGV[2], KEYS[3]) end
+if state[WAKE] then
+  redis.call('HSET', KEYS[1], 'stock', stock - 1, 'seq', position)
+else
+  redis.call('HSET', KEYS[1], 'stock', stock - 1, 'seq', position, 'wake', 1)
+  redis.call('PUBLISH', ARGV[2], KEYS[3])
+end
 return { position, requestedAtMs }
