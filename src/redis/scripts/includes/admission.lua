@@ -30,3 +30,22 @@ local function admissionChecks(stateKey, usersKey, prequeueKey, userId, requeste
   if refused then return refused end
   return nil, stock, state
 end
+
+-- Runs `admitOne(userId, requestedAtMs)` for each user in ARGV[2..] (the caller sends at most 128), each
+-- under pcall: a failing admission answers an error reply in its own place and the others still run. One
+-- TIME for the call: it is atomic, so its admissions happen at one instant. The replies in ARGV's order.
+local function admitEach(admitOne)
+  local requestedAtMs = nowMs()
+  local replies = {}
+  for i = 2, #ARGV do
+    local ok, reply = pcall(admitOne, ARGV[i], requestedAtMs)
+    if ok then
+      replies[i - 1] = reply
+    elseif type(reply) == 'table' and reply.err then
+      replies[i - 1] = reply
+    else
+      replies[i - 1] = { err = tostring(reply) }
+    end
+  end
+  return replies
+end
