@@ -67,7 +67,7 @@ measure() {
   local label="$1" stock="$2" pipeline="$3"
   prepare "$stock"
   local command=(redis-benchmark -h "$HOST" -p "$PORT" -n "$REQUESTS" -c "$CLIENTS" -P "$pipeline" -r 1000000000 -q
-    EVALSHA "$SHA" 4 "$STATE" "$USERS" "$STREAM" "$PREQUEUE" 'u:__rand_int__' 'cr:wake-up')
+    EVALSHA "$SHA" 4 "$STATE" "$USERS" "$STREAM" "$PREQUEUE" 'cr:wake-up' 'u:__rand_int__')
   echo "## $label, -P $pipeline"
   echo "\$ ${command[*]}"
   local before after

@@ -1,21 +1,30 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Redis } from 'ioredis'
-import { couponScripts } from '../src/issuance/core/coupon-state.ts'
+import { CouponStates, couponScripts } from '../src/issuance/core/coupon-state.ts'
+import { couponKeys } from '../src/redis/keys.ts'
 import { createTestEnv, type TestEnv } from './support/infra.ts'
 
 describe('script calls batched per event-loop turn (real Redis)', () => {
   let env: TestEnv
   let redis: Redis
   let pipelines = 0
+  let evalshas = 0
   before(async () => {
     env = await createTestEnv('scripts')
     redis = env.redis as Redis
-    // Count the pipelines the client sends; every command still runs on the real server.
+    // Count the pipelines the client sends and the EVALSHAs in them; every command still runs on the real
+    // server.
     const pipeline = redis.pipeline.bind(redis)
     redis.pipeline = ((...args: Parameters<Redis['pipeline']>) => {
       pipelines += 1
-      return pipeline(...args)
+      const created = pipeline(...args)
+      const evalsha = created.evalsha.bind(created)
+      created.evalsha = ((...evalArgs: Parameters<typeof evalsha>) => {
+        evalshas += 1
+        return evalsha(...evalArgs)
+      }) as typeof evalsha
+      return created
     }) as Redis['pipeline']
   })
   after(() => env.close())
@@ -68,5 +77,69 @@ describe('script calls batched per event-loop turn (real Redis)', () => {
 
   it('rejects a call with the wrong number of keys before sending anything', async () => {
     await assert.rejects(couponScripts.addSoldOut.runBatched(redis, [], [1]), /takes 1 keys, got 0/)
+  })
+
+  describe('admissions of one turn for one coupon share one call', () => {
+    const loaded = async (couponId: number, fields: Record<string, string | number>) => {
+      await redis.hset(couponKeys(env.redisPrefix, couponId).state, { seq: 0, ...fields })
+    }
+
+    it('admits in request order and refuses a duplicate inside the call with the record the first one wrote', async () => {
+      const states = new CouponStates(env)
+      await loaded(11, { stock: 3 })
+      const beforeCalls = evalshas
+      const users = ['ann', 'bob', 'ann', 'cid', 'dan']
+      const replies = await Promise.all(users.map((user) => states.of(11).admitToStream(user)))
+      assert.equal(evalshas - beforeCalls, 1, 'one EVALSHA for the five admissions')
+      const time = replies[0]?.kind === 'admitted' ? replies[0].requestedAtMs : -1
+      assert.deepEqual(replies, [
+        { kind: 'admitted', position: 1, requestedAtMs: time },
+        { kind: 'admitted', position: 2, requestedAtMs: time },
+        {
+          kind: 'alreadyRequested',
+          record: { status: 'ACCEPTED', position: 1, requestedAtMs: time },
+        },
+        { kind: 'admitted', position: 3, requestedAtMs: time },
+        { kind: 'soldOut' },
+      ])
+      const stream = await redis.xrange(couponKeys(env.redisPrefix, 11).stream, '-', '+')
+      assert.deepEqual(
+        stream.map(([, fields]) => fields[1]),
+        ['ann', 'bob', 'cid'],
+        'the stream in request order',
+      )
+      assert.deepEqual(await redis.hmget(couponKeys(env.redisPrefix, 11).state, 'stock', 'seq', 'soldOut'), [
+        '0',
+        '3',
+        '1',
+      ])
+    })
+
+    it('one failing admission rejects only its own request', async () => {
+      const states = new CouponStates(env)
+      // A corrupt soldOut counter: only an admission refused as sold out writes it.
+      await loaded(12, { stock: 1, soldOut: 'not-a-number' })
+      const results = await Promise.allSettled(
+        ['ann', 'bob', 'ann'].map((user) => states.of(12).admitToStream(user)),
+      )
+      assert.equal(results[0]?.status === 'fulfilled' && results[0].value.kind, 'admitted')
+      assert.equal(results[1]?.status, 'rejected')
+      assert.match(String((results[1] as PromiseRejectedResult).reason), /not an integer/)
+      assert.equal(results[2]?.status === 'fulfilled' && results[2].value.kind, 'alreadyRequested')
+    })
+
+    it('splits a turn of more than 128 admissions into calls of at most 128, in order', async () => {
+      const states = new CouponStates(env)
+      await loaded(13, { stock: 1_000 })
+      const beforeCalls = evalshas
+      const replies = await Promise.all(
+        Array.from({ length: 300 }, (_, i) => states.of(13).admitToStream(`u${i}`)),
+      )
+      assert.equal(evalshas - beforeCalls, 3, '128 + 128 + 44')
+      assert.deepEqual(
+        replies.map((reply) => (reply.kind === 'admitted' ? reply.position : -1)),
+        Array.from({ length: 300 }, (_, i) => i + 1),
+      )
+    })
   })
 })

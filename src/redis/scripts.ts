@@ -7,7 +7,7 @@ const SCRIPTS_DIR = new URL('./scripts/', import.meta.url)
 const INCLUDES_DIR = new URL('./includes/', SCRIPTS_DIR)
 
 /** Bumped whenever a script's contract (keys, args, returns) changes, so mixed-version processes never share one. */
-const SCRIPTS_VERSION = 3
+const SCRIPTS_VERSION = 4
 
 type ScriptArg = string | number
 
@@ -145,6 +145,50 @@ export function defineScript<Reply>(name: string, decode: (reply: unknown) => Re
   }
 }
 
+/** At most this many items share one call of an item script (ARGV stays small, the script short). */
+export const MAX_ITEMS_PER_CALL = 128
+
+/**
+ * A script that runs once per item (a user to admit) and takes many at once: ARGV is the fixed arguments,
+ * then the items; the reply is one reply per item, in their order, an error reply in the place of an item
+ * that failed (the script runs each under pcall). Calls of one event-loop turn with the same keys and fixed
+ * arguments share one EVALSHA (up to MAX_ITEMS_PER_CALL items), and each caller gets its own item's reply.
+ */
+export interface ItemScript<Reply> {
+  readonly name: string
+  readonly numberOfKeys: number
+  /** Runs `item` in this turn's call for `keys` and `fixedArgs`, then (with `ack`) one WAIT for the batch. */
+  runItem(
+    redis: RedisClient,
+    keys: string[],
+    fixedArgs: ScriptArg[],
+    item: string,
+    ack: ReplicaAck | undefined,
+  ): Promise<Replicated<Reply>>
+}
+
+/** The typed wrapper of item script `name`; `decode` reads one item's reply. */
+export function defineItemScript<Reply>(name: string, decode: (reply: unknown) => Reply): ItemScript<Reply> {
+  const script = SCRIPTS.get(name)
+  if (script === undefined) throw new Error(`no Redis script file ${name}-<keys>.lua`)
+  if (DEFINED.has(name)) throw new Error(`Redis script ${name} has a wrapper already`)
+  DEFINED.add(name)
+  return {
+    name,
+    numberOfKeys: script.numberOfKeys,
+    runItem(redis, keys, fixedArgs, item, ack) {
+      if (keys.length !== script.numberOfKeys) {
+        return Promise.reject(
+          new Error(`script ${name} takes ${script.numberOfKeys} keys, got ${keys.length}`),
+        )
+      }
+      return batchFor(redis, keys[0] ?? '', ack)
+        .addItem(script, keys, fixedArgs, item)
+        .then(({ reply, replicas }) => ({ reply: decode(reply), replicas }))
+    },
+  }
+}
+
 async function evalScript(
   redis: RedisClient,
   script: LoadedScript,
@@ -177,6 +221,42 @@ function slotTag(key: string): string {
   return close > open + 1 ? key.slice(open + 1, close) : key
 }
 
+interface ItemWaiter {
+  resolve(value: Replicated<unknown>): void
+  reject(error: unknown): void
+}
+
+/** One call of an item script: its items' waiters, each given its own element of the array reply. */
+class ItemCall implements BatchedCall {
+  readonly script: LoadedScript
+  readonly keys: string[]
+  readonly args: ScriptArg[]
+  readonly waiters: ItemWaiter[] = []
+
+  constructor(script: LoadedScript, keys: string[], fixedArgs: ScriptArg[]) {
+    this.script = script
+    this.keys = keys
+    this.args = [...fixedArgs]
+  }
+
+  resolve({ reply, replicas }: Replicated<unknown>): void {
+    const { waiters } = this
+    if (!Array.isArray(reply) || reply.length !== waiters.length) {
+      this.reject(new Error(`script ${this.script.name}: not one reply per item`))
+      return
+    }
+    for (let i = 0; i < waiters.length; i++) {
+      const itemReply: unknown = reply[i]
+      if (itemReply instanceof Error) waiters[i]?.reject(itemReply)
+      else waiters[i]?.resolve({ reply: itemReply, replicas })
+    }
+  }
+
+  reject(error: unknown): void {
+    for (const waiter of this.waiters) waiter.reject(error)
+  }
+}
+
 // One batch per client (per slot on a cluster: a cluster pipeline must stay on one slot) and per ack setting.
 const BATCHES = new WeakMap<RedisClient, Map<string, ScriptBatch>>()
 
@@ -206,6 +286,8 @@ function batchFor(redis: RedisClient, firstKey: string, ack: ReplicaAck | undefi
  */
 class ScriptBatch {
   private calls: BatchedCall[] = []
+  // This turn's open item calls, by script, keys and fixed arguments (see ItemScript).
+  private itemCalls = new Map<string, ItemCall>()
   private readonly redis: RedisClient
   private readonly ack: ReplicaAck | undefined
 
@@ -216,14 +298,43 @@ class ScriptBatch {
 
   add(script: LoadedScript, keys: string[], args: ScriptArg[]): Promise<Replicated<unknown>> {
     return new Promise((resolve, reject) => {
-      this.calls.push({ script, keys, args, resolve, reject })
-      if (this.calls.length === 1) setImmediate(() => this.flush())
+      this.push({ script, keys, args, resolve, reject })
     })
+  }
+
+  /**
+   * Adds `item` to this turn's call of the script on these keys and fixed arguments (a new call once it has
+   * MAX_ITEMS_PER_CALL), in the pipeline where that call's first item came: the order of the turn's calls
+   * and of the items within a call is the order they were added.
+   */
+  addItem(
+    script: LoadedScript,
+    keys: string[],
+    fixedArgs: ScriptArg[],
+    item: string,
+  ): Promise<Replicated<unknown>> {
+    return new Promise((resolve, reject) => {
+      const id = `${script.sha}\n${keys.join('\n')}\n${fixedArgs.join('\n')}`
+      let call = this.itemCalls.get(id)
+      if (call === undefined || call.waiters.length >= MAX_ITEMS_PER_CALL) {
+        call = new ItemCall(script, keys, fixedArgs)
+        this.itemCalls.set(id, call)
+        this.push(call)
+      }
+      call.args.push(item)
+      call.waiters.push({ resolve, reject })
+    })
+  }
+
+  private push(call: BatchedCall): void {
+    this.calls.push(call)
+    if (this.calls.length === 1) setImmediate(() => this.flush())
   }
 
   private flush(): void {
     const calls = this.calls
     this.calls = []
+    this.itemCalls.clear()
     const pipeline = this.redis.pipeline()
     for (const call of calls) pipeline.evalsha(call.script.sha, call.keys.length, ...call.keys, ...call.args)
     this.send(pipeline).then(
@@ -231,8 +342,12 @@ class ScriptBatch {
         calls.forEach((call, i) => {
           const [error, reply] = results[i] ?? [new Error('no reply in the pipeline')]
           if (!error) call.resolve({ reply, replicas })
-          else if (error.message.startsWith('NOSCRIPT')) this.evalOne(call).then(call.resolve, call.reject)
-          else call.reject(error)
+          else if (error.message.startsWith('NOSCRIPT')) {
+            this.evalOne(call).then(
+              (value) => call.resolve(value),
+              (evalError: unknown) => call.reject(evalError),
+            )
+          } else call.reject(error)
         })
       },
       (error: unknown) => {

@@ -3,14 +3,15 @@ import { ReplicaAckError } from '../../domain/errors.ts'
 import { execOnSlot, type RedisClient } from '../../redis/client.ts'
 import { type CouponKeys, channels, couponKeys } from '../../redis/keys.ts'
 import {
+  defineItemScript,
   defineScript,
+  type ItemScript,
   type ReplicaAck,
   replyCode,
   replyInteger,
   replyList,
   replyString,
   replyStrings,
-  type Script,
 } from '../../redis/scripts.ts'
 import type { IssuanceContext } from './context.ts'
 import { decodeRecord, encodeRecord, type IssuanceRecord } from './record.ts'
@@ -118,8 +119,8 @@ function countUnlessNotLoaded(name: string): (reply: unknown) => number | undefi
 }
 
 export const couponScripts = {
-  admitStream: defineScript('admitStream', admissionDecoder('admitStream')),
-  admitQueue: defineScript('admitQueue', admissionDecoder('admitQueue')),
+  admitStream: defineItemScript('admitStream', admissionDecoder('admitStream')),
+  admitQueue: defineItemScript('admitQueue', admissionDecoder('admitQueue')),
   markDecided: defineScript('markDecided', (reply) => replyInteger('markDecided', reply, 0)),
   settleIssued: defineScript('settleIssued', (reply) => ({
     changed: replyInteger('settleIssued', reply, 0),
@@ -206,6 +207,10 @@ export class CouponState {
   readonly channels: ReturnType<typeof channels>
   readonly redis: RedisClient
   private readonly replicaAck: ReplicaAck | undefined
+  // The admission scripts' keys and fixed arguments, built once: every admission of the coupon uses them.
+  private readonly streamAdmissionKeys: string[]
+  private readonly queueAdmissionKeys: string[]
+  private readonly admissionArgs: string[]
 
   constructor(side: RedisSide, couponId: number, keys: CouponKeys, names: ReturnType<typeof channels>) {
     this.redis = side.redis
@@ -213,37 +218,36 @@ export class CouponState {
     this.couponId = couponId
     this.keys = keys
     this.channels = names
+    this.streamAdmissionKeys = [keys.state, keys.users, keys.stream, keys.prequeue]
+    this.queueAdmissionKeys = [keys.state, keys.users, keys.queue, keys.prequeue]
+    this.admissionArgs = [names.wakeUp]
   }
 
   // -------------------------------------------------------------------------------------------------------
-  // Admission (the hot path: one script call, batched per event-loop turn).
+  // Admission (the hot path: one script call per coupon and event-loop turn, for all its admissions).
 
   /**
    * Admits a user to the coupon's stream (stream, kafka): reserves a unit, appends to the outbox, and wakes
    * the drainers when the stream had nothing they were told about.
    */
   admitToStream(userId: string): Promise<AdmissionReply> {
-    return this.admit(couponScripts.admitStream, this.keys.stream, userId)
+    return this.admit(couponScripts.admitStream, this.streamAdmissionKeys, userId)
   }
 
   /** Puts a user on the coupon's waiting queue (queue mode) and wakes the scheduler; it decides later. */
   admitToQueue(userId: string): Promise<AdmissionReply> {
-    return this.admit(couponScripts.admitQueue, this.keys.queue, userId)
+    return this.admit(couponScripts.admitQueue, this.queueAdmissionKeys, userId)
   }
 
   /**
-   * An admission script on the state, users and `outbox` keys. With a replica ack (REDIS_REPLICA_ACK), an
+   * An admission script on the state, users, outbox and pre-queue keys; the admissions of one event-loop
+   * turn for this coupon share one call (ItemScript). With a replica ack (REDIS_REPLICA_ACK), an
    * admission the replicas did not confirm in time throws ReplicaAckError (503): it happened on the master,
    * and may still end as a row, but a failover could lose it, so it is not told.
    */
-  private async admit(script: Script<AdmissionReply>, outbox: string, userId: string) {
+  private async admit(script: ItemScript<AdmissionReply>, keys: string[], userId: string) {
     const { redis, replicaAck } = this
-    const { reply, replicas } = await script.runReplicated(
-      redis,
-      [this.keys.state, this.keys.users, outbox, this.keys.prequeue],
-      [userId, this.channels.wakeUp],
-      replicaAck,
-    )
+    const { reply, replicas } = await script.runItem(redis, keys, this.admissionArgs, userId, replicaAck)
     const wanted = replicaAck?.replicas ?? 0
     if (reply.kind === 'admitted' && replicas !== undefined && replicas < wanted) {
       throw new ReplicaAckError(replicas, wanted)

@@ -1,5 +1,6 @@
 --[[
-  Admits one user to a coupon's waiting queue in the `queue` mode, in one round trip and atomically.
+  Admits users to a coupon's waiting queue in the `queue` mode, in one round trip and atomically (the
+  users of one event-loop turn share the call, each admitted in turn as if alone).
   Unlike `stream` no stock is reserved here: the scheduler issues from the queue head while Postgres
   has stock, and lowers the state's stock as it goes, so only once it reaches 0 are requests refused.
   The score is the Redis-side sequence (never an app clock), so queue order is admission order.
@@ -11,11 +12,12 @@
 
   KEYS[4] pre-queue sorted set: userId scored by arrival (LATE_BASE + arrival after the start)
 
-  ARGV[1] userId
-  ARGV[2] wake-up channel: the queue's key is published on it when `wake` was not set (the first user
+  ARGV[1] wake-up channel: the queue's key is published on it when `wake` was not set (the first user
           since the scheduler last cleared it), so idle coupons cost the scheduler nothing
 
-  Returns
+  ARGV[2..] the users to admit, in request order (at most 128)
+
+  Returns one reply per user, in ARGV's order (an error reply in the place of an admission that failed):
     { position, requestedAtMs }  queued
     { -1 }                       the coupon has no state in Redis (lost): rebuild it, then retry
     { -2, record }               the user already requested (queued, issued or sold out); their record
@@ -27,24 +29,33 @@
 ]]
 --- @include "admission"
 
-local refused, stock, requestedAtMs = admissionChecks(KEYS[1], KEYS[2], KEYS[4], ARGV[1])
-if refused then return refused end
+local function admitOne(userId, requestedAtMs)
+  local refused, stock, state = admissionChecks(KEYS[1], KEYS[2], KEYS[4], userId, requestedAtMs)
+  if refused then return refused end
 
--- Still queued although its record was lost: restore the record rather than queue them twice.
-local queued = redis.call('ZSCORE', KEYS[3], ARGV[1])
-if queued then
-  local record = encodeRecord('P', queued, requestedAtMs)
-  redis.call('HSET', KEYS[2], ARGV[1], record)
-  return { -2, record }
+  -- Still queued although its record was lost: restore the record rather than queue them twice.
+  local queued = redis.call('ZSCORE', KEYS[3], userId)
+  if queued then
+    local record = encodeRecord('P', queued, requestedAtMs)
+    redis.call('HSET', KEYS[2], userId, record)
+    return { -2, record }
+  end
+
+  if stock <= 0 then
+    redis.call('HINCRBY', KEYS[1], 'soldOut', 1)
+    return { -3 }
+  end
+
+  local position = (tonumber(state[SEQ]) or 0) + 1
+  redis.call('ZADD', KEYS[3], 'NX', position, userId)
+  redis.call('HSET', KEYS[2], userId, encodeRecord('P', position, requestedAtMs))
+  if state[WAKE] then
+    redis.call('HSET', KEYS[1], 'seq', position)
+  else
+    redis.call('HSET', KEYS[1], 'seq', position, 'wake', 1)
+    redis.call('PUBLISH', ARGV[1], KEYS[3])
+  end
+  return { position, requestedAtMs }
 end
 
-if stock <= 0 then
-  redis.call('HINCRBY', KEYS[1], 'soldOut', 1)
-  return { -3 }
-end
-
-local position = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('ZADD', KEYS[3], 'NX', position, ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], encodeRecord('P', position, requestedAtMs))
-if redis.call('HSETNX', KEYS[1], 'wake', 1) == 1 then redis.call('PUBLISH', ARGV[2], KEYS[3]) end
-return { position, requestedAtMs }
+return admitEach(admitOne)

@@ -1,7 +1,8 @@
 --[[
-  Admits one user to a coupon in the `stream` and `kafka` modes, in one round trip and atomically:
-  a new user reserves one unit of stock, gets the next position and is appended to the coupon's
-  stream (the outbox the writers or the Kafka relay drain). Every check comes before the first write.
+  Admits users to a coupon in the `stream` and `kafka` modes, in one round trip and atomically (the
+  users of one event-loop turn share the call, each admitted in turn as if alone): a new user reserves
+  one unit of stock, gets the next position and is appended to the coupon's stream (the outbox the
+  writers or the Kafka relay drain). Every check comes before the first write.
 
   KEYS[1] state hash: stock, seq (last position given), soldOut (requests refused as sold out), wake (set
           while the stream has entries its drainers were told about)
@@ -10,11 +11,12 @@
 
   KEYS[4] pre-queue sorted set: userId scored by arrival (LATE_BASE + arrival after the start)
 
-  ARGV[1] userId
-  ARGV[2] wake-up channel: the stream's key is published on it when `wake` was not set (the first entry
+  ARGV[1] wake-up channel: the stream's key is published on it when `wake` was not set (the first entry
           since a drainer last cleared it), so idle coupons cost their drainers nothing
 
-  Returns
+  ARGV[2..] the users to admit, in request order (at most 128)
+
+  Returns one reply per user, in ARGV's order (an error reply in the place of an admission that failed):
     { position, requestedAtMs }  accepted
     { -1 }                       the coupon has no state in Redis (lost): rebuild it, then retry
     { -2, record }               the user already requested; their current record
@@ -26,17 +28,25 @@
 ]]
 --- @include "admission"
 
-local refused, stock, requestedAtMs = admissionChecks(KEYS[1], KEYS[2], KEYS[4], ARGV[1])
-if refused then return refused end
+local function admitOne(userId, requestedAtMs)
+  local refused, stock, state = admissionChecks(KEYS[1], KEYS[2], KEYS[4], userId, requestedAtMs)
+  if refused then return refused end
 
-if stock <= 0 then
-  redis.call('HINCRBY', KEYS[1], 'soldOut', 1)
-  return { -3 }
+  if stock <= 0 then
+    redis.call('HINCRBY', KEYS[1], 'soldOut', 1)
+    return { -3 }
+  end
+
+  local position = (tonumber(state[SEQ]) or 0) + 1
+  redis.call('HSET', KEYS[2], userId, encodeRecord('A', position, requestedAtMs))
+  redis.call('XADD', KEYS[3], '*', 'u', userId, 'p', position, 't', requestedAtMs)
+  if state[WAKE] then
+    redis.call('HSET', KEYS[1], 'stock', stock - 1, 'seq', position)
+  else
+    redis.call('HSET', KEYS[1], 'stock', stock - 1, 'seq', position, 'wake', 1)
+    redis.call('PUBLISH', ARGV[1], KEYS[3])
+  end
+  return { position, requestedAtMs }
 end
 
-redis.call('HINCRBY', KEYS[1], 'stock', -1)
-local position = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('HSET', KEYS[2], ARGV[1], encodeRecord('A', position, requestedAtMs))
-redis.call('XADD', KEYS[3], '*', 'u', ARGV[1], 'p', position, 't', requestedAtMs)
-if redis.call('HSETNX', KEYS[1], 'wake', 1) == 1 then redis.call('PUBLISH', ARGV[2], KEYS[3]) end
-return { position, requestedAtMs }
+return admitEach(admitOne)

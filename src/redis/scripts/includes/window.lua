@@ -16,10 +16,8 @@ local function enterPrequeue(stateKey, usersKey, prequeueKey, userId, now, late)
   return { -7, place, now }
 end
 
--- The schedule fields of the coupon's state hash, read once per admission.
-local function scheduleOf(stateKey)
-  return redis.call('HMGET', stateKey, 'opensAt', 'closesAt', 'paused', 'prequeueOpensAt', 'prequeueDone')
-end
+-- The schedule `w` below is the state hash's fields opensAt, closesAt, paused, prequeueOpensAt and
+-- prequeueDone, in this order, as its first five values (admission.lua reads them in its one HMGET).
 
 -- { -6 } paused or { -5 } ended, else nil: checked before anything else about the user, so after the end
 -- (or while paused) everyone, holder or not, gets the same answer.
