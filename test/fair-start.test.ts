@@ -286,6 +286,7 @@ async function checkReceiptsAndLog(t: TestApp, couponId: number, answers: Answer
   const altered: Receipt[] = [
     { ...sample, userId: 'someone-else' },
     { ...sample, signature: flipByte(sample.signature) },
+    { ...sample, proof: [...sample.proof, `R${Buffer.alloc(32).toString('base64url')}`] },
     sample.position === undefined
       ? { ...sample, prequeuePlace: Number(sample.prequeuePlace) + 1 }
       : { ...sample, position: sample.position + 1 },

@@ -28,7 +28,10 @@ export interface Issuance {
   receipt?: Receipt
 }
 
-/** A signed statement of one admission: canonical JSON of the fields but `signature`, signed with Ed25519. */
+/**
+ * A signed statement of one admission: a leaf (SHA-256 of the canonical JSON of the fields but `proof` and
+ * `signature`) of a Merkle tree whose root is signed with Ed25519 (docs/api.md "Receipts").
+ */
 export interface Receipt {
   couponId: number
   userId: string
@@ -36,7 +39,11 @@ export interface Receipt {
   prequeuePlace?: number
   redisTimeMs: number
   status: IssuanceStatus
-  /** base64url Ed25519 signature of the canonical JSON of the other fields. */
+  /** Random (base64url), so a leaf tells nothing about its neighbours in the tree. */
+  nonce: string
+  /** The path from the leaf to the root: `L` or `R` (the sibling's side), then its base64url SHA-256. */
+  proof: string[]
+  /** base64url Ed25519 signature of `coupon-rush-receipt-root:` followed by the root's 32 bytes. */
   signature: string
 }
 

@@ -123,14 +123,15 @@ function issuanceRoute(app: App): void {
   )
 }
 
-/** The outcome as HTTP: 201/202 with the issuance, 409 with the user's current issuance, 410. */
-function answer(app: App, reply: FastifyReply, mode: IssueMode, outcome: RequestOutcome) {
+/** The outcome as HTTP: 201/202 with the issuance and its receipt, 409 with the user's current issuance, 410. */
+async function answer(app: App, reply: FastifyReply, mode: IssueMode, outcome: RequestOutcome) {
   switch (outcome.kind) {
-    case 'admitted':
+    case 'admitted': {
       app.metrics.countOutcome(mode, outcome.issuance.status)
-      return reply
-        .code(outcome.httpStatus)
-        .send({ ...outcome.issuance, receipt: app.receipts.sign(outcome.issuance) })
+      // Signed with the rest of this event-loop turn's receipts (one signature per turn).
+      const receipt = await app.receipts.sign(outcome.issuance)
+      return reply.code(outcome.httpStatus).send({ ...outcome.issuance, receipt })
+    }
     case 'alreadyRequested':
       app.metrics.countOutcome(mode, 'ALREADY_REQUESTED')
       return refuse(reply, 'ALREADY_REQUESTED', outcome.issuance && { issuance: outcome.issuance })

@@ -13,8 +13,12 @@ const Receipt = Type.Object({
   prequeuePlace: Type.Optional(Type.Integer()),
   redisTimeMs: Type.Integer(),
   status: IssuanceStatus,
+  nonce: Type.String({ description: 'random base64url: a leaf tells nothing about its neighbours' }),
+  proof: Type.Array(Type.String({ pattern: '^[LR][A-Za-z0-9_-]{43}$' }), {
+    description: "the leaf's path to the root: L or R (the sibling's side), then its base64url SHA-256",
+  }),
   signature: Type.String({
-    description: 'base64url Ed25519 signature of the canonical JSON of the other fields',
+    description: 'base64url Ed25519 signature of "coupon-rush-receipt-root:" followed by the 32 root bytes',
   }),
 })
 agrees<Same<Static<typeof Receipt>, domain.Receipt>>()
