@@ -90,6 +90,39 @@ describe('the lean HS256 verifier', () => {
     })
   }
 
+  it('gives every verdict again from one verifier that has accepted a token (its header remembered)', () => {
+    const verify = hs256Verifier(SECRET)
+    const verdict = (jwt: string): Verdict => {
+      try {
+        verify(jwt)
+        return 'ok'
+      } catch (error) {
+        assert.ok(error instanceof Hs256Error)
+        return error.failure === 'expired'
+          ? 'expired'
+          : error.failure === 'missingExp'
+            ? 'no exp'
+            : 'not valid'
+      }
+    }
+    for (const [name, jwt, expected] of CASES) {
+      assert.equal(verdict(good), 'ok', 'a valid token, before each case')
+      assert.equal(verdict(jwt), expected, name)
+    }
+  })
+
+  it('still checks a token whose header differs from the one it accepted last', () => {
+    const verify = hs256Verifier(SECRET)
+    assert.deepEqual(verify(good), valid)
+    assert.throws(() => verify(token(valid, { alg: 'HS512', typ: 'JWT' })), Hs256Error)
+    assert.throws(() => verify(`${part({ alg: 'none', typ: 'JWT' })}.${goodPayload}.`), Hs256Error)
+    // Another header that holds is accepted, and remembered in turn.
+    const other = token(valid, { alg: 'HS256' })
+    assert.deepEqual(verify(other), valid)
+    assert.throws(() => verify(`${goodHeader}.${goodPayload}.${goodSignature.slice(1)}A`), Hs256Error)
+    assert.deepEqual(verify(good), valid)
+  })
+
   it('gives the payload of a valid token', () => {
     assert.deepEqual(hs256Verifier(SECRET)(good), valid)
   })

@@ -1,4 +1,4 @@
-import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto'
+import { createHmac, createSecretKey, type KeyObject } from 'node:crypto'
 
 /**
  * A lean HS256 verifier with the key prepared once: HMAC-SHA256 of the signing input, one header and one
@@ -41,29 +41,40 @@ function timeClaim(payload: Record<string, unknown>, name: string): number | und
   return value
 }
 
+/**
+ * Compares two signatures (base64url strings) in time that depends only on their length, without the two
+ * Buffers `timingSafeEqual` needs.
+ */
+function sameSignature(given: string, expected: string): boolean {
+  if (given.length !== expected.length) return false
+  let difference = 0
+  for (let i = 0; i < given.length; i++) difference |= given.charCodeAt(i) ^ expected.charCodeAt(i)
+  return difference === 0
+}
+
 export function hs256Verifier(secret: string): (token: string, nowMs?: number) => Hs256Payload {
   const key: KeyObject = createSecretKey(Buffer.from(secret, 'utf8'))
+  // The header of the last token accepted, as sent: the tokens of one issuer all carry the same header, so
+  // one that matches it is not parsed again. Any other header is parsed and checked.
+  let acceptedHeader = ''
   return (token, nowMs = Date.now()) => {
     const headerEnd = token.indexOf('.')
     const payloadEnd = token.indexOf('.', headerEnd + 1)
     if (headerEnd <= 0 || payloadEnd < 0 || token.indexOf('.', payloadEnd + 1) >= 0)
       throw new Hs256Error('malformed')
-    const header = jsonObject(token.slice(0, headerEnd))
+    const headerPart = token.slice(0, headerEnd)
     // The algorithm is pinned: `none`, and every other algorithm, is refused before any signature check.
-    if (header.alg !== 'HS256') throw new Hs256Error('signature')
-    const signature = token.slice(payloadEnd + 1)
-    const expected = createHmac('sha256', key).update(token.slice(0, payloadEnd)).digest('base64url')
-    if (
-      signature.length !== expected.length ||
-      !timingSafeEqual(Buffer.from(signature), Buffer.from(expected))
-    )
+    if (headerPart !== acceptedHeader && jsonObject(headerPart).alg !== 'HS256')
       throw new Hs256Error('signature')
+    const expected = createHmac('sha256', key).update(token.slice(0, payloadEnd)).digest('base64url')
+    if (!sameSignature(token.slice(payloadEnd + 1), expected)) throw new Hs256Error('signature')
     const payload = jsonObject(token.slice(headerEnd + 1, payloadEnd))
     const exp = timeClaim(payload, 'exp')
     const nbf = timeClaim(payload, 'nbf')
     if (exp === undefined) throw new Hs256Error('missingExp')
     if (exp * 1000 <= nowMs) throw new Hs256Error('expired')
     if (nbf !== undefined && nbf * 1000 > nowMs) throw new Hs256Error('inactive')
+    acceptedHeader = headerPart
     return payload as Hs256Payload
   }
 }

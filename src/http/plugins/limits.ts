@@ -2,6 +2,7 @@ import type { FastifyRequest, preHandlerHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter } from 'prom-client'
 import type { Config, RateLimit } from '../../config/config.ts'
+import type { Coupon } from '../../domain/coupon.ts'
 import { AppError } from '../../domain/errors.ts'
 import { channels } from '../../redis/keys.ts'
 import { CouponMisses } from '../coupon-misses.ts'
@@ -9,14 +10,19 @@ import { SharedLimit } from '../shared-limit.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Route hooks (preHandler, after authentication) of the per-user limits and the unknown-coupon memory. */
+    /** The per-user limits and the unknown-coupon memory: route hooks (after authentication), and plain calls. */
     limits: {
-      /** RATE_LIMIT_PER_USER on `POST /coupons/{id}/issuance`. */
-      issuancePerUser: preHandlerHookHandler
+      /** RATE_LIMIT_PER_USER on `POST /coupons/{id}/issuance`: undefined when counted in memory, else a promise. */
+      countIssuance(request: FastifyRequest): Promise<void> | undefined
       /** STATUS_LIMIT_PER_USER on `GET /coupons/{id}/issuance`. */
       statusReadsPerUser: preHandlerHookHandler
       /** 404 from memory for a coupon id looked up and not found in the last COUPON_MISS_TTL_MS. */
       unknownCoupon: preHandlerHookHandler
+      /**
+       * The coupon `find` gives for `id`, or 404 COUPON_NOT_FOUND: from memory for an id not found lately, else
+       * looked up, a miss remembered (what `unknownCoupon` does, for a route that looks the coupon up itself).
+       */
+      findCoupon(id: number, find: (id: number) => Promise<Coupon>): Promise<Coupon>
     }
   }
 }
@@ -84,7 +90,7 @@ export default fp<{ config: Config }>(
     await app.redisSubscriber.subscribe(names.couponChanged)
 
     app.decorate('limits', {
-      issuancePerUser: (request, _reply, done) => settle(perUserIssuance.consume(request.userId), done),
+      countIssuance: (request) => perUserIssuance.consume(request.userId),
       statusReadsPerUser: (request, _reply, done) => settle(perUserStatus.consume(request.userId), done),
       unknownCoupon: (request, _reply, done) => {
         const id = couponId(request)
@@ -92,6 +98,13 @@ export default fp<{ config: Config }>(
           return done(new AppError('COUPON_NOT_FOUND', `no coupon ${id}`))
         if (id !== undefined) lookups.add(request)
         done()
+      },
+      findCoupon: (id, find) => {
+        if (misses.has(id)) return Promise.reject(new AppError('COUPON_NOT_FOUND', `no coupon ${id}`))
+        return find(id).catch((error: unknown) => {
+          if (error instanceof AppError && error.code === 'COUPON_NOT_FOUND') misses.remember(id)
+          throw error
+        })
       },
     })
   },

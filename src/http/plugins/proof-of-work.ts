@@ -1,6 +1,6 @@
 import { createChallenge, extractParams, verifySolution } from 'altcha-lib/v1'
 import type { Challenge, Payload } from 'altcha-lib/v1/types'
-import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
+import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter } from 'prom-client'
 import type { Config } from '../../config/config.ts'
@@ -17,8 +17,11 @@ declare module 'fastify' {
     proofOfWork: {
       /** A challenge for this user and coupon, from the moment the coupon issues; 404 if it asks for none. */
       challenge(coupon: Coupon, userId: string): Promise<Challenge>
-      /** preHandler: refuses a request for a coupon with proof of work that carries no valid, unused solution. */
-      required: preHandlerAsyncHookHandler
+      /**
+       * Refuses a request for a coupon with proof of work that carries no valid, unused solution. Undefined (no
+       * promise) for a coupon that asks for none.
+       */
+      check(coupon: Coupon, request: FastifyRequest): Promise<void> | undefined
     }
   }
 }
@@ -131,15 +134,13 @@ export default fp<{ config: Config }>(
           params: challengeParams(coupon.id, userId),
         })
       },
-      required: async (request: FastifyRequest) => {
-        const { id } = request.params as { id: number }
-        const coupon = await app.issuance.get(id)
-        if (coupon.proofOfWork === null) return
-        if (await knownSoldOut(coupon, Date.now())) {
+      check(coupon: Coupon, request: FastifyRequest): Promise<void> | undefined {
+        if (coupon.proofOfWork === null) return undefined
+        return knownSoldOut(coupon, Date.now()).then((soldOut) => {
+          if (!soldOut) return spend(coupon, request.userId, request.headers[SOLUTION_HEADER])
           count('skippedSoldOut')
-          return
-        }
-        await spend(coupon, request.userId, request.headers[SOLUTION_HEADER])
+          return undefined
+        })
       },
     })
   },

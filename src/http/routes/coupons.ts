@@ -80,26 +80,16 @@ function challengeRoute(app: App): void {
 
 /** The hot path: one admission request, answered by the coupon's mode. */
 function issuanceRoute(app: App): void {
-  /** The mode of the coupon a request is for, once found (for counting failures by mode). */
-  const issuingMode = new WeakMap<object, IssueMode>()
+  const getCoupon = (id: number) => app.issuance.get(id)
   app.post(
     '/coupons/:id/issuance',
     {
       onRequest: app.authenticateUser,
-      // A failure after the coupon was found (outside its window, mode disabled, a dependency away) is
-      // counted as an outcome too; the error handler answers it.
-      onError: async (request, _reply, error) => {
-        const mode = issuingMode.get(request)
-        if (mode !== undefined)
-          app.metrics.countOutcome(mode, error instanceof AppError ? error.code : 'ERROR')
-      },
       config: {
         // The hot path: security headers guard what a browser renders or loads, and nothing renders or
         // loads the answer to a POST; skipping them spares every admission their bytes.
         securityHeaders: false,
       },
-      // The proof of work (coupons that ask for it) is checked before the mode is asked.
-      preHandler: [app.limits.issuancePerUser, app.limits.unknownCoupon, app.proofOfWork.required],
       schema: {
         tags: ['coupons'],
         summary: 'Request the coupon (FCFS); the answer depends on the coupon mode',
@@ -114,11 +104,22 @@ function issuanceRoute(app: App): void {
         },
       },
     },
+    // One handler instead of a preHandler chain: per request only the per-user limit, the coupon lookup (once),
+    // the proof of work for a coupon that asks for one, then the mode.
     async (request, reply) => {
-      const coupon = await app.issuance.get(request.params.id)
-      issuingMode.set(request, coupon.issueMode)
-      const outcome = await app.issuance.request(coupon, request.userId)
-      return answer(app, reply, coupon.issueMode, outcome)
+      const counted = app.limits.countIssuance(request)
+      if (counted !== undefined) await counted
+      const coupon = await app.limits.findCoupon(request.params.id, getCoupon)
+      const checked = app.proofOfWork.check(coupon, request)
+      if (checked !== undefined) await checked
+      try {
+        return answer(app, reply, coupon.issueMode, await app.issuance.request(coupon, request.userId))
+      } catch (error) {
+        // A failure once the coupon was found and its proof of work checked (outside its window, mode
+        // disabled, a dependency away) is counted as an outcome too; the error handler answers it.
+        app.metrics.countOutcome(coupon.issueMode, error instanceof AppError ? error.code : 'ERROR')
+        throw error
+      }
     },
   )
 }
