@@ -84,6 +84,23 @@ describe('issuing a batch in Postgres', () => {
     assert.equal(await issuedCount(coupon.id), 30)
   })
 
+  it('writes user ids exactly, whatever characters they hold', async () => {
+    const coupon = await insertTestCoupon(env.db, { quantity: 10 })
+    const plain = ['a.b:c-d_e', 'comma,{brace}', 'sp ace', '']
+    const escaped = ['with"quote', 'back\\slash']
+    const users = [...plain, ...escaped]
+    for (const batch of [plain, escaped]) {
+      const requests = batch.map((userId) => ({
+        userId,
+        position: users.indexOf(userId) + 1,
+        requestedAt: new Date(),
+      }))
+      await inTransaction(env.db, (client) => issueFresh(client, coupon.id, requests))
+    }
+    const rows = await issuedRows(env.db, coupon.id)
+    assert.deepEqual(rows.map((row) => row.user_id).sort(), [...users].sort())
+  })
+
   it('writes a batch replayed in part once: the fallback adds the missing rows, the count stays exact', async () => {
     const coupon = await insertTestCoupon(env.db, { quantity: 100 })
     const state = new CouponStates(env).of(coupon.id)

@@ -88,9 +88,9 @@ export async function issueFresh(
      RETURNING id, user_id`,
     [
       couponId,
-      users,
-      requests.map((r) => r.position),
-      requests.map((r) => r.requestedAt.getTime()),
+      textArray(users),
+      `{${requests.map((r) => r.position).join(',')}}`,
+      `{${requests.map((r) => r.requestedAt.getTime()).join(',')}}`,
       requests.length,
     ],
   )
@@ -109,6 +109,17 @@ export async function issueFresh(
     })
   }
   return { issued, soldOut: [] }
+}
+
+/**
+ * A text[] parameter as one array literal, each element in double quotes: node-pg's own serialisation
+ * runs two regular expressions per element. User ids hold neither `"` nor `\` (auth/user-id.ts); should
+ * one, node-pg escapes it.
+ */
+function textArray(values: string[]): string | string[] {
+  if (values.length === 0) return '{}'
+  const joined = values.join('","')
+  return /["\\]/.test(joined) ? values : `{"${joined}"}`
 }
 
 /** issueBatch's insert, the coupon row locked already with `remaining` stock left. */
