@@ -95,9 +95,10 @@ export async function buildApp({
   await app.register(errors)
   await app.register(validation)
   await app.register(securityHeaders)
+  // Before any plugin that adds routes: the metrics give each route its latency hook as it is added.
+  await app.register(metrics)
   await app.register(swagger, { openapi: OPENAPI })
   await app.register(swaggerUi, { routePrefix: '/docs' })
-  await app.register(metrics)
   await app.register(connections, { config })
   await app.register(postgres, { config })
   await app.register(redis, { config })

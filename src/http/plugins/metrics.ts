@@ -1,3 +1,4 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client'
 import { writerBatchRows, writerLingerSeconds } from '../../monitoring/writer-metrics.ts'
@@ -46,17 +47,38 @@ export default fp(
       child.inc()
     }
     app.decorate('metrics', { registry, countOutcome })
-    const children = new Map<string, { observe(seconds: number): void }>()
-    app.addHook('onResponse', (request, reply, done) => {
-      const route = request.routeOptions.url ?? 'unmatched'
-      const key = `${request.method} ${route} ${reply.statusCode}`
-      let child = children.get(key)
-      if (child === undefined) {
-        child = requestDuration.labels(request.method, route, String(reply.statusCode))
-        children.set(key, child)
+    // One latency hook per route, made when the route is added, with its labelled children by method and
+    // status kept: no label string is built per answer. Answers without a route (404, a URL the router
+    // refuses) go to the 'unmatched' hook.
+    const latencyHook = (route: string) => {
+      const children = new Map<string, Map<number, { observe(seconds: number): void }>>()
+      return (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
+        const { method } = request
+        const status = reply.statusCode
+        let byStatus = children.get(method)
+        if (byStatus === undefined) {
+          byStatus = new Map()
+          children.set(method, byStatus)
+        }
+        let child = byStatus.get(status)
+        if (child === undefined) {
+          child = requestDuration.labels(method, route, String(status))
+          byStatus.set(status, child)
+        }
+        child.observe(reply.elapsedTime / 1000)
+        done()
       }
-      child.observe(reply.elapsedTime / 1000)
-      done()
+    }
+    app.addHook('onRoute', (route) => {
+      const hooks = route.onResponse
+      const hook = latencyHook(route.url)
+      route.onResponse =
+        hooks === undefined ? [hook] : Array.isArray(hooks) ? [...hooks, hook] : [hooks, hook]
+    })
+    const unmatched = latencyHook('unmatched')
+    app.addHook('onResponse', (request, reply, done) => {
+      if (request.is404) unmatched(request, reply, done)
+      else done()
     })
     app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
       reply.type(registry.contentType)
