@@ -6,7 +6,7 @@ import { decodeRecord } from '../src/issuance/core/record.ts'
 import { queueMode, queueScheduler } from '../src/issuance/queue/queue-mode.ts'
 import { IssuanceService } from '../src/issuance/service/issuance-service.ts'
 import { couponKeys } from '../src/redis/keys.ts'
-import { runConcurrently, startTestApp, type TestApp } from './support/app.ts'
+import { startTestApp, type TestApp } from './support/app.ts'
 import { TEST_KAFKA_BROKERS } from './support/cluster-app.ts'
 import { createTestEnv, eventually, insertTestCoupon, issuedRows } from './support/infra.ts'
 import { assertRowsAsTold, undecidedPending } from './support/invariants.ts'
@@ -44,10 +44,15 @@ function hoursFromNow(hours: number): string {
   return new Date(Date.now() + hours * 3_600_000).toISOString()
 }
 
+/** Requests a sale keeps sending after its last step's PATCH returned, so the end is seen refusing. */
+const TAIL_AFTER_LAST_STEP = 100
+
 /**
- * The sale: `users` distinct users, CONCURRENCY in flight. The steps run one after the other, each once
- * `afterAnswers` requests were answered since the previous one's PATCH returned; the worker that reaches it
- * sends the PATCH while the other CONCURRENCY - 1 keep sending.
+ * The sale: `users` distinct users (more if the steps are not all done by then), CONCURRENCY in flight. The steps
+ * run one after the other, each once `afterAnswers` requests were answered since the previous one's PATCH returned;
+ * the worker that reaches it sends the PATCH while the other CONCURRENCY - 1 keep sending. Fast refusals can use
+ * up the users while a PATCH is slow, so the sale goes on until TAIL_AFTER_LAST_STEP requests were sent after the
+ * last step (at most three times `users`).
  */
 async function runSteeredSale(
   t: TestApp,
@@ -58,6 +63,7 @@ async function runSteeredSale(
 ): Promise<Answer[]> {
   let answeredSinceStep = 0
   let steering = false
+  const last = steps.at(-1)!
   const patch = async (step: Step) => {
     steering = true
     step.sentAt = performance.now()
@@ -71,18 +77,29 @@ async function runSteeredSale(
     steering = false
     assert.equal(result.status, 200, `PATCH ${JSON.stringify(step.body)}: ${JSON.stringify(result.body)}`)
   }
-  return runConcurrently(users, CONCURRENCY, async (i) => {
+  const answers: Answer[] = []
+  let next = 0
+  let sentAfterLastStep = 0
+  const more = () => next < users || (next < users * 3 && sentAfterLastStep < TAIL_AFTER_LAST_STEP)
+  const request = async (i: number) => {
     const userId = `${mode}-u${i}`
     const sentAt = performance.now()
+    if (last.doneAt !== undefined) sentAfterLastStep += 1
     const result = await t.http('POST', `/coupons/${couponId}/issuance`, { token: t.tokenFor(userId) })
     const answer: Answer = { userId, status: result.status, sentAt, doneAt: performance.now() }
     if (result.body.code !== undefined) answer.code = result.body.code
     if (typeof result.body.position === 'number') answer.position = result.body.position
+    answers.push(answer)
     answeredSinceStep += 1
-    const next = steps.find((step) => step.sentAt === undefined)
-    if (next !== undefined && !steering && answeredSinceStep >= next.afterAnswers) await patch(next)
-    return answer
-  })
+    const step = steps.find((candidate) => candidate.sentAt === undefined)
+    if (step !== undefined && !steering && answeredSinceStep >= step.afterAnswers) await patch(step)
+  }
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (more()) await request(next++)
+    }),
+  )
+  return answers
 }
 
 /** Requests sent after `from` (a PATCH's answer) and answered before `to` (the next PATCH was sent). */
