@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { type OwnRedis, startOwnRedis } from '../bench/lib/redis-server.ts'
 import type { Coupon } from '../src/domain/coupon.ts'
@@ -163,6 +164,14 @@ describe('releasing ended sales from Redis', () => {
     await t.close()
     observer.disconnect()
     await redisServer.destroy()
+  })
+
+  it('stops at once when stopped in the middle of a sweep, not a sweep period later', async () => {
+    const releaser = new SaleReleaser(t.app.issuanceContext, { afterMs: 3_600_000, sweepMs: 3_600_000 })
+    await releaser.start()
+    // The first sweep is waiting for Postgres now; a stop that waited for the next sweep would take an hour.
+    const stopped = await Promise.race([releaser.stop().then(() => true), sleep(5_000).then(() => false)])
+    assert.equal(stopped, true, 'stopped within 5 s')
   })
 
   it('gives back the memory of 20 sales in every mode, and every read answers as before', async () => {

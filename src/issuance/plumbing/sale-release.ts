@@ -164,6 +164,8 @@ export class SaleReleaser implements IssuanceWorker {
         this.ctx.logger.warn({ err: error }, 'sale-release: releasing ended sales failed')
       }
       await new Promise<void>((resolve) => {
+        // stop() during the sweep woke the wait before this one: without this check it sleeps a whole period.
+        if (!this.running) return resolve()
         const timer = setTimeout(resolve, this.options.sweepMs)
         this.wake = () => {
           clearTimeout(timer)
