@@ -118,8 +118,9 @@ export async function issueFresh(
  */
 function textArray(values: string[]): string | string[] {
   if (values.length === 0) return '{}'
-  const joined = values.join('","')
-  return /["\\]/.test(joined) ? values : `{"${joined}"}`
+  // Each value is tested, not the joined literal: its `","` separators hold a quote themselves.
+  for (const value of values) if (value.includes('"') || value.includes('\\')) return values
+  return `{"${values.join('","')}"}`
 }
 
 /** issueBatch's insert, the coupon row locked already with `remaining` stock left. */
