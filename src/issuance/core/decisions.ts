@@ -6,6 +6,7 @@ import {
   type IssueRequest,
   issueBatch,
   issueFresh,
+  issueFreshAlone,
   isUniqueViolation,
 } from '../../storage/user-coupons.ts'
 import type { IssuanceContext } from './context.ts'
@@ -96,21 +97,24 @@ export async function writeAndSettle(
 }
 
 /**
- * The Postgres half: one transaction, a plain insert first (`issueFresh`); a batch some of whose rows are
- * there already (a replay) violates the unique constraint and is written again the duplicate-safe way.
+ * The Postgres half: a plain insert first, as one statement on its own (`issueFreshAlone`), or in a
+ * transaction when the batch has duplicate users or the stock may be short (`issueFresh`); a batch some of
+ * whose rows are there already (a replay) violates the unique constraint and is written again the
+ * duplicate-safe way.
  */
-function issueInPostgres(
+async function issueInPostgres(
   ctx: IssuanceContext,
   coupon: Coupon,
   requests: IssueRequest[],
 ): Promise<BatchResult> {
-  return inTransaction(ctx.db, (client) => issueFresh(client, coupon.id, requests)).catch(
-    (error: unknown) => {
-      // A fresh transaction rather than a savepoint: the normal path saves the SAVEPOINT round trip.
-      if (!isUniqueViolation(error)) throw error
-      return inTransaction(ctx.db, (client) => issueBatch(client, coupon.id, requests))
-    },
-  )
+  try {
+    const alone = await issueFreshAlone(ctx.db, coupon.id, requests)
+    return alone ?? (await inTransaction(ctx.db, (client) => issueFresh(client, coupon.id, requests)))
+  } catch (error) {
+    // A fresh transaction rather than a savepoint: the normal path saves the SAVEPOINT round trip.
+    if (!isUniqueViolation(error)) throw error
+    return inTransaction(ctx.db, (client) => issueBatch(client, coupon.id, requests))
+  }
 }
 
 /**
