@@ -3,7 +3,13 @@ import { after, before, describe, it } from 'node:test'
 import { CouponStates } from '../src/issuance/core/coupon-state.ts'
 import { writeIssued } from '../src/issuance/core/decisions.ts'
 import { inTransaction } from '../src/storage/postgres.ts'
-import { type IssueRequest, issueBatch, issueFresh, isUniqueViolation } from '../src/storage/user-coupons.ts'
+import {
+  type IssueRequest,
+  issueBatch,
+  issueFresh,
+  issueFreshAlone,
+  isUniqueViolation,
+} from '../src/storage/user-coupons.ts'
 import { createTestEnv, insertTestCoupon, issuedRows, type TestEnv } from './support/infra.ts'
 
 const requestsFor = (from: number, count: number): IssueRequest[] =>
@@ -81,6 +87,25 @@ describe('issuing a batch in Postgres', () => {
       isUniqueViolation,
     )
     assert.equal((await issuedRows(env.db, coupon.id)).length, 30, 'the refused batch left nothing behind')
+    assert.equal(await issuedCount(coupon.id), 30)
+  })
+
+  it('writes a fresh batch as one statement, in position order, and writes nothing for any other batch', async () => {
+    const coupon = await insertTestCoupon(env.db, { quantity: 50 })
+    const fresh = await issueFreshAlone(env.db, coupon.id, requestsFor(1, 30).reverse())
+    assert.equal(fresh?.issued.length, 30)
+    const rows = await issuedRows(env.db, coupon.id)
+    assert.deepEqual(
+      rows.map((row) => row.user_id),
+      requestsFor(1, 30).map((request) => request.userId),
+      'ids follow the positions',
+    )
+    assert.equal(await issuedCount(coupon.id), 30)
+    await assert.rejects(issueFreshAlone(env.db, coupon.id, requestsFor(25, 10)), isUniqueViolation)
+    const twice = [...requestsFor(40, 2), ...requestsFor(40, 1)]
+    assert.equal(await issueFreshAlone(env.db, coupon.id, twice), undefined, 'a user twice')
+    assert.equal(await issueFreshAlone(env.db, coupon.id, requestsFor(100, 21)), undefined, 'stock short')
+    assert.equal((await issuedRows(env.db, coupon.id)).length, 30, 'the refused batches left nothing behind')
     assert.equal(await issuedCount(coupon.id), 30)
   })
 

@@ -112,14 +112,77 @@ export async function issueFresh(
 }
 
 /**
+ * The first attempt at a batch as one statement on its own (autocommit: one round trip, where BEGIN, the
+ * lock query, the INSERT and COMMIT were four, each waiting for the writer's busy event loop while the
+ * coupon row stayed locked): a batch of distinct users within the stock is inserted whole, as `issueFresh`
+ * does. Undefined, with nothing written, for any other batch (duplicate users, stock short): the caller
+ * runs `issueFresh` in a transaction. A replay violates the unique constraint and throws, as there.
+ */
+export async function issueFreshAlone(
+  db: Queryable,
+  couponId: number,
+  requests: IssueRequest[],
+): Promise<BatchResult | undefined> {
+  const users = requests.map((r) => r.userId)
+  if (requests.length === 0 || new Set(users).size !== requests.length) return undefined
+  // The row lock serialises writers of one coupon; the stock check and the count see the locked row.
+  const { rows } = await db.query<{ id: number; user_id: string; issued_at_ms: number }>(
+    `WITH locked AS (
+       SELECT quantity - issued_count AS remaining,
+              LEAST(now() + make_interval(days => valid_days), valid_until) AS expires_at
+       FROM coupons WHERE id = $1 FOR UPDATE
+     ),
+     counted AS (
+       UPDATE coupons SET issued_count = issued_count + $5
+       WHERE id = $1 AND (SELECT remaining FROM locked) >= $5
+     )
+     INSERT INTO user_coupons (coupon_id, user_id, position, requested_at, issued_at, expires_at)
+     SELECT $1, r.user_id, r.position, ${REQUESTED_AT}, now(), l.expires_at
+     FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS r(user_id, position, requested_ms)
+     CROSS JOIN locked l
+     WHERE l.remaining >= $5
+     ORDER BY r.position
+     RETURNING id, user_id, ${ISSUED_AT_MS}`,
+    [
+      couponId,
+      textArray(users),
+      `{${requests.map((r) => r.position).join(',')}}`,
+      `{${requests.map((r) => r.requestedAt.getTime()).join(',')}}`,
+      requests.length,
+    ],
+  )
+  const first = rows[0]
+  if (first === undefined) return undefined
+  if (rows.length !== requests.length)
+    throw new Error(`issueFreshAlone: ${rows.length} rows for ${requests.length}`)
+  const byUser = new Map(requests.map((r) => [r.userId, r]))
+  // issued_at is now(), the statement's transaction start: the same for every row.
+  const issuedAt = new Date(first.issued_at_ms)
+  const issued: IssuedRow[] = []
+  for (const row of rows) {
+    const request = byUser.get(row.user_id)
+    if (request === undefined) throw new Error(`issueFreshAlone: a row for ${row.user_id}, not in the batch`)
+    issued.push({
+      id: row.id,
+      userId: row.user_id,
+      position: request.position,
+      requestedAt: request.requestedAt,
+      issuedAt,
+    })
+  }
+  return { issued, soldOut: [] }
+}
+
+/**
  * A text[] parameter as one array literal, each element in double quotes: node-pg's own serialisation
  * runs two regular expressions per element. User ids hold neither `"` nor `\` (auth/user-id.ts); should
  * one, node-pg escapes it.
  */
 function textArray(values: string[]): string | string[] {
   if (values.length === 0) return '{}'
-  const joined = values.join('","')
-  return /["\\]/.test(joined) ? values : `{"${joined}"}`
+  // Each value is tested, not the joined literal: its `","` separators hold a quote themselves.
+  for (const value of values) if (value.includes('"') || value.includes('\\')) return values
+  return `{"${values.join('","')}"}`
 }
 
 /** issueBatch's insert, the coupon row locked already with `remaining` stock left. */

@@ -1,10 +1,12 @@
 import type { Coupon, Issuance } from '../../domain/coupon.ts'
 import { inTransaction } from '../../storage/postgres.ts'
 import {
+  type BatchResult,
   type IssuedRow,
   type IssueRequest,
   issueBatch,
   issueFresh,
+  issueFreshAlone,
   isUniqueViolation,
 } from '../../storage/user-coupons.ts'
 import type { IssuanceContext } from './context.ts'
@@ -73,7 +75,7 @@ export async function writeIssued(
   coupon: Coupon,
   requests: IssueRequest[],
 ): Promise<Decision[]> {
-  const decisions = await issueInPostgres(ctx, coupon, requests)
+  const decisions = decisionsOf(requests, await issueInPostgres(ctx, coupon, requests))
   await recordDecisions(state, decisions)
   return decisions
 }
@@ -89,38 +91,79 @@ export async function writeAndSettle(
   requests: IssueRequest[],
   settle: { group: string; ids: string[] },
 ): Promise<void> {
-  const decisions = await issueInPostgres(ctx, coupon, requests)
-  const pairs = decisions.flatMap(([userId, record]) => [userId, encodeRecord(record)])
+  const pairs = pairsOf(requests, await issueInPostgres(ctx, coupon, requests))
   await state.settleIssued(settle.group, settle.ids, pairs)
   await publishDecisions(state, pairs)
 }
 
 /**
- * The Postgres half: one transaction, a plain insert first (`issueFresh`); a batch some of whose rows are
- * there already (a replay) violates the unique constraint and is written again the duplicate-safe way.
+ * The Postgres half: a plain insert first, as one statement on its own (`issueFreshAlone`), or in a
+ * transaction when the batch has duplicate users or the stock may be short (`issueFresh`); a batch some of
+ * whose rows are there already (a replay) violates the unique constraint and is written again the
+ * duplicate-safe way.
  */
 async function issueInPostgres(
   ctx: IssuanceContext,
   coupon: Coupon,
   requests: IssueRequest[],
-): Promise<Decision[]> {
-  const result = await inTransaction(ctx.db, (client) => issueFresh(client, coupon.id, requests)).catch(
-    (error: unknown) => {
-      // A fresh transaction rather than a savepoint: the normal path saves the SAVEPOINT round trip.
-      if (!isUniqueViolation(error)) throw error
-      return inTransaction(ctx.db, (client) => issueBatch(client, coupon.id, requests))
-    },
-  )
+): Promise<BatchResult> {
+  try {
+    const alone = await issueFreshAlone(ctx.db, coupon.id, requests)
+    return alone ?? (await inTransaction(ctx.db, (client) => issueFresh(client, coupon.id, requests)))
+  } catch (error) {
+    // A fresh transaction rather than a savepoint: the normal path saves the SAVEPOINT round trip.
+    if (!isUniqueViolation(error)) throw error
+    return inTransaction(ctx.db, (client) => issueBatch(client, coupon.id, requests))
+  }
+}
+
+/**
+ * A batch's decisions as the flat `[userId, encodedRecord, ...]` pairs the Redis scripts take, encoded
+ * straight from the rows (the stream writers': no Decision objects per row), in the order decisionsOf gives.
+ */
+function pairsOf(requests: IssueRequest[], result: BatchResult): string[] {
+  const pairs: string[] = []
+  let byUser: Map<string, IssueRequest> | undefined
+  for (const row of result.issued) {
+    let { position } = row
+    if (position === null) {
+      // Only a row written without a position (not by these writers): the request's stands in.
+      byUser ??= new Map(requests.map((request) => [request.userId, request]))
+      position = byUser.get(row.userId)?.position ?? 0
+    }
+    // encodeRecord(issuedRecord(row)), without the object.
+    const record = `I|${position}|${row.requestedAt.getTime()}|${row.id}|${row.issuedAt.getTime()}`
+    pairs.push(row.userId, record)
+  }
+  if (result.soldOut.length > 0) {
+    for (const [userId, record] of soldOutDecisions(requests, result.soldOut)) {
+      pairs.push(userId, encodeRecord(record))
+    }
+  }
+  return pairs
+}
+
+/** The decisions of a batch Postgres wrote (`issueInPostgres`). */
+function decisionsOf(requests: IssueRequest[], result: BatchResult): Decision[] {
   const byUser = new Map(requests.map((request) => [request.userId, request]))
-  const decidedAtMs = Date.now()
   const decisions: Decision[] = []
   for (const row of result.issued) {
     const request = byUser.get(row.userId)
     if (request !== undefined) decisions.push([row.userId, issuedRecord(row, request.position)])
   }
-  // Only after Redis lost state can Postgres run out before Redis did: those requests end SOLD_OUT, honestly.
-  for (const userId of result.soldOut) {
-    const request = byUser.get(userId)!
+  decisions.push(...soldOutDecisions(requests, result.soldOut))
+  return decisions
+}
+
+/** Only after Redis lost state can Postgres run out before Redis did: those requests end SOLD_OUT, honestly. */
+function soldOutDecisions(requests: IssueRequest[], soldOut: string[]): Decision[] {
+  if (soldOut.length === 0) return []
+  const byUser = new Map(requests.map((request) => [request.userId, request]))
+  const decidedAtMs = Date.now()
+  const decisions: Decision[] = []
+  for (const userId of soldOut) {
+    const request = byUser.get(userId)
+    if (request === undefined) continue
     const { position, requestedAt } = request
     decisions.push([
       userId,

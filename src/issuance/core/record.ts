@@ -31,13 +31,8 @@ export interface IssuanceRecord {
 }
 
 export function encodeRecord(record: IssuanceRecord): string {
-  return [
-    LETTER_BY_STATUS[record.status],
-    record.position,
-    record.requestedAtMs,
-    record.userCouponId ?? '',
-    record.decidedAtMs ?? '',
-  ].join('|')
+  const { status, position, requestedAtMs, userCouponId = '', decidedAtMs = '' } = record
+  return `${LETTER_BY_STATUS[status]}|${position}|${requestedAtMs}|${userCouponId}|${decidedAtMs}`
 }
 
 export function decodeRecord(raw: string): IssuanceRecord {

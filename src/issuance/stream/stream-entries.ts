@@ -15,12 +15,20 @@ export interface StreamEntry {
 
 /** Reads the flat field list `[u, userId, p, position, t, ms]` that admitStream writes. */
 export function streamFields(fields: string[]): Omit<StreamEntry, 'id'> {
-  // The layout admitStream writes, read without building a map (the writers read thousands per batch).
-  if (fields.length === 6 && fields[0] === 'u' && fields[2] === 'p' && fields[4] === 't')
-    return { userId: fields[1]!, position: Number(fields[3]), requestedAtMs: Number(fields[5]) }
+  const { userId, position, requestedAtMs } = streamEntry('', fields)
+  return { userId, position, requestedAtMs }
+}
+
+/** The entry `id` with the fields admitStream wrote, as one object (the writers read thousands per batch). */
+function streamEntry(id: string, fields: string[]): StreamEntry {
+  // The layout admitStream writes, read without building a map.
+  if (fields.length === 6 && fields[0] === 'u' && fields[2] === 'p' && fields[4] === 't') {
+    return { id, userId: fields[1]!, position: Number(fields[3]), requestedAtMs: Number(fields[5]) }
+  }
   const map = new Map<string, string>()
   for (let i = 0; i < fields.length; i += 2) map.set(fields[i]!, fields[i + 1]!)
-  return { userId: map.get('u') ?? '', position: Number(map.get('p')), requestedAtMs: Number(map.get('t')) }
+  const userId = map.get('u') ?? ''
+  return { id, userId, position: Number(map.get('p')), requestedAtMs: Number(map.get('t')) }
 }
 
 // The stream commands' replies, read without casts: a reply of another shape is a contract break and throws.
@@ -42,7 +50,7 @@ function entriesOf(what: string, raw: unknown): StreamEntry[] {
     if (typeof id !== 'string') throw new Error(`${what}: an entry without an id`)
     if (fields === null) continue
     if (!isStringList(fields)) throw new Error(`${what}: entry ${id} has no field list`)
-    entries.push({ id, ...streamFields(fields) })
+    entries.push(streamEntry(id, fields))
   }
   return entries
 }
