@@ -630,17 +630,33 @@ async function runMode(run: Run, mode: IssueMode): Promise<ModeReport> {
   return report
 }
 
-/** The ceiling: the same load against a bare Fastify route in its own process. */
+/**
+ * The ceiling: the same load against a bare Fastify route in its own process. Then the same closed loop against
+ * a bare route that checks each request's token with the service's HS256 verifier: what the contract asks
+ * before any answer, so the floor of the sold-out path on this machine.
+ */
 async function runBare(run: Run): Promise<ModeReport> {
+  const { closed, open } = await bareRoutePhases(run, 'bare', undefined)
+  const { closed: tokenChecked } = await bareRoutePhases(run, 'bare + token check', run.jwtSecret)
+  return { mode: 'bare', status: 'ok', closed, open, tokenChecked }
+}
+
+/** One bare server's phases: closed loop, and open loop for the plain route (no open loop with a token check). */
+async function bareRoutePhases(
+  run: Run,
+  label: string,
+  hs256Secret: string | undefined,
+): Promise<Pick<ModeReport, 'closed' | 'open'>> {
   const port = await freePort()
   const baseUrl = `http://127.0.0.1:${port}`
-  const server = await startBareServer(port, join(run.logDir, 'bare.log'))
+  const logName = hs256Secret === undefined ? 'bare.log' : 'bare-token-check.log'
+  const server = await startBareServer(port, join(run.logDir, logName), hs256Secret)
   return withChild(run, server, async () => {
     await warm(run, baseUrl, 0, 'bare', run.options.warmupSec)
-    const measure = async (kind: LoadJob['kind'], extra: Partial<LoadJob>, label: string) => {
-      const userPrefix = `bare-${kind}-${run.id}-`
+    const measure = async (kind: LoadJob['kind'], extra: Partial<LoadJob>, phaseLabel: string) => {
+      const userPrefix = `${hs256Secret === undefined ? 'bare' : 'bare-token'}-${kind}-${run.id}-`
       const loadJob = job(run, kind, baseUrl, 0, userPrefix, { collectAccepted: false, ...extra })
-      const { load, go } = await runLoad(run, loadJob, label)
+      const { load, go } = await runLoad(run, loadJob, phaseLabel)
       const cpu = await PhaseCpu.start(run, () => ({ server: server.pid, generator: load.pid }))
       const result = await go()
       const phase: PhaseReport = {
@@ -648,13 +664,14 @@ async function runBare(run: Run): Promise<ModeReport> {
         rowsReached: true,
         cpu: await cpu.stop(run, result),
       }
-      say(phaseLine(label, phase))
+      say(phaseLine(phaseLabel, phase))
       return phase
     }
-    const closed = await measure('closed', {}, 'bare closed loop')
+    const closed = await measure('closed', {}, `${label} closed loop`)
+    if (hs256Secret !== undefined) return { closed }
     const { rate, users } = openLoop(run, closed.load.rps)
-    const open = await measure('open', { users, rate, maxBacklogSec: 2 }, `bare open @ ${fmt(rate)}/s`)
-    return { mode: 'bare', status: 'ok', closed, open }
+    const open = await measure('open', { users, rate, maxBacklogSec: 2 }, `${label} open @ ${fmt(rate)}/s`)
+    return { closed, open }
   })
 }
 

@@ -266,14 +266,22 @@ function soldOutCpuGoal(report: BenchReport): Goal {
       detail: 'not measured: needs the bare and stream phases',
     }
   const met = ratio <= SOLD_OUT_RATIO_LIMIT
+  // The least any answer costs under the contract: the bare route that only checks the token first.
+  const floor = serverRatio(report, okMode(report, 'bare')?.tokenChecked)
+  const floorNote =
+    floor === undefined
+      ? ''
+      : `; the bare route that only checks each token (HS256) before answering is ${floor.toFixed(2)}× already`
   return {
     title,
     target,
     measured: `${ratio.toFixed(2)}×`,
     met,
-    detail: met
-      ? `met (${ratio.toFixed(2)}× against ${SOLD_OUT_RATIO_LIMIT}×)`
-      : `missed: ${ratio.toFixed(2)}× the bare route's server CPU per request instead of ${SOLD_OUT_RATIO_LIMIT}×`,
+    detail:
+      (met
+        ? `met (${ratio.toFixed(2)}× against ${SOLD_OUT_RATIO_LIMIT}×)`
+        : `missed: ${ratio.toFixed(2)}× the bare route's server CPU per request instead of ${SOLD_OUT_RATIO_LIMIT}×`) +
+      floorNote,
   }
 }
 

@@ -161,14 +161,15 @@ export function startWorker(config: ServiceConfig, logFile: string): ChildServic
 }
 
 /** The ceiling: a separate minimal Fastify process answering the same route with a small JSON. */
-export async function startBareServer(port: number, logFile: string): Promise<ChildService> {
-  const server = new ChildService(
-    'bare server',
-    process.execPath,
-    [BARE_SERVER],
-    { ...process.env, PORT: String(port) },
-    logFile,
-  )
+/** The bare route's server; with `hs256Secret`, the route checks each request's token first. */
+export async function startBareServer(
+  port: number,
+  logFile: string,
+  hs256Secret?: string,
+): Promise<ChildService> {
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port) }
+  if (hs256Secret !== undefined) env.BARE_HS256_SECRET = hs256Secret
+  const server = new ChildService('bare server', process.execPath, [BARE_SERVER], env, logFile)
   await server.waitUntil(() => answers(`http://127.0.0.1:${port}/healthz`), 'the bare route answered')
   return server
 }

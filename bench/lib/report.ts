@@ -40,6 +40,8 @@ export interface ModeReport {
   reason?: string
   closed?: PhaseReport
   open?: PhaseReport
+  /** bare only: the same closed loop against the bare route that checks each token first (HS256). */
+  tokenChecked?: PhaseReport
   redis?: {
     commands: number
     scriptCalls: number
@@ -185,6 +187,7 @@ function cpuPhases(report: BenchReport): [string, CpuUse][] {
   for (const mode of report.modes) {
     phases.push([`\`${mode.mode}\` closed loop`, mode.closed?.cpu])
     phases.push([`\`${mode.mode}\` open loop`, mode.open?.cpu])
+    if (mode.tokenChecked) phases.push(['`bare` + token check closed loop', mode.tokenChecked.cpu])
   }
   phases.push(['`stream` at the target rate', report.goal?.cpu])
   phases.push(['`stream` writer alone (server = API + worker)', report.writer?.cpu])

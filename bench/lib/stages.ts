@@ -57,6 +57,14 @@ function stageRows(report: BenchReport): StageRow[] {
   const bare = closed('bare')
   const soldOut = closed('stream')
   if (bare) rows.push({ label: 'bare route', phase: bare, units: bare.load.completed, per: 'request' })
+  const tokenChecked = report.modes.find((item) => item.mode === 'bare' && item.status === 'ok')?.tokenChecked
+  if (tokenChecked)
+    rows.push({
+      label: 'bare route + HS256 token check (the floor of A)',
+      phase: tokenChecked,
+      units: tokenChecked.load.completed,
+      per: 'request',
+    })
   if (soldOut)
     rows.push({
       label: 'A: sold-out flash sale (`stream`)',
