@@ -34,15 +34,19 @@ export default fp(
       labelNames: ['mode', 'outcome'] as const,
       registers: [registry],
     })
-    // One labelled child per label set, kept: resolving labels on every request cost as much as a third
-    // of an admission.
-    const outcomeChildren = new Map<string, Counter.Internal>()
+    // One labelled child per label set, kept by mode then outcome: resolving labels on every request cost
+    // as much as a third of an admission, and a joined key would build a string per answer.
+    const outcomeChildren = new Map<string, Map<string, Counter.Internal>>()
     const countOutcome = (mode: string, outcome: string) => {
-      const key = `${mode} ${outcome}`
-      let child = outcomeChildren.get(key)
+      let byOutcome = outcomeChildren.get(mode)
+      if (byOutcome === undefined) {
+        byOutcome = new Map()
+        outcomeChildren.set(mode, byOutcome)
+      }
+      let child = byOutcome.get(outcome)
       if (child === undefined) {
         child = issuanceOutcomes.labels(mode, outcome)
-        outcomeChildren.set(key, child)
+        byOutcome.set(outcome, child)
       }
       child.inc()
     }
