@@ -94,12 +94,21 @@ export async function issueFresh(
       requests.length,
     ],
   )
+  return { issued: freshRows('issueFresh', rows, requests, new Date(lock.now_ms)), soldOut: [] }
+}
+
+/** The rows a plain insert returned, with what the batch already knows (position, request time). */
+function freshRows(
+  writer: string,
+  rows: { id: number; user_id: string }[],
+  requests: IssueRequest[],
+  issuedAt: Date,
+): IssuedRow[] {
   const byUser = new Map(requests.map((r) => [r.userId, r]))
-  const issuedAt = new Date(lock.now_ms)
   const issued: IssuedRow[] = []
   for (const row of rows) {
     const request = byUser.get(row.user_id)
-    if (request === undefined) throw new Error(`issueFresh: a row for ${row.user_id}, not in the batch`)
+    if (request === undefined) throw new Error(`${writer}: a row for ${row.user_id}, not in the batch`)
     issued.push({
       id: row.id,
       userId: row.user_id,
@@ -108,7 +117,7 @@ export async function issueFresh(
       issuedAt,
     })
   }
-  return { issued, soldOut: [] }
+  return issued
 }
 
 /**
@@ -155,22 +164,8 @@ export async function issueFreshAlone(
   if (first === undefined) return undefined
   if (rows.length !== requests.length)
     throw new Error(`issueFreshAlone: ${rows.length} rows for ${requests.length}`)
-  const byUser = new Map(requests.map((r) => [r.userId, r]))
   // issued_at is now(), the statement's transaction start: the same for every row.
-  const issuedAt = new Date(first.issued_at_ms)
-  const issued: IssuedRow[] = []
-  for (const row of rows) {
-    const request = byUser.get(row.user_id)
-    if (request === undefined) throw new Error(`issueFreshAlone: a row for ${row.user_id}, not in the batch`)
-    issued.push({
-      id: row.id,
-      userId: row.user_id,
-      position: request.position,
-      requestedAt: request.requestedAt,
-      issuedAt,
-    })
-  }
-  return { issued, soldOut: [] }
+  return { issued: freshRows('issueFreshAlone', rows, requests, new Date(first.issued_at_ms)), soldOut: [] }
 }
 
 /**
