@@ -109,10 +109,10 @@ export interface Script<Reply> {
 }
 
 /**
- * The typed wrapper of script `name` (the file `<name>-<keys>.lua`, which must exist: a missing one fails
- * at startup). `decode` turns the raw reply into the script's documented return value.
+ * Script `name`'s file, taken by one wrapper only (a second one, or a missing file, fails at startup), with
+ * the check that a call gives it its number of keys.
  */
-export function defineScript<Reply>(name: string, decode: (reply: unknown) => Reply): Script<Reply> {
+function claimScript(name: string): { script: LoadedScript; checked: (keys: string[]) => void } {
   const script = SCRIPTS.get(name)
   if (script === undefined) throw new Error(`no Redis script file ${name}-<keys>.lua`)
   if (DEFINED.has(name)) throw new Error(`Redis script ${name} has a wrapper already`)
@@ -122,6 +122,15 @@ export function defineScript<Reply>(name: string, decode: (reply: unknown) => Re
       throw new Error(`script ${name} takes ${script.numberOfKeys} keys, got ${keys.length}`)
     }
   }
+  return { script, checked }
+}
+
+/**
+ * The typed wrapper of script `name` (the file `<name>-<keys>.lua`, which must exist: a missing one fails
+ * at startup). `decode` turns the raw reply into the script's documented return value.
+ */
+export function defineScript<Reply>(name: string, decode: (reply: unknown) => Reply): Script<Reply> {
+  const { script, checked } = claimScript(name)
   return {
     name,
     numberOfKeys: script.numberOfKeys,
@@ -152,7 +161,9 @@ export const MAX_ITEMS_PER_CALL = 128
  * A script that runs once per item (a user to admit) and takes many at once: ARGV is the fixed arguments,
  * then the items; the reply is one reply per item, in their order, an error reply in the place of an item
  * that failed (the script runs each under pcall). Calls of one event-loop turn with the same keys and fixed
- * arguments share one EVALSHA (up to MAX_ITEMS_PER_CALL items), and each caller gets its own item's reply.
+ * arguments arrays share one EVALSHA (up to MAX_ITEMS_PER_CALL items), and each caller gets its own item's
+ * reply. "The same" is the same array objects, so no key string is built per call: a caller builds them
+ * once (CouponState does, per coupon); equal arrays built anew only get calls of their own.
  */
 export interface ItemScript<Reply> {
   readonly name: string
@@ -169,18 +180,15 @@ export interface ItemScript<Reply> {
 
 /** The typed wrapper of item script `name`; `decode` reads one item's reply. */
 export function defineItemScript<Reply>(name: string, decode: (reply: unknown) => Reply): ItemScript<Reply> {
-  const script = SCRIPTS.get(name)
-  if (script === undefined) throw new Error(`no Redis script file ${name}-<keys>.lua`)
-  if (DEFINED.has(name)) throw new Error(`Redis script ${name} has a wrapper already`)
-  DEFINED.add(name)
+  const { script, checked } = claimScript(name)
   return {
     name,
     numberOfKeys: script.numberOfKeys,
     runItem(redis, keys, fixedArgs, item, ack) {
-      if (keys.length !== script.numberOfKeys) {
-        return Promise.reject(
-          new Error(`script ${name} takes ${script.numberOfKeys} keys, got ${keys.length}`),
-        )
+      try {
+        checked(keys)
+      } catch (error) {
+        return Promise.reject(error)
       }
       return batchFor(redis, keys[0] ?? '', ack)
         .addItem(script, keys, fixedArgs, item)
@@ -230,13 +238,20 @@ interface ItemWaiter {
 class ItemCall implements BatchedCall {
   readonly script: LoadedScript
   readonly keys: string[]
+  readonly fixedArgs: ScriptArg[]
   readonly args: ScriptArg[]
   readonly waiters: ItemWaiter[] = []
 
   constructor(script: LoadedScript, keys: string[], fixedArgs: ScriptArg[]) {
     this.script = script
     this.keys = keys
+    this.fixedArgs = fixedArgs
     this.args = [...fixedArgs]
+  }
+
+  /** Whether `item` of this script on these keys and fixed arguments (the same arrays) can join this call. */
+  takes(script: LoadedScript, fixedArgs: ScriptArg[]): boolean {
+    return this.script === script && this.fixedArgs === fixedArgs && this.waiters.length < MAX_ITEMS_PER_CALL
   }
 
   resolve({ reply, replicas }: Replicated<unknown>): void {
@@ -286,8 +301,8 @@ function batchFor(redis: RedisClient, firstKey: string, ack: ReplicaAck | undefi
  */
 class ScriptBatch {
   private calls: BatchedCall[] = []
-  // This turn's open item calls, by script, keys and fixed arguments (see ItemScript).
-  private itemCalls = new Map<string, ItemCall>()
+  // This turn's open item call per keys array (see ItemScript).
+  private itemCalls = new Map<string[], ItemCall>()
   private readonly redis: RedisClient
   private readonly ack: ReplicaAck | undefined
 
@@ -314,11 +329,10 @@ class ScriptBatch {
     item: string,
   ): Promise<Replicated<unknown>> {
     return new Promise((resolve, reject) => {
-      const id = `${script.sha}\n${keys.join('\n')}\n${fixedArgs.join('\n')}`
-      let call = this.itemCalls.get(id)
-      if (call === undefined || call.waiters.length >= MAX_ITEMS_PER_CALL) {
+      let call = this.itemCalls.get(keys)
+      if (call === undefined || !call.takes(script, fixedArgs)) {
         call = new ItemCall(script, keys, fixedArgs)
-        this.itemCalls.set(id, call)
+        this.itemCalls.set(keys, call)
         this.push(call)
       }
       call.args.push(item)

@@ -47,59 +47,13 @@ export async function issueBatch(
   return issueLocked(client, couponId, requests, await lockRemainingStock(client, couponId))
 }
 
-/** A unique violation: `issueFresh` met a row of its batch already there (a replay). */
+/** A unique violation: `issueFreshAlone` met a row of its batch already there (a replay). */
 export function isUniqueViolation(error: unknown): boolean {
   return error instanceof Error && 'code' in error && error.code === '23505'
 }
 
-/**
- * The first attempt at a batch, in the caller's transaction: a batch of distinct users within the stock
- * (the normal case) is one plain INSERT, without `issueBatch`'s per-row conflict handling (which cost Postgres
- * a third of its time per row) and without reading back what the lock query already told (issue time).
- * A batch already written, even in part (a replay after a crash), violates the unique constraint and throws
- * (see isUniqueViolation): the caller rolls back and runs `issueBatch`, which inserts only what is missing.
- * Any other batch (duplicate users, stock short) takes `issueBatch`'s path under the same lock.
- */
-export async function issueFresh(
-  client: DbClient,
-  couponId: number,
-  requests: IssueRequest[],
-): Promise<BatchResult> {
-  if (requests.length === 0) return { issued: [], soldOut: [] }
-  const { rows: locked } = await client.query<{ remaining: number; now_ms: number }>(
-    `SELECT quantity - issued_count AS remaining, floor(extract(epoch FROM now()) * 1000)::bigint AS now_ms
-     FROM coupons WHERE id = $1 FOR UPDATE`,
-    [couponId],
-  )
-  const lock = locked[0]
-  if (lock === undefined) throw new Error(`coupon ${couponId} does not exist`)
-  const users = requests.map((r) => r.userId)
-  if (new Set(users).size !== requests.length || requests.length > lock.remaining) {
-    return issueLocked(client, couponId, requests, lock.remaining)
-  }
-  // issued_at is now(), the transaction's start, which the lock query read as milliseconds (as ISSUED_AT_MS).
-  const { rows } = await client.query<{ id: number; user_id: string }>(
-    `WITH counted AS (UPDATE coupons SET issued_count = issued_count + $5 WHERE id = $1)
-     INSERT INTO user_coupons (coupon_id, user_id, position, requested_at, issued_at, expires_at)
-     SELECT $1, r.user_id, r.position, ${REQUESTED_AT}, now(),
-            (SELECT LEAST(now() + make_interval(days => c.valid_days), c.valid_until) FROM coupons c WHERE c.id = $1)
-     FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS r(user_id, position, requested_ms)
-     ORDER BY r.position
-     RETURNING id, user_id`,
-    [
-      couponId,
-      textArray(users),
-      `{${requests.map((r) => r.position).join(',')}}`,
-      `{${requests.map((r) => r.requestedAt.getTime()).join(',')}}`,
-      requests.length,
-    ],
-  )
-  return { issued: freshRows('issueFresh', rows, requests, new Date(lock.now_ms)), soldOut: [] }
-}
-
 /** The rows a plain insert returned, with what the batch already knows (position, request time). */
 function freshRows(
-  writer: string,
   rows: { id: number; user_id: string }[],
   requests: IssueRequest[],
   issuedAt: Date,
@@ -108,7 +62,7 @@ function freshRows(
   const issued: IssuedRow[] = []
   for (const row of rows) {
     const request = byUser.get(row.user_id)
-    if (request === undefined) throw new Error(`${writer}: a row for ${row.user_id}, not in the batch`)
+    if (request === undefined) throw new Error(`issueFreshAlone: a row for ${row.user_id}, not in the batch`)
     issued.push({
       id: row.id,
       userId: row.user_id,
@@ -123,9 +77,11 @@ function freshRows(
 /**
  * The first attempt at a batch as one statement on its own (autocommit: one round trip, where BEGIN, the
  * lock query, the INSERT and COMMIT were four, each waiting for the writer's busy event loop while the
- * coupon row stayed locked): a batch of distinct users within the stock is inserted whole, as `issueFresh`
- * does. Undefined, with nothing written, for any other batch (duplicate users, stock short): the caller
- * runs `issueFresh` in a transaction. A replay violates the unique constraint and throws, as there.
+ * coupon row stayed locked): a batch of distinct users within the stock is one plain INSERT, without
+ * `issueBatch`'s per-row conflict handling (which cost Postgres a third of its time per row). Undefined, with
+ * nothing written, for any other batch (duplicate users, stock short). A batch already written, even in part
+ * (a replay after a crash), violates the unique constraint and throws (see isUniqueViolation). Either way the
+ * caller runs `issueBatch`, which inserts only what is missing, within the stock.
  */
 export async function issueFreshAlone(
   db: Queryable,
@@ -165,7 +121,7 @@ export async function issueFreshAlone(
   if (rows.length !== requests.length)
     throw new Error(`issueFreshAlone: ${rows.length} rows for ${requests.length}`)
   // issued_at is now(), the statement's transaction start: the same for every row.
-  return { issued: freshRows('issueFreshAlone', rows, requests, new Date(first.issued_at_ms)), soldOut: [] }
+  return { issued: freshRows(rows, requests, new Date(first.issued_at_ms)), soldOut: [] }
 }
 
 /**

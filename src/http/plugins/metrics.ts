@@ -36,40 +36,20 @@ export default fp(
     })
     // One labelled child per label set, kept by mode then outcome: resolving labels on every request cost
     // as much as a third of an admission, and a joined key would build a string per answer.
-    const outcomeChildren = new Map<string, Map<string, Counter.Internal>>()
-    const countOutcome = (mode: string, outcome: string) => {
-      let byOutcome = outcomeChildren.get(mode)
-      if (byOutcome === undefined) {
-        byOutcome = new Map()
-        outcomeChildren.set(mode, byOutcome)
-      }
-      let child = byOutcome.get(outcome)
-      if (child === undefined) {
-        child = issuanceOutcomes.labels(mode, outcome)
-        byOutcome.set(outcome, child)
-      }
-      child.inc()
-    }
+    const outcomeChildren = new LabelledChildren<string, string, Counter.Internal>((mode, outcome) =>
+      issuanceOutcomes.labels(mode, outcome),
+    )
+    const countOutcome = (mode: string, outcome: string) => outcomeChildren.of(mode, outcome).inc()
     app.decorate('metrics', { registry, countOutcome })
     // One latency hook per route, made when the route is added, with its labelled children by method and
     // status kept: no label string is built per answer. Answers without a route (404, a URL the router
     // refuses) go to the 'unmatched' hook.
     const latencyHook = (route: string) => {
-      const children = new Map<string, Map<number, { observe(seconds: number): void }>>()
+      const children = new LabelledChildren<string, number, Histogram.Internal<string>>((method, status) =>
+        requestDuration.labels(method, route, String(status)),
+      )
       return (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
-        const { method } = request
-        const status = reply.statusCode
-        let byStatus = children.get(method)
-        if (byStatus === undefined) {
-          byStatus = new Map()
-          children.set(method, byStatus)
-        }
-        let child = byStatus.get(status)
-        if (child === undefined) {
-          child = requestDuration.labels(method, route, String(status))
-          byStatus.set(status, child)
-        }
-        child.observe(reply.elapsedTime / 1000)
+        children.of(request.method, reply.statusCode).observe(reply.elapsedTime / 1000)
         done()
       }
     }
@@ -91,3 +71,27 @@ export default fp(
   },
   { name: 'metrics' },
 )
+
+/** A metric's labelled children by two label values, each made once (prom-client resolves labels per call). */
+class LabelledChildren<A, B, Child> {
+  private readonly children = new Map<A, Map<B, Child>>()
+  private readonly make: (a: A, b: B) => Child
+
+  constructor(make: (a: A, b: B) => Child) {
+    this.make = make
+  }
+
+  of(a: A, b: B): Child {
+    let byB = this.children.get(a)
+    if (byB === undefined) {
+      byB = new Map()
+      this.children.set(a, byB)
+    }
+    let child = byB.get(b)
+    if (child === undefined) {
+      child = this.make(a, b)
+      byB.set(b, child)
+    }
+    return child
+  }
+}

@@ -5,7 +5,6 @@ import {
   type IssuedRow,
   type IssueRequest,
   issueBatch,
-  issueFresh,
   issueFreshAlone,
   isUniqueViolation,
 } from '../../storage/user-coupons.ts'
@@ -97,10 +96,9 @@ export async function writeAndSettle(
 }
 
 /**
- * The Postgres half: a plain insert first, as one statement on its own (`issueFreshAlone`), or in a
- * transaction when the batch has duplicate users or the stock may be short (`issueFresh`); a batch some of
- * whose rows are there already (a replay) violates the unique constraint and is written again the
- * duplicate-safe way.
+ * The Postgres half: a plain insert first, as one statement on its own (`issueFreshAlone`); a batch it
+ * refuses (duplicate users, the stock maybe short) or some of whose rows are there already (a replay: a
+ * unique violation) is written the duplicate-safe way (`issueBatch`).
  */
 async function issueInPostgres(
   ctx: IssuanceContext,
@@ -109,12 +107,12 @@ async function issueInPostgres(
 ): Promise<BatchResult> {
   try {
     const alone = await issueFreshAlone(ctx.db, coupon.id, requests)
-    return alone ?? (await inTransaction(ctx.db, (client) => issueFresh(client, coupon.id, requests)))
+    if (alone !== undefined) return alone
   } catch (error) {
-    // A fresh transaction rather than a savepoint: the normal path saves the SAVEPOINT round trip.
     if (!isUniqueViolation(error)) throw error
-    return inTransaction(ctx.db, (client) => issueBatch(client, coupon.id, requests))
   }
+  // Refused (duplicate users, stock short) or a replay: the duplicate-safe way, in a transaction of its own.
+  return inTransaction(ctx.db, (client) => issueBatch(client, coupon.id, requests))
 }
 
 /**
