@@ -3,13 +3,14 @@ import { readdirSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
 import { CouponStates, couponScripts } from '../src/issuance/core/coupon-state.ts'
 import { decodeRecord, encodeRecord } from '../src/issuance/core/record.ts'
+import { connectRedis, createRedis } from '../src/redis/client.ts'
 import { couponKeys } from '../src/redis/keys.ts'
 import { definedScriptNames, replyCode, SCRIPT_CODES, scriptFileNames } from '../src/redis/scripts.ts'
 // Imported for the wrappers they define (every script file has exactly one).
 import '../src/issuance/stream/stream-entries.ts'
 import '../src/issuance/sync/fair-lock.ts'
 import '../src/redis/leases.ts'
-import { createTestEnv, type TestEnv } from './support/infra.ts'
+import { createTestEnv, eventually, TEST_REDIS_URL, type TestEnv } from './support/infra.ts'
 
 describe('the issuance record codec', () => {
   it('writes an undecided record with empty decision fields, as the admission scripts do', () => {
@@ -177,7 +178,7 @@ describe('script wrappers decode the replies of real Redis', () => {
     assert.equal(await env.redis.hget(keys.state, 'issued'), '1')
   })
 
-  it('settleIssued records a batch, then acknowledges its entries and trims only what the group is done with', async () => {
+  it('settleIssued records a batch, acknowledges its entries, trims only what the group is done with and publishes the decisions', async () => {
     const keys = couponKeys(env.redisPrefix, 8)
     await loaded(8, 0)
     await env.redis.xgroup('CREATE', keys.stream, 'writers', '0', 'MKSTREAM')
@@ -190,13 +191,27 @@ describe('script wrappers decode the replies of real Redis', () => {
     // Two entries read (the batch), the third still unread.
     await env.redis.xreadgroup('GROUP', 'writers', 'w1', 'COUNT', 2, 'STREAMS', keys.stream, '>')
     const keyList = [keys.users, keys.queue, keys.state, keys.stream]
-    const args = ['writers', 2, ids[0]!, ids[1]!, 'ann', 'I|1|10|7|20', 'bob', 'X|2|10||20']
-    assert.deepEqual(await couponScripts.settleIssued.run(env.redis, keyList, args), {
-      changed: 2,
-      acknowledged: 2,
-      trimmed: 2,
-    })
-    assert.deepEqual(await env.redis.hmget(keys.users, 'ann', 'bob', 'cy'), [
+    const channel = `${env.redisPrefix}settle-decisions`
+    const pairs = ['ann', 'I|1|10|7|20', 'bob/x', 'X|2|10||20']
+    const args = ['writers', 2, channel, 8, ids[0]!, ids[1]!, ...pairs]
+    const subscriber = createRedis({ url: TEST_REDIS_URL, clusterNodes: [] })
+    try {
+      await connectRedis(subscriber)
+      const messages: unknown[] = []
+      subscriber.on('message', (_channel: string, message: string) => messages.push(JSON.parse(message)))
+      await subscriber.subscribe(channel)
+      await env.redis.hset(keys.users, 'bob/x', 'A|2|10||')
+      assert.deepEqual(await couponScripts.settleIssued.run(env.redis, keyList, args), {
+        changed: 2,
+        acknowledged: 2,
+        trimmed: 2,
+      })
+      await eventually(async () => messages.length === 1, 'the decisions were published')
+      assert.deepEqual(messages, [{ couponId: 8, pairs }], 'one DecisionMessage with every pair')
+    } finally {
+      subscriber.disconnect()
+    }
+    assert.deepEqual(await env.redis.hmget(keys.users, 'ann', 'bob/x', 'cy'), [
       'I|1|10|7|20',
       'X|2|10||20',
       'A|3|10||',
@@ -215,6 +230,28 @@ describe('script wrappers decode the replies of real Redis', () => {
       trimmed: 0,
     })
     assert.equal(await env.redis.hget(keys.state, 'issued'), '1')
+  })
+
+  it('settleIssued settles a batch larger than Lua can unpack at once (9,000 entries)', async () => {
+    const keys = couponKeys(env.redisPrefix, 9)
+    await loaded(9, 0)
+    await env.redis.xgroup('CREATE', keys.stream, 'writers', '0', 'MKSTREAM')
+    const users = Array.from({ length: 9_000 }, (_, i) => `big-${i}`)
+    const adds = env.redis.pipeline()
+    for (const [i, user] of users.entries())
+      adds.xadd(keys.stream, '*', 'u', user, 'p', String(i + 1), 't', '10')
+    const ids = ((await adds.exec()) ?? []).map(([, id]) => String(id))
+    await env.redis.xreadgroup('GROUP', 'writers', 'w1', 'COUNT', 9_000, 'STREAMS', keys.stream, '>')
+    const pairs = users.flatMap((user, i) => [user, `I|${i + 1}|10|${i + 1}|20`])
+    const args = ['writers', ids.length, `${env.redisPrefix}big-decisions`, 9, ...ids, ...pairs]
+    const keyList = [keys.users, keys.queue, keys.state, keys.stream]
+    assert.deepEqual(await couponScripts.settleIssued.run(env.redis, keyList, args), {
+      changed: 9_000,
+      acknowledged: 9_000,
+      trimmed: 9_000,
+    })
+    assert.equal(await env.redis.hget(keys.users, 'big-8999'), 'I|9000|10|9000|20')
+    assert.equal(await env.redis.xlen(keys.stream), 0)
   })
 
   it('resolveSoldOut returns the resolved users with their sold-out records', async () => {

@@ -73,17 +73,28 @@ describe('issuing a batch in Postgres', () => {
   it('writes a fresh batch as one statement, in position order, and writes nothing for any other batch', async () => {
     const coupon = await insertTestCoupon(env.db, { quantity: 50 })
     const fresh = await issueFreshAlone(env.db, coupon.id, requestsFor(1, 30).reverse())
-    assert.equal(fresh?.issued.length, 30)
+    assert.equal(fresh?.ids.length, 30)
     const rows = await issuedRows(env.db, coupon.id)
     assert.deepEqual(
       rows.map((row) => row.user_id),
       requestsFor(1, 30).map((request) => request.userId),
       'ids follow the positions',
     )
+    const ids = await env.db.query<{ id: number; user_id: string }>(
+      'SELECT id, user_id FROM user_coupons WHERE coupon_id = $1 ORDER BY position',
+      [coupon.id],
+    )
+    assert.deepEqual(
+      fresh?.requests.map((request, i) => [request.userId, Number(fresh.ids[i])]),
+      ids.rows.map((row) => [row.user_id, row.id]),
+      'each request is answered with its own row, in position order',
+    )
     assert.equal(await issuedCount(coupon.id), 30)
     await assert.rejects(issueFreshAlone(env.db, coupon.id, requestsFor(25, 10)), isUniqueViolation)
     const twice = [...requestsFor(40, 2), ...requestsFor(40, 1)]
     assert.equal(await issueFreshAlone(env.db, coupon.id, twice), undefined, 'a user twice')
+    const samePosition = requestsFor(40, 2).map((request) => ({ ...request, position: 40 }))
+    assert.equal(await issueFreshAlone(env.db, coupon.id, samePosition), undefined, 'a position twice')
     assert.equal(await issueFreshAlone(env.db, coupon.id, requestsFor(100, 21)), undefined, 'stock short')
     assert.equal((await issuedRows(env.db, coupon.id)).length, 30, 'the refused batches left nothing behind')
     assert.equal(await issuedCount(coupon.id), 30)

@@ -7,7 +7,7 @@ const SCRIPTS_DIR = new URL('./scripts/', import.meta.url)
 const INCLUDES_DIR = new URL('./includes/', SCRIPTS_DIR)
 
 /** Bumped whenever a script's contract (keys, args, returns) changes, so mixed-version processes never share one. */
-const SCRIPTS_VERSION = 4
+const SCRIPTS_VERSION = 5
 
 type ScriptArg = string | number
 

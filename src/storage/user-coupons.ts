@@ -52,46 +52,66 @@ export function isUniqueViolation(error: unknown): boolean {
   return error instanceof Error && 'code' in error && error.code === '23505'
 }
 
-/** The rows a plain insert returned, with what the batch already knows (position, request time). */
-function freshRows(
-  rows: { id: number; user_id: string }[],
-  requests: IssueRequest[],
-  issuedAt: Date,
-): IssuedRow[] {
-  const byUser = new Map(requests.map((r) => [r.userId, r]))
-  const issued: IssuedRow[] = []
-  for (const row of rows) {
-    const request = byUser.get(row.user_id)
-    if (request === undefined) throw new Error(`issueFreshAlone: a row for ${row.user_id}, not in the batch`)
-    issued.push({
-      id: row.id,
-      userId: row.user_id,
-      position: request.position,
-      requestedAt: request.requestedAt,
-      issuedAt,
-    })
+/**
+ * A batch `issueFreshAlone` wrote whole: the requests in position order, `ids[i]` the row of `requests[i]`
+ * (text: the writers only put it into the users' records), all issued at `issuedAtMs`.
+ */
+export interface FreshBatch {
+  requests: IssueRequest[]
+  ids: string[]
+  issuedAtMs: number
+}
+
+/** A fresh batch as the rows `issueBatch` would have answered. */
+export function freshRows(fresh: FreshBatch): IssuedRow[] {
+  const issuedAt = new Date(fresh.issuedAtMs)
+  return fresh.requests.map((request, i) => ({
+    id: Number(fresh.ids[i]),
+    userId: request.userId,
+    position: request.position,
+    requestedAt: request.requestedAt,
+    issuedAt,
+  }))
+}
+
+/** The requests in strictly rising position order, or undefined if two share a position. */
+function inPositionOrder(requests: IssueRequest[]): IssueRequest[] | undefined {
+  let ordered = requests
+  for (let i = 1; i < requests.length; i++) {
+    if (requests[i]!.position <= requests[i - 1]!.position) {
+      ordered = [...requests].sort((a, b) => a.position - b.position)
+      break
+    }
   }
-  return issued
+  for (let i = 1; i < ordered.length; i++) {
+    if (ordered[i]!.position === ordered[i - 1]!.position) return undefined
+  }
+  return ordered
 }
 
 /**
  * The first attempt at a batch as one statement on its own (autocommit: one round trip, where BEGIN, the
  * lock query, the INSERT and COMMIT were four, each waiting for the writer's busy event loop while the
  * coupon row stayed locked): a batch of distinct users within the stock is one plain INSERT, without
- * `issueBatch`'s per-row conflict handling (which cost Postgres a third of its time per row). Undefined, with
- * nothing written, for any other batch (duplicate users, stock short). A batch already written, even in part
- * (a replay after a crash), violates the unique constraint and throws (see isUniqueViolation). Either way the
- * caller runs `issueBatch`, which inserts only what is missing, within the stock.
+ * `issueBatch`'s per-row conflict handling (which cost Postgres a third of its time per row). It answers one
+ * row, the new ids joined in position order: a row per insert cost the writer more to parse than the
+ * insert cost Postgres. Undefined, with nothing written, for any other batch (duplicate users or positions,
+ * stock short). A batch already written, even in part (a replay after a crash), violates the unique
+ * constraint and throws (see isUniqueViolation). Either way the caller runs `issueBatch`, which inserts only
+ * what is missing, within the stock.
  */
 export async function issueFreshAlone(
   db: Queryable,
   couponId: number,
-  requests: IssueRequest[],
-): Promise<BatchResult | undefined> {
+  batch: IssueRequest[],
+): Promise<FreshBatch | undefined> {
+  const requests = inPositionOrder(batch)
+  if (requests === undefined || requests.length === 0) return undefined
   const users = requests.map((r) => r.userId)
-  if (requests.length === 0 || new Set(users).size !== requests.length) return undefined
+  if (new Set(users).size !== requests.length) return undefined
   // The row lock serialises writers of one coupon; the stock check and the count see the locked row.
-  const { rows } = await db.query<{ id: number; user_id: string; issued_at_ms: number }>(
+  // issued_at is now(), the transaction's start: the same for every row.
+  const { rows } = await db.query<{ ids: string | null; issued_at_ms: number }>(
     `WITH locked AS (
        SELECT quantity - issued_count AS remaining,
               LEAST(now() + make_interval(days => valid_days), valid_until) AS expires_at
@@ -100,14 +120,19 @@ export async function issueFreshAlone(
      counted AS (
        UPDATE coupons SET issued_count = issued_count + $5
        WHERE id = $1 AND (SELECT remaining FROM locked) >= $5
+     ),
+     inserted AS (
+       INSERT INTO user_coupons (coupon_id, user_id, position, requested_at, issued_at, expires_at)
+       SELECT $1, r.user_id, r.position, ${REQUESTED_AT}, now(), l.expires_at
+       FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS r(user_id, position, requested_ms)
+       CROSS JOIN locked l
+       WHERE l.remaining >= $5
+       ORDER BY r.position
+       RETURNING id, position
      )
-     INSERT INTO user_coupons (coupon_id, user_id, position, requested_at, issued_at, expires_at)
-     SELECT $1, r.user_id, r.position, ${REQUESTED_AT}, now(), l.expires_at
-     FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS r(user_id, position, requested_ms)
-     CROSS JOIN locked l
-     WHERE l.remaining >= $5
-     ORDER BY r.position
-     RETURNING id, user_id, ${ISSUED_AT_MS}`,
+     SELECT string_agg(id::text, ',' ORDER BY position) AS ids,
+            floor(extract(epoch FROM now()) * 1000)::bigint AS issued_at_ms
+     FROM inserted`,
     [
       couponId,
       textArray(users),
@@ -116,12 +141,12 @@ export async function issueFreshAlone(
       requests.length,
     ],
   )
-  const first = rows[0]
-  if (first === undefined) return undefined
-  if (rows.length !== requests.length)
-    throw new Error(`issueFreshAlone: ${rows.length} rows for ${requests.length}`)
-  // issued_at is now(), the statement's transaction start: the same for every row.
-  return { issued: freshRows(rows, requests, new Date(first.issued_at_ms)), soldOut: [] }
+  const written = rows[0]
+  if (written === undefined || written.ids === null) return undefined
+  const ids = written.ids.split(',')
+  if (ids.length !== requests.length)
+    throw new Error(`issueFreshAlone: ${ids.length} rows for ${requests.length}`)
+  return { requests, ids, issuedAtMs: written.issued_at_ms }
 }
 
 /**

@@ -425,8 +425,9 @@ export class CouponState {
   }
 
   /**
-   * Stream mode, after a batch committed: moves the users' records forward (`pairs` as markDecided's), then
-   * acknowledges the batch's entries `ids` in `group` and trims what the group is done with, in one call.
+   * Stream mode, after a batch committed: moves the users' records forward (`pairs` as markDecided's),
+   * acknowledges the batch's entries `ids` in `group`, trims what the group is done with and publishes the
+   * decisions (a DecisionMessage), in one call.
    */
   async settleIssued(
     group: string,
@@ -436,7 +437,7 @@ export class CouponState {
     return couponScripts.settleIssued.run(
       this.redis,
       [this.keys.users, this.keys.queue, this.keys.state, this.keys.stream],
-      [group, ids.length, ...ids, ...pairs],
+      [group, ids.length, this.channels.decisions, this.couponId, ...ids, ...pairs],
     )
   }
 

@@ -2,6 +2,8 @@ import type { Coupon, Issuance } from '../../domain/coupon.ts'
 import { inTransaction } from '../../storage/postgres.ts'
 import {
   type BatchResult,
+  type FreshBatch,
+  freshRows,
   type IssuedRow,
   type IssueRequest,
   issueBatch,
@@ -74,14 +76,16 @@ export async function writeIssued(
   coupon: Coupon,
   requests: IssueRequest[],
 ): Promise<Decision[]> {
-  const decisions = decisionsOf(requests, await issueInPostgres(ctx, coupon, requests))
+  const written = await issueInPostgres(ctx, coupon, requests)
+  const result = 'ids' in written ? { issued: freshRows(written), soldOut: [] } : written
+  const decisions = decisionsOf(requests, result)
   await recordDecisions(state, decisions)
   return decisions
 }
 
 /**
- * The stream writers' `writeIssued`: the decisions are recorded and the batch's stream entries acknowledged
- * and trimmed in one call (settleIssued-4.lua), after the transaction committed, then announced.
+ * The stream writers' `writeIssued`: the decisions are recorded, the batch's stream entries acknowledged and
+ * trimmed and the decisions announced in one call (settleIssued-4.lua), after Postgres committed them.
  */
 export async function writeAndSettle(
   ctx: IssuanceContext,
@@ -90,9 +94,9 @@ export async function writeAndSettle(
   requests: IssueRequest[],
   settle: { group: string; ids: string[] },
 ): Promise<void> {
-  const pairs = pairsOf(requests, await issueInPostgres(ctx, coupon, requests))
+  const written = await issueInPostgres(ctx, coupon, requests)
+  const pairs = 'ids' in written ? freshPairs(written) : pairsOf(requests, written)
   await state.settleIssued(settle.group, settle.ids, pairs)
-  await publishDecisions(state, pairs)
 }
 
 /**
@@ -104,7 +108,7 @@ async function issueInPostgres(
   ctx: IssuanceContext,
   coupon: Coupon,
   requests: IssueRequest[],
-): Promise<BatchResult> {
+): Promise<FreshBatch | BatchResult> {
   try {
     const alone = await issueFreshAlone(ctx.db, coupon.id, requests)
     if (alone !== undefined) return alone
@@ -113,6 +117,17 @@ async function issueInPostgres(
   }
   // Refused (duplicate users, stock short) or a replay: the duplicate-safe way, in a transaction of its own.
   return inTransaction(ctx.db, (client) => issueBatch(client, coupon.id, requests))
+}
+
+/** A fresh batch's decisions as pairsOf gives them: every request ISSUED, in position order. */
+function freshPairs({ requests, ids, issuedAtMs }: FreshBatch): string[] {
+  const pairs: string[] = []
+  for (let i = 0; i < requests.length; i++) {
+    const { userId, position, requestedAt } = requests[i]!
+    // encodeRecord(issuedRecord(row)), without the row.
+    pairs.push(userId, `I|${position}|${requestedAt.getTime()}|${ids[i]}|${issuedAtMs}`)
+  }
+  return pairs
 }
 
 /**

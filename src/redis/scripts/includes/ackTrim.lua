@@ -15,8 +15,13 @@ end
 
 -- ackAndTrim(stream, group, first, last): XACKs ARGV[first..last]; returns { acknowledged, trimmed }.
 local function ackAndTrim(stream, group, first, last)
+  -- A chunk of ids per XACK: unpack fails past about 8,000 values, and a batch may be larger.
+  local CHUNK = 1000
   local acknowledged = 0
-  if last >= first then acknowledged = redis.call('XACK', stream, group, unpack(ARGV, first, last)) end
+  for from = first, last, CHUNK do
+    local to = math.min(from + CHUNK - 1, last)
+    acknowledged = acknowledged + redis.call('XACK', stream, group, unpack(ARGV, from, to))
+  end
 
   -- The entry after the group's last delivered one (no group: nothing is trimmed).
   local boundMs, boundSeq
