@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Redis } from 'ioredis'
 import { CouponStates, couponScripts } from '../src/issuance/core/coupon-state.ts'
+import { streamFields } from '../src/issuance/stream/stream-entries.ts'
 import { couponKeys } from '../src/redis/keys.ts'
 import { createTestEnv, type TestEnv } from './support/infra.ts'
 
@@ -104,8 +105,8 @@ describe('script calls batched per event-loop turn (real Redis)', () => {
       ])
       const stream = await redis.xrange(couponKeys(env.redisPrefix, 11).stream, '-', '+')
       assert.deepEqual(
-        stream.map(([, fields]) => fields[1]),
-        ['ann', 'bob', 'cid'],
+        stream.map(([, fields]) => streamFields(fields)),
+        ['ann', 'bob', 'cid'].map((userId, i) => ({ userId, position: i + 1, requestedAtMs: time })),
         'the stream in request order',
       )
       assert.deepEqual(await redis.hmget(couponKeys(env.redisPrefix, 11).state, 'stock', 'seq', 'soldOut'), [

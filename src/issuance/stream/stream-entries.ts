@@ -13,15 +13,31 @@ export interface StreamEntry {
   requestedAtMs: number
 }
 
-/** Reads the flat field list `[u, userId, p, position, t, ms]` that admitStream writes. */
+/**
+ * Reads an entry's fields: `[e, "userId|position|requestedAtMs"]` as admitStream and movePrequeue write it
+ * (user ids hold no `|`, auth/user-id.ts), or the older `[u, userId, p, position, t, ms]`.
+ */
 export function streamFields(fields: string[]): Omit<StreamEntry, 'id'> {
   const { userId, position, requestedAtMs } = streamEntry('', fields)
   return { userId, position, requestedAtMs }
 }
 
-/** The entry `id` with the fields admitStream wrote, as one object (the writers read thousands per batch). */
+/** The entry `id` with its fields, as one object (the writers read thousands per batch). */
 function streamEntry(id: string, fields: string[]): StreamEntry {
-  // The layout admitStream writes, read without building a map.
+  // The layout the scripts write, read without building a map or splitting into an array.
+  if (fields.length === 2 && fields[0] === 'e') {
+    const packed = fields[1]!
+    const second = packed.lastIndexOf('|')
+    const first = packed.lastIndexOf('|', second - 1)
+    if (first > 0) {
+      return {
+        id,
+        userId: packed.slice(0, first),
+        position: Number(packed.slice(first + 1, second)),
+        requestedAtMs: Number(packed.slice(second + 1)),
+      }
+    }
+  }
   if (fields.length === 6 && fields[0] === 'u' && fields[2] === 'p' && fields[4] === 't') {
     return { id, userId: fields[1]!, position: Number(fields[3]), requestedAtMs: Number(fields[5]) }
   }

@@ -39,7 +39,8 @@ local function admitOne(userId, requestedAtMs)
 
   local position = (tonumber(state[SEQ]) or 0) + 1
   redis.call('HSET', KEYS[2], userId, encodeRecord('A', position, requestedAtMs))
-  redis.call('XADD', KEYS[3], '*', 'u', userId, 'p', position, 't', requestedAtMs)
+  -- One field "userId|position|requestedAtMs": a field per value cost Redis and the writers a string each.
+  redis.call('XADD', KEYS[3], '*', 'e', userId .. '|' .. position .. '|' .. requestedAtMs)
   if state[WAKE] then
     redis.call('HSET', KEYS[1], 'stock', stock - 1, 'seq', position)
   else
