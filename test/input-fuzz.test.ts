@@ -218,6 +218,9 @@ describe('bad input, generated, at every endpoint', () => {
     issueEndsAt: JSON.stringify(new Date(now() + 3_600_000).toISOString()),
     validDays: '30',
   })
+  /** A JSON date field moved by `offsetMs`, as JSON. */
+  const shifted = (jsonDate: string, offsetMs: number) =>
+    JSON.stringify(new Date(Date.parse(JSON.parse(jsonDate) as string) + offsetMs).toISOString())
   const objectText = (fields: Record<string, string>) =>
     `{${Object.entries(fields)
       .map(([key, raw]) => `${JSON.stringify(key)}:${raw}`)
@@ -247,18 +250,16 @@ describe('bad input, generated, at every endpoint', () => {
         fc.jsonValue(),
       )
       .map(([key, value]) => objectText({ ...validFields(), [key]: JSON.stringify(value) })),
-    fc.integer({ min: -3_600_000, max: 0 }).map((offset) =>
-      objectText({
-        ...validFields(),
-        validUntil: JSON.stringify(new Date(now() + 3_600_000 + offset).toISOString()),
-      }),
-    ),
-    fc.integer({ min: -3_600_000, max: 0 }).map((offset) =>
-      objectText({
-        ...validFields(),
-        issueEndsAt: JSON.stringify(new Date(now() - 1_000 + offset).toISOString()),
-      }),
-    ),
+    // Each time is taken from the body's own fields: a second clock reading may be a millisecond later,
+    // which made an offset of 0 a valid body.
+    fc.integer({ min: -3_600_000, max: 0 }).map((offset) => {
+      const fields = validFields()
+      return objectText({ ...fields, validUntil: shifted(fields.issueEndsAt!, offset) })
+    }),
+    fc.integer({ min: -3_600_000, max: 0 }).map((offset) => {
+      const fields = validFields()
+      return objectText({ ...fields, issueEndsAt: shifted(fields.issueStartsAt!, offset) })
+    }),
     fc.jsonValue().map((value) => JSON.stringify(value)),
     fc.string({ maxLength: 40 }),
   )
