@@ -758,14 +758,23 @@ async function runWriterPhase(run: Run): Promise<WriterPhase> {
     const db = scope.add(new BenchDb(options.databaseUrl, run.schema), (item) => item.close())
     const redisBefore = await run.redis.commandStats()
     const pgBefore = await databaseTransactions(options.databaseUrl)
-    const watcher = scope.add(new RowWatcher(db, couponId, 5), (item) => item.cancel())
+    const roles = () => ({ worker: worker.pid, server: server.pid })
+    // A second meter from the first row seen: the drain alone, without the worker's start-up.
+    let drainMeter: Promise<PhaseCpu> | undefined
+    const watcher = scope.add(
+      new RowWatcher(db, couponId, 5, (count) => {
+        if (count > 0) drainMeter ??= PhaseCpu.start(run, roles)
+      }),
+      (item) => item.cancel(),
+    )
     const spawnedAt = nowMs()
     const worker = startWorker(config, join(run.logDir, 'writer-worker.log'))
-    const cpu = await PhaseCpu.start(run, () => ({ worker: worker.pid, server: server.pid }))
+    const cpu = await PhaseCpu.start(run, roles)
     // The worker's CPU is read while it still runs.
-    const { watch, cpuUse } = await withChild(run, worker, async () => {
+    const { watch, cpuUse, drainCpu } = await withChild(run, worker, async () => {
       const watch = await watcher.finish(admitted, 300_000)
-      return { watch, cpuUse: await cpu.stop(run) }
+      const drainCpu = drainMeter === undefined ? undefined : await (await drainMeter).stop(run)
+      return { watch, cpuUse: await cpu.stop(run), drainCpu }
     })
     const redisAfter = await run.redis.commandStats()
     const audit = await auditCoupon(db, couponId, rows, 'stream', admission)
@@ -790,6 +799,7 @@ async function runWriterPhase(run: Run): Promise<WriterPhase> {
       reached: watch.reached,
       firstRowAfterSpawnMs:
         watch.firstRowSeenAtMs === undefined ? undefined : watch.firstRowSeenAtMs - spawnedAt,
+      firstCount: watch.firstCount,
       drainMs,
       rowsPerSecond,
       rowsPerSecondFromSpawn: fromSpawnMs ? admitted / (fromSpawnMs / 1000) : undefined,
@@ -797,6 +807,7 @@ async function runWriterPhase(run: Run): Promise<WriterPhase> {
       redisCommandsPerRow: admitted > 0 ? commands / admitted : 0,
       audit,
       cpu: cpuUse,
+      ...(drainCpu === undefined ? {} : { drainCpu }),
     }
     say(
       `  writer alone              ${fmt(admitted)} entries drained in ${fmt((drainMs ?? 0) / 1000, 2)} s: ` +

@@ -102,6 +102,32 @@ describe('the benchmark report', () => {
     assert.doesNotMatch(duplicates.detail, /a figure of this machine/)
   })
 
+  it('gives the writer CPU per row while the rows arrived, and the rate it would allow on every core', async () => {
+    const report = await committedRun()
+    const writer = report.writer!
+    writer.admitted = 200_000
+    writer.firstCount = 2_000
+    // 198,000 rows in 2 s: worker 0.495 × 2 s = 0.99 s = 5 µs per row, Redis 5 µs, Postgres 10 µs.
+    writer.drainCpu = {
+      seconds: 2,
+      machineCores: 2,
+      busy: 1.6,
+      roles: { worker: 0.495, redis: 0.495, postgres: 0.99, server: 0.01 },
+      interrupts: 0,
+      steal: 0,
+      other: 0,
+    }
+    const text = reportValues(report).writerPhase ?? ''
+    assert.match(text, /worker 5\.0 µs, Redis 5\.0 µs, Postgres 10\.0 µs — 20\.0 µs in all/)
+    assert.match(text, /2 cores busy with nothing else would write at most 100,000 rows\/s/)
+    delete writer.drainCpu
+    assert.doesNotMatch(
+      reportValues(report).writerPhase ?? '',
+      /While the rows arrived/,
+      'an older run has none',
+    )
+  })
+
   it('judges the sold-out CPU ratio and the CPU per admitted row from the stage figures of the run', async () => {
     const report = await committedRun()
     const stream = report.modes.find((mode) => mode.mode === 'stream')!.closed!

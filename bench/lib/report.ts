@@ -73,13 +73,18 @@ export interface WriterPhase {
   admissionRps: number
   reached: boolean
   firstRowAfterSpawnMs?: number
+  /** Rows already there when the first row was seen (the drain's rows are the rest). */
+  firstCount?: number
   drainMs?: number
   rowsPerSecond?: number
   rowsPerSecondFromSpawn?: number
   postgresTransactionsPerRow: number
   redisCommandsPerRow: number
   audit: Audit
+  /** From the worker's spawn to the last row. */
   cpu: CpuUse
+  /** From the first row seen to the last: the drain without the worker's start-up. */
+  drainCpu?: CpuUse
 }
 
 /** `replica-ack`: no persistence, one replica, and REDIS_REPLICA_ACK=1 (WAIT 1 after each admission batch). */
@@ -286,7 +291,26 @@ function writerPhaseText(report: BenchReport): string {
     `Postgres polled every 5 ms: first rows ${seconds(w.firstRowAfterSpawnMs)} after the spawn, all rows ${seconds(w.drainMs)} later — ` +
     `**${n0(w.rowsPerSecond ?? 0)} rows/s** (${n0(w.rowsPerSecondFromSpawn ?? 0)} rows/s counting the worker's start-up); ` +
     `per row ${w.postgresTransactionsPerRow.toFixed(4)} Postgres transactions and ${n2(w.redisCommandsPerRow)} Redis commands. ` +
+    drainCpuText(w) +
     auditLine(w.audit)
+  )
+}
+
+/**
+ * CPU per row while the rows arrived (first row seen to last), by process: what the writer costs, and the
+ * rate those costs would allow if every core of the machine were busy with nothing else.
+ */
+function drainCpuText(w: WriterPhase): string {
+  const cpu = w.drainCpu
+  const rows = w.admitted - (w.firstCount ?? 0)
+  if (cpu === undefined || rows <= 0) return ''
+  const perRow = (role: string) => ((cpu.roles[role] ?? 0) * cpu.seconds * 1e6) / rows
+  const parts = { worker: perRow('worker'), Redis: perRow('redis'), Postgres: perRow('postgres') }
+  const total = parts.worker + parts.Redis + parts.Postgres
+  return (
+    `While the rows arrived, CPU per row: worker ${n1(parts.worker)} µs, Redis ${n1(parts.Redis)} µs, Postgres ` +
+    `${n1(parts.Postgres)} µs — ${n1(total)} µs in all, so ${cpu.machineCores} cores busy with nothing else would ` +
+    `write at most ${n0((cpu.machineCores * 1e6) / total)} rows/s (the machine was ${n2(cpu.busy)} of ${cpu.machineCores} cores busy). `
   )
 }
 
