@@ -731,6 +731,33 @@ async function runGoalPhase(run: Run, rate = run.options.rate, tag = 'goal'): Pr
   })
 }
 
+/**
+ * Starts a `coupon-rush worker` and waits until `watcher` sees `admitted` rows; CPU is metered from the spawn
+ * and, by a second meter, from the first row seen (the drain alone, without the worker's start-up).
+ */
+async function drainWithWorker(
+  run: Run,
+  config: ServiceConfig,
+  serverPid: number | undefined,
+  watcher: RowWatcher,
+  admitted: number,
+) {
+  let drainMeter: Promise<PhaseCpu> | undefined
+  const spawnedAt = nowMs()
+  const worker = startWorker(config, join(run.logDir, 'writer-worker.log'))
+  const roles = () => ({ worker: worker.pid, server: serverPid })
+  watcher.onFirstRow(() => {
+    drainMeter = PhaseCpu.start(run, roles)
+  })
+  const cpu = await PhaseCpu.start(run, roles)
+  // The worker's CPU is read while it still runs.
+  return withChild(run, worker, async () => {
+    const watch = await watcher.finish(admitted, 300_000)
+    const drainCpu = drainMeter === undefined ? undefined : await (await drainMeter).stop(run)
+    return { watch, cpuUse: await cpu.stop(run), drainCpu, spawnedAt }
+  })
+}
+
 /** The writer alone drains a stream already filled with `writerRows` accepted entries. */
 async function runWriterPhase(run: Run): Promise<WriterPhase> {
   const { options } = run
@@ -758,24 +785,14 @@ async function runWriterPhase(run: Run): Promise<WriterPhase> {
     const db = scope.add(new BenchDb(options.databaseUrl, run.schema), (item) => item.close())
     const redisBefore = await run.redis.commandStats()
     const pgBefore = await databaseTransactions(options.databaseUrl)
-    const roles = () => ({ worker: worker.pid, server: server.pid })
-    // A second meter from the first row seen: the drain alone, without the worker's start-up.
-    let drainMeter: Promise<PhaseCpu> | undefined
-    const watcher = scope.add(
-      new RowWatcher(db, couponId, 5, (count) => {
-        if (count > 0) drainMeter ??= PhaseCpu.start(run, roles)
-      }),
-      (item) => item.cancel(),
+    const watcher = scope.add(new RowWatcher(db, couponId, 5), (item) => item.cancel())
+    const { watch, cpuUse, drainCpu, spawnedAt } = await drainWithWorker(
+      run,
+      config,
+      server.pid,
+      watcher,
+      admitted,
     )
-    const spawnedAt = nowMs()
-    const worker = startWorker(config, join(run.logDir, 'writer-worker.log'))
-    const cpu = await PhaseCpu.start(run, roles)
-    // The worker's CPU is read while it still runs.
-    const { watch, cpuUse, drainCpu } = await withChild(run, worker, async () => {
-      const watch = await watcher.finish(admitted, 300_000)
-      const drainCpu = drainMeter === undefined ? undefined : await (await drainMeter).stop(run)
-      return { watch, cpuUse: await cpu.stop(run), drainCpu }
-    })
     const redisAfter = await run.redis.commandStats()
     const audit = await auditCoupon(db, couponId, rows, 'stream', admission)
     await db.close()

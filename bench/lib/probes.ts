@@ -117,6 +117,8 @@ export class RowWatcher {
   private readonly done: Promise<void>
   private readonly db: BenchDb
   private readonly couponId: number
+  private seenRow = false
+  private firstRowListener: (() => void) | undefined
 
   constructor(db: BenchDb, couponId: number, intervalMs = 10, onCount?: (count: number) => void) {
     this.db = db
@@ -140,10 +142,20 @@ export class RowWatcher {
         this.timeline.push([at, count])
         last = count
         onCount?.(count)
+        if (count > 0 && !this.seenRow) {
+          this.seenRow = true
+          this.firstRowListener?.()
+        }
       }
       if (count >= this.target || Date.now() > this.deadline) return
       await sleep(intervalMs)
     }
+  }
+
+  /** Calls `listener` once, when a poll first sees a row (at once if one did already). */
+  onFirstRow(listener: () => void): void {
+    if (this.seenRow) listener()
+    else this.firstRowListener = listener
   }
 
   /** Stops polling (when the phase failed before `finish`). */
