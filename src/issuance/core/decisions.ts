@@ -12,7 +12,7 @@ import {
 } from '../../storage/user-coupons.ts'
 import type { IssuanceContext } from './context.ts'
 import type { CouponState } from './coupon-state.ts'
-import { encodeRecord, type IssuanceRecord, toIssuance } from './record.ts'
+import { encodeIssued, encodeRecord, type IssuanceRecord, toIssuance } from './record.ts'
 
 /*
  * The decisions: a request becomes ISSUED once Postgres holds its row, or SOLD_OUT. This module builds the
@@ -124,8 +124,7 @@ function freshPairs({ requests, ids, issuedAtMs }: FreshBatch): string[] {
   const pairs: string[] = []
   for (let i = 0; i < requests.length; i++) {
     const { userId, position, requestedAt } = requests[i]!
-    // encodeRecord(issuedRecord(row)), without the row.
-    pairs.push(userId, `I|${position}|${requestedAt.getTime()}|${ids[i]}|${issuedAtMs}`)
+    pairs.push(userId, encodeIssued(position, requestedAt.getTime(), ids[i]!, issuedAtMs))
   }
   return pairs
 }
@@ -144,9 +143,7 @@ function pairsOf(requests: IssueRequest[], result: BatchResult): string[] {
       byUser ??= new Map(requests.map((request) => [request.userId, request]))
       position = byUser.get(row.userId)?.position ?? 0
     }
-    // encodeRecord(issuedRecord(row)), without the object.
-    const record = `I|${position}|${row.requestedAt.getTime()}|${row.id}|${row.issuedAt.getTime()}`
-    pairs.push(row.userId, record)
+    pairs.push(row.userId, encodeIssued(position, row.requestedAt.getTime(), row.id, row.issuedAt.getTime()))
   }
   if (result.soldOut.length > 0) {
     for (const [userId, record] of soldOutDecisions(requests, result.soldOut)) {

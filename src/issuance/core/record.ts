@@ -30,6 +30,19 @@ export interface IssuanceRecord {
   decidedAtMs?: number
 }
 
+/**
+ * `encodeRecord` of an ISSUED record from its parts, without building the record: the writers encode one per
+ * row (`userCouponId` as the row id, text or number).
+ */
+export function encodeIssued(
+  position: number,
+  requestedAtMs: number,
+  userCouponId: number | string,
+  decidedAtMs: number,
+): string {
+  return `I|${position}|${requestedAtMs}|${userCouponId}|${decidedAtMs}`
+}
+
 export function encodeRecord(record: IssuanceRecord): string {
   const { status, position, requestedAtMs, userCouponId = '', decidedAtMs = '' } = record
   return `${LETTER_BY_STATUS[status]}|${position}|${requestedAtMs}|${userCouponId}|${decidedAtMs}`

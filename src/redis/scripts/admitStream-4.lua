@@ -40,7 +40,7 @@ local function admitOne(userId, requestedAtMs)
   local position = (tonumber(state[SEQ]) or 0) + 1
   redis.call('HSET', KEYS[2], userId, encodeRecord('A', position, requestedAtMs))
   -- One field "userId|position|requestedAtMs": a field per value cost Redis and the writers a string each.
-  redis.call('XADD', KEYS[3], '*', 'e', userId .. '|' .. position .. '|' .. requestedAtMs)
+  redis.call('XADD', KEYS[3], '*', 'e', streamEntryValue(userId, position, requestedAtMs))
   if state[WAKE] then
     redis.call('HSET', KEYS[1], 'stock', stock - 1, 'seq', position)
   else

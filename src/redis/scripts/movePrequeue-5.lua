@@ -56,7 +56,7 @@ for i = 1, #popped, 2 do
       if ARGV[1] == 'stream' then
         stock = stock - 1
         decided = encodeRecord('A', seq, requestedAt)
-        redis.call('XADD', KEYS[4], '*', 'e', userId .. '|' .. seq .. '|' .. requestedAt)
+        redis.call('XADD', KEYS[4], '*', 'e', streamEntryValue(userId, seq, requestedAt))
       else
         decided = encodeRecord('P', seq, requestedAt)
         redis.call('ZADD', KEYS[4], 'NX', seq, userId)

@@ -5,6 +5,12 @@ local function encodeRecord(letter, position, requestedAtMs, userCouponId, decid
   return letter .. '|' .. position .. '|' .. requestedAtMs .. '|' .. (userCouponId or '') .. '|' .. (decidedAtMs or '')
 end
 
+-- A stream entry's one field value, "userId|position|requestedAtMs" (user ids hold no '|'): written by the
+-- admissions, read by issuance/stream/stream-entries.ts.
+local function streamEntryValue(userId, position, requestedAtMs)
+  return userId .. '|' .. position .. '|' .. requestedAtMs
+end
+
 -- The record's status letter, or nil for no record.
 local function recordLetter(record)
   return record and string.sub(record, 1, 1)
