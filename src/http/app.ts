@@ -1,3 +1,5 @@
+import type { IncomingMessage } from 'node:http'
+import proxyAddr from '@fastify/proxy-addr'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
@@ -24,6 +26,7 @@ import { opsRoutes } from './routes/ops.ts'
 import { powDemoRoutes } from './routes/pow-demo.ts'
 import { Problem } from './schemas/common.ts'
 import securityHeaders from './security.ts'
+import { serverWithFrontDoor, soldOutDoor } from './sold-out-door.ts'
 
 /** The OpenAPI document's header; the paths come from the routes' schemas. */
 const OPENAPI = {
@@ -52,17 +55,10 @@ export async function buildApp({
   runWorkers = config.runWorkers,
   logger = true,
 }: AppOptions): Promise<FastifyInstance> {
-  const app = Fastify({
-    logger: logger ? loggerOptions(config) : false,
-    bodyLimit: 16 * 1024,
-    ajv: ajvOptions,
-    schemaErrorFormatter,
-    clientErrorHandler,
-    frameworkErrors,
-    forceCloseConnections: true,
-    // A body that stops arriving is answered 408 by plugins/connections.ts after HTTP_REQUEST_TIMEOUT_MS;
-    // Node's own request timeout (headers and body) is the backstop for a request Fastify never sees.
-    // Event streams are exempt: their request is complete once the headers are in.
+  // A body that stops arriving is answered 408 by plugins/connections.ts after HTTP_REQUEST_TIMEOUT_MS;
+  // Node's own request timeout (headers and body) is the backstop for a request Fastify never sees.
+  // Event streams are exempt: their request is complete once the headers are in.
+  const frontDoor = serverWithFrontDoor({
     requestTimeout: config.http.headersTimeoutMs + config.http.requestTimeoutMs,
     keepAliveTimeout: config.http.keepAliveTimeoutMs,
     http: {
@@ -72,6 +68,17 @@ export async function buildApp({
       // Answered as problem+json by plugins/errors.ts instead of Node's bare 400.
       requireHostHeader: false,
     },
+  })
+  const app = Fastify({
+    // The server with the sold-out door in front of Fastify's handler (sold-out-door.ts).
+    serverFactory: frontDoor.serverFactory,
+    logger: logger ? loggerOptions(config) : false,
+    bodyLimit: 16 * 1024,
+    ajv: ajvOptions,
+    schemaErrorFormatter,
+    clientErrorHandler,
+    frameworkErrors,
+    forceCloseConnections: true,
     // TRUST_PROXY: only these proxies' X-Forwarded-For is believed (request.ip); none by default.
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     // Per-request logs would cost more than the admission itself (/metrics has the request figures): by
@@ -114,5 +121,26 @@ export async function buildApp({
   await app.register(couponRoutes, { config })
   await app.register(meRoutes)
   await app.register(powDemoRoutes)
+  openSoldOutDoor(app, config, frontDoor.open)
+  app.addHook('preClose', async () => frontDoor.close())
   return app
+}
+
+/**
+ * Opens the sold-out door (sold-out-door.ts) once the app is ready: unless the identity provider's tokens
+ * (verified with a promise) or every request's log line (LOG_REQUESTS=all, written by Fastify) are asked for.
+ */
+function openSoldOutDoor(
+  app: FastifyInstance,
+  config: Config,
+  open: ReturnType<typeof serverWithFrontDoor>['open'],
+): void {
+  if (config.identityProvider !== undefined || config.requestLog === 'all') return
+  // The client address as Fastify's request.ip gives it, so the address limit counts the same key.
+  const trusted = config.trustProxy.length > 0 ? proxyAddr.compile(config.trustProxy) : undefined
+  const clientAddress =
+    trusted === undefined
+      ? (request: IncomingMessage) => request.socket.remoteAddress
+      : (request: IncomingMessage) => proxyAddr(request, trusted)
+  app.addHook('onReady', async () => open(soldOutDoor(app, clientAddress)))
 }

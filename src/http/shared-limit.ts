@@ -63,6 +63,16 @@ export class SharedLimit {
     return this.consumeShared(key, entry.count === this.localHits + 1 ? entry.count : 1, entry)
   }
 
+  /**
+   * Whether the next `consume(key)` would be counted in memory (no Redis call, no refusal): lets a caller that
+   * answers without a promise (http/sold-out-door.ts) check every condition before it counts anything.
+   */
+  countsLocally(key: string, now = Date.now()): boolean {
+    const entry = this.local.get(key)
+    const count = entry === undefined || entry.until <= now ? 0 : entry.count
+    return count + 1 <= this.localHits
+  }
+
   close(): void {
     clearInterval(this.sweeper)
   }

@@ -1,12 +1,14 @@
 import { timingSafeEqual } from 'node:crypto'
 import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
-import { userTokenVerifier } from '../../auth/verify.ts'
+import { type UserTokenVerifier, userTokenVerifier } from '../../auth/verify.ts'
 import type { Config } from '../../config/config.ts'
 import { AppError } from '../../domain/errors.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
+    /** The user id of a valid user token (at once for HS256, a promise for the identity provider's), or throws 401/503. */
+    verifyUserToken: UserTokenVerifier
     /** An onRequest hook: sets request.userId from a verified token, or fails 401/503. */
     authenticateUser: onRequestHookHandler
     authenticateAdmin: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
@@ -24,13 +26,16 @@ declare module 'fastify' {
  * The bearer token; on the SSE routes only (EventSource cannot send headers) also the `access_token` query
  * parameter. Anywhere else a token in the URL would end up in logs and histories, so it is not taken.
  */
+/** An Authorization header with a bearer token (the token is the first group). */
+export const BEARER = /^Bearer\s+(\S+)$/i
+
 function bearerToken(request: FastifyRequest, reply: FastifyReply): string {
   // Answers to authenticated requests, refusals included, are one user's: never stored. The admission, whose
   // answers no browser keeps, opts out with the other browser-facing headers (see security.ts).
   if (request.routeOptions.config.securityHeaders !== false) reply.header('cache-control', 'no-store')
   const header = request.headers.authorization
   if (header !== undefined) {
-    const match = /^Bearer\s+(\S+)$/i.exec(header)
+    const match = BEARER.exec(header)
     if (!match) throw new AppError('UNAUTHENTICATED', 'the Authorization header must be "Bearer <token>"')
     return match[1]!
   }
@@ -55,6 +60,7 @@ export default fp<{ config: Config }>(
     const verifyUserToken = userTokenVerifier(config)
     const adminToken = Buffer.from(config.adminToken)
     app.decorateRequest('userId', '')
+    app.decorate('verifyUserToken', verifyUserToken)
 
     // A callback hook, not an async one: an HS256 token is checked synchronously, and the admission path
     // spares the promise hops.

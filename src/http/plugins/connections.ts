@@ -12,7 +12,12 @@ declare module 'fastify' {
     /** Open event streams against SSE_MAX_PER_USER and SSE_MAX_STREAMS (sse.ts counts them in and out). */
     eventStreams: EventStreamBudget
     /** Open client connections against HTTP_MAX_CONNECTIONS. */
-    connections: { readonly open: number; readonly limit: number }
+    connections: {
+      readonly open: number
+      readonly limit: number
+      /** A connection answered 503 for the budget: its requests go no further. */
+      isRefused(socket: Socket): boolean
+    }
   }
 }
 
@@ -62,7 +67,7 @@ function countConnections(server: Server, limit: number) {
       return open
     },
     limit,
-    refused,
+    isRefused: (socket: Socket) => refused.has(socket),
   }
 }
 
@@ -86,7 +91,7 @@ export default fp<{ config: Config }>(
 
     // The request of a connection already answered 503 goes no further (no auth, no Redis).
     app.addHook('onRequest', (request, reply, done) => {
-      if (connections.refused.has(request.raw.socket)) reply.hijack()
+      if (connections.isRefused(request.raw.socket)) reply.hijack()
       else done()
     })
 

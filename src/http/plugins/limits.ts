@@ -23,6 +23,14 @@ declare module 'fastify' {
        * looked up, a miss remembered (what `unknownCoupon` does, for a route that looks the coupon up itself).
        */
       findCoupon(id: number, find: (id: number) => Promise<Coupon>): Promise<Coupon>
+      /**
+       * For an issuance answered before routing (http/sold-out-door.ts): whether the address limit and the
+       * per-user issuance limit would both count this request in memory (no Redis call, no refusal), and the
+       * coupon id is not one remembered as unknown. Counts nothing.
+       */
+      issuanceCountsInMemory(address: string, userId: string, couponId: number): boolean
+      /** Counts the request in both limits, in memory: only right after issuanceCountsInMemory said so. */
+      countIssuanceInMemory(address: string, userId: string): void
     }
   }
 }
@@ -98,6 +106,18 @@ export default fp<{ config: Config }>(
           return done(new AppError('COUPON_NOT_FOUND', `no coupon ${id}`))
         if (id !== undefined) lookups.add(request)
         done()
+      },
+      issuanceCountsInMemory: (address, userId, id) => {
+        const now = Date.now()
+        return (
+          !misses.has(id) &&
+          perAddress.countsLocally(address, now) &&
+          perUserIssuance.countsLocally(userId, now)
+        )
+      },
+      countIssuanceInMemory: (address, userId) => {
+        perAddress.consume(address)
+        perUserIssuance.consume(userId)
       },
       findCoupon: (id, find) => {
         if (misses.has(id)) return Promise.reject(new AppError('COUPON_NOT_FOUND', `no coupon ${id}`))

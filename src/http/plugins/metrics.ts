@@ -9,6 +9,11 @@ declare module 'fastify' {
       registry: Registry
       /** Counts one issuance request's outcome (ISSUED, PENDING, ACCEPTED or the error code) for its mode. */
       countOutcome(mode: string, outcome: string): void
+      /**
+       * Records one answer's latency for a route (its URL pattern; 'unmatched' for answers without one): for
+       * answers given outside the route's hooks (http/sold-out-door.ts).
+       */
+      observeLatency(route: string, method: string, status: number, seconds: number): void
     }
   }
 }
@@ -40,14 +45,26 @@ export default fp(
       issuanceOutcomes.labels(mode, outcome),
     )
     const countOutcome = (mode: string, outcome: string) => outcomeChildren.of(mode, outcome).inc()
-    app.decorate('metrics', { registry, countOutcome })
-    // One latency hook per route, made when the route is added, with its labelled children by method and
-    // status kept: no label string is built per answer. Answers without a route (404, a URL the router
-    // refuses) go to the 'unmatched' hook.
+    // The latency histogram's labelled children by route, then method and status: no label string is built
+    // per answer.
+    const latencyByRoute = new Map<string, LabelledChildren<string, number, Histogram.Internal<string>>>()
+    const latencyOf = (route: string) => {
+      let children = latencyByRoute.get(route)
+      if (children === undefined) {
+        children = new LabelledChildren((method, status) =>
+          requestDuration.labels(method, route, String(status)),
+        )
+        latencyByRoute.set(route, children)
+      }
+      return children
+    }
+    const observeLatency = (route: string, method: string, status: number, seconds: number) =>
+      latencyOf(route).of(method, status).observe(seconds)
+    app.decorate('metrics', { registry, countOutcome, observeLatency })
+    // One latency hook per route, made when the route is added. Answers without a route (404, a URL the
+    // router refuses) go to the 'unmatched' hook.
     const latencyHook = (route: string) => {
-      const children = new LabelledChildren<string, number, Histogram.Internal<string>>((method, status) =>
-        requestDuration.labels(method, route, String(status)),
-      )
+      const children = latencyOf(route)
       return (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
         children.of(request.method, reply.statusCode).observe(reply.elapsedTime / 1000)
         done()

@@ -17,7 +17,7 @@ const security = [{ userToken: [] }]
 type Refusal = 'ALREADY_REQUESTED' | 'SOLD_OUT'
 
 /** The bodies of the plain refusals, serialized once: a sold-out sale answers little else. */
-const REFUSAL_BODIES: Record<Refusal, string> = {
+export const REFUSAL_BODIES: Record<Refusal, string> = {
   ALREADY_REQUESTED: JSON.stringify(problem('ALREADY_REQUESTED', ERROR_CODES.ALREADY_REQUESTED.title)),
   SOLD_OUT: JSON.stringify(problem('SOLD_OUT', ERROR_CODES.SOLD_OUT.title)),
 }

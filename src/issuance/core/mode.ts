@@ -28,6 +28,11 @@ export interface IssuanceMode {
   prepare(coupon: Coupon): Promise<void>
   /** Admits or issues the request, or says why not. */
   request(coupon: Coupon, userId: string): Promise<RequestOutcome>
+  /**
+   * True when this request's answer is SOLD_OUT from memory, without Redis (counted as such); false when
+   * `request` must decide. Modes without a sold-out memo leave it out.
+   */
+  refusesFromMemory?(coupon: Coupon, userId: string): boolean
   /** The user's request for this coupon, or undefined if they never asked. */
   status(coupon: Coupon, userId: string): Promise<Issuance | undefined>
   stats(coupon: Coupon): Promise<CouponStats>

@@ -28,11 +28,9 @@ export class CouponCache {
   }
 
   get(id: number): Promise<Coupon | undefined> {
+    const cached = this.peek(id)
+    if (cached !== undefined) return Promise.resolve(cached)
     const entry = this.entries.get(id)
-    if (entry?.coupon !== undefined) {
-      if (entry.freshUntil <= Date.now() && !entry.refreshing) this.refresh(id, entry)
-      return Promise.resolve(entry.coupon)
-    }
     if (entry?.loading !== undefined) return entry.loading
     const loading = findCoupon(this.db, id)
     this.entries.set(id, { loading, freshUntil: 0, refreshing: false })
@@ -41,6 +39,14 @@ export class CouponCache {
       () => this.entries.delete(id),
     )
     return loading
+  }
+
+  /** The coupon if it is in memory (a stale one too, refreshed in the background), without a lookup. */
+  peek(id: number): Coupon | undefined {
+    const entry = this.entries.get(id)
+    if (entry?.coupon === undefined) return undefined
+    if (entry.freshUntil <= Date.now() && !entry.refreshing) this.refresh(id, entry)
+    return entry.coupon
   }
 
   set(coupon: Coupon): void {

@@ -233,6 +233,20 @@ export class IssuanceService {
     }
   }
 
+  /** The coupon if this process has it in memory: no lookup (http/sold-out-door.ts answers without one). */
+  cachedCoupon(id: number): Coupon | undefined {
+    return this.cache.peek(id)
+  }
+
+  /**
+   * True when `request` would answer SOLD_OUT from the mode's memory, without Redis; the refusal is then
+   * counted as `request` counts it. False when `request` must answer.
+   */
+  refusesFromMemory(coupon: Coupon, userId: string): boolean {
+    if (coupon.releasedAt !== undefined) return false
+    return this.modeOf(coupon).refusesFromMemory?.(coupon, userId) === true
+  }
+
   /** A request on a released sale: it has ended (released only after its end), for holders too. */
   private lateRequest(coupon: Coupon): never {
     throw new AppError('ISSUE_ENDED', `issuance ended at ${coupon.issueEndsAt.toISOString()}`)

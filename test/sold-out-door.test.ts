@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { signUserToken } from '../src/auth/tokens.ts'
+import { runConcurrently, startTestApp, type TestApp } from './support/app.ts'
+import { eventually } from './support/infra.ts'
+import { sampleValue } from './support/metrics.ts'
+import { type RawAnswer, rawRequest } from './support/raw-http.ts'
+
+describe('the sold-out door: late users of a sold-out coupon answered before routing', () => {
+  let t: TestApp
+  let nextUser = 0
+  const press = (couponId: number, userId = `late-${nextUser++}`, token = t.tokenFor(userId)) =>
+    rawRequest(t, 'POST', `/coupons/${couponId}/issuance`, { token })
+  const metricsText = async () => (await fetch(`${t.baseUrl}/metrics`)).text()
+  const doorAnswers = async () => sampleValue(await metricsText(), 'coupon_sold_out_door_answers_total') ?? 0
+
+  /** The answer without the headers that change with the moment (Date) or the connection. */
+  const comparable = (answer: RawAnswer) => {
+    const { date, connection, 'keep-alive': keepAlive, ...headers } = answer.headers
+    return { status: answer.status, headers, text: answer.text }
+  }
+
+  /**
+   * Sells a coupon out over HTTP: the first over-quantity answers come from Redis through the route. Then
+   * new users press until the door answers one. Returns a 410 the route gave and one the door gave.
+   */
+  const sellOut = async (quantity: number) => {
+    const coupon = await t.createCoupon({ quantity })
+    const answers = await runConcurrently(quantity + 5, 5, (i) => press(coupon.id, `buyer-${coupon.id}-${i}`))
+    assert.equal(answers.filter((a) => a.status === 202).length, quantity)
+    const fromRoute = answers.find((a) => a.status === 410)
+    assert.ok(fromRoute, 'a 410 from the route')
+    let refused = answers.filter((a) => a.status === 410).length
+    let fromDoor: RawAnswer | undefined
+    await eventually(async () => {
+      const before = await doorAnswers()
+      const answer = await press(coupon.id)
+      assert.equal(answer.status, 410)
+      refused += 1
+      if ((await doorAnswers()) > before) fromDoor = answer
+      return fromDoor !== undefined
+    }, 'a refusal answered at the door')
+    return { coupon, refused, fromRoute, fromDoor: fromDoor! }
+  }
+
+  before(async () => {
+    // The service's default per-user limit: one request per window counted in memory, the rest in Redis.
+    t = await startTestApp('soldoutdoor', { RATE_LIMIT_PER_USER: '20', RATE_LIMIT_WINDOW_MS: '60000' })
+  })
+  after(async () => t.close())
+
+  it('gives the very answer of the full route: status, headers and body', async () => {
+    const { fromRoute, fromDoor } = await sellOut(3)
+    assert.equal(fromDoor.status, 410)
+    assert.equal(fromDoor.json?.code, 'SOLD_OUT')
+    assert.deepEqual(comparable(fromDoor), comparable(fromRoute))
+  })
+
+  it('counts its answers in the issuance outcomes, the route latency and the coupon stats', async () => {
+    const { coupon, refused } = await sellOut(2)
+    const outcomesBefore = sampleValue(await metricsText(), 'coupon_issuance_requests_total', {
+      mode: 'stream',
+      outcome: 'SOLD_OUT',
+    })
+    const latencyLabels = { route: '/coupons/:id/issuance', method: 'POST', status: '410' }
+    const latencyBefore = sampleValue(
+      await metricsText(),
+      'http_request_duration_seconds_count',
+      latencyLabels,
+    )
+    const doorBefore = await doorAnswers()
+    const late = await runConcurrently(30, 10, () => press(coupon.id))
+    assert.ok(late.every((a) => a.status === 410))
+    const text = await metricsText()
+    assert.equal(await doorAnswers(), doorBefore + 30, 'all 30 answered at the door')
+    assert.equal(
+      sampleValue(text, 'coupon_issuance_requests_total', { mode: 'stream', outcome: 'SOLD_OUT' }),
+      outcomesBefore! + 30,
+    )
+    assert.equal(sampleValue(text, 'http_request_duration_seconds_count', latencyLabels), latencyBefore! + 30)
+    // Every 410 of this coupon (from Redis, from the memo, from the door) in its soldOut count, once.
+    const soldOut = async () => {
+      const detail = await t.http('GET', `/admin/coupons/${coupon.id}`, { token: t.adminToken })
+      return (detail.body.stats as { soldOut: number }).soldOut
+    }
+    await eventually(async () => (await soldOut()) === refused + 30, 'door refusals in the stats')
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    assert.equal(await soldOut(), refused + 30, 'nothing counted twice')
+  })
+
+  it("counts its answers in the user's limit shared with the route: the 21st press of 20 allowed is 429", async () => {
+    const { coupon } = await sellOut(2)
+    const userId = `presser-${coupon.id}`
+    const doorBefore = await doorAnswers()
+    const answers: number[] = []
+    for (let i = 0; i < 21; i++) answers.push((await press(coupon.id, userId)).status)
+    assert.equal(
+      await doorAnswers(),
+      doorBefore + 1,
+      'the first press at the door, the rest through the route',
+    )
+    assert.deepEqual(answers, [...Array.from({ length: 20 }, () => 410), 429])
+  })
+
+  it("leaves to the route what it must answer: a forged token's 401, a holder's 409, a malformed id's 400", async () => {
+    const { coupon } = await sellOut(2)
+    const doorBefore = await doorAnswers()
+    const forged = await press(
+      coupon.id,
+      'mallory',
+      signUserToken('not-the-secret-not-the-secret-000000', 'mallory'),
+    )
+    assert.equal(forged.status, 401)
+    assert.equal(forged.json?.code, 'UNAUTHENTICATED')
+    const holder = await press(coupon.id, `buyer-${coupon.id}-0`)
+    assert.equal(holder.status, 409)
+    assert.equal(holder.json?.code, 'ALREADY_REQUESTED')
+    const issuance = holder.json?.issuance as { position: number } | undefined
+    assert.ok((issuance?.position ?? 0) > 0, "the holder's own request")
+    const padded = await rawRequest(t, 'POST', `/coupons/0${coupon.id}/issuance`, {
+      token: t.tokenFor('pad'),
+    })
+    assert.equal(padded.status, 400)
+    const noToken = await rawRequest(t, 'POST', `/coupons/${coupon.id}/issuance`)
+    assert.equal(noToken.status, 401)
+    assert.equal(await doorAnswers(), doorBefore, 'none of them answered at the door')
+  })
+})
