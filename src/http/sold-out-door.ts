@@ -75,20 +75,22 @@ const SOLD_OUT_HEADERS = {
  * - `POST /coupons/{id}/issuance` with a canonical id, a Host header, no body and a `Bearer` token;
  * - the connection was not refused for the connection budget, and the app is not closing;
  * - the token verifies at once (HS256: the door is not opened for the identity provider's tokens);
- * - the coupon is in this process's cache and asks no proof of work;
+ * - the coupon is in this process's cache, asks no proof of work, and its memo knows it sold out (checked
+ *   before the token, so an admission in a live sale costs the door a few lookups and no verify);
  * - the address and per-user issuance limits count the request in memory (no Redis call, no refusal);
  * - the sold-out memo refuses the user (not a holder, not paused, not near the end; this counts the refusal
  *   in the coupon's stats).
  * Then the request is counted in both limits and the outcome metric, and answered with the rest of this
  * event-loop turn's door answers (as the memo's answers leave, see sold-out-memo.ts), with its latency
  * recorded under the route. Anything else (a 401, a 429, a holder's 409, a coupon not cached) goes to
- * Fastify as it came.
+ * Fastify as it came; a request whose token the door verified carries its user id along, so the route does
+ * not verify it again.
  */
 export function soldOutDoor(
   app: FastifyInstance,
   clientAddress: (request: IncomingMessage) => string | undefined,
 ): EarlyAnswer {
-  const { issuance, limits, metrics, connections, verifyUserToken } = app
+  const { issuance, limits, metrics, connections, userTokens } = app
   const answered = new Counter({
     name: 'coupon_sold_out_door_answers_total',
     help: '410 SOLD_OUT answers given before routing, by the sold-out door (also in the route and outcome metrics)',
@@ -119,18 +121,25 @@ export function soldOutDoor(
     if (bearer === null || connections.isRefused(request.socket)) return false
     const couponId = Number(path[1])
     const coupon = issuance.cachedCoupon(couponId)
-    if (coupon === undefined || coupon.proofOfWork !== null) return false
+    // Nothing is verified for a coupon the memo does not refuse requests of (an admission, in a live sale).
+    if (coupon === undefined || coupon.proofOfWork !== null || !issuance.knowsSoldOut(coupon)) return false
     const address = clientAddress(request)
     if (address === undefined) return false
     let userId: string | Promise<string>
     try {
-      userId = verifyUserToken(bearer[1]!)
+      userId = userTokens.verify(bearer[1]!)
     } catch {
       return false // the route answers the 401 with its reason
     }
     if (typeof userId !== 'string') return false
-    if (!limits.issuanceCountsInMemory(address, userId, couponId)) return false
-    if (!issuance.refusesFromMemory(coupon, userId)) return false
+    if (
+      !limits.issuanceCountsInMemory(address, userId, couponId) ||
+      !issuance.refusesFromMemory(coupon, userId)
+    ) {
+      // A holder, or a request the limits count in Redis: the route answers it, without a second verify.
+      userTokens.verifiedBeforeRouting(request, userId)
+      return false
+    }
     limits.countIssuanceInMemory(address, userId)
     metrics.countOutcome(coupon.issueMode, 'SOLD_OUT')
     if (waiting.length === 0) setImmediate(flush)

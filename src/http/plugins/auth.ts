@@ -1,4 +1,5 @@
 import { timingSafeEqual } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
 import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { type UserTokenVerifier, userTokenVerifier } from '../../auth/verify.ts'
@@ -7,8 +8,15 @@ import { AppError } from '../../domain/errors.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** The user id of a valid user token (at once for HS256, a promise for the identity provider's), or throws 401/503. */
-    verifyUserToken: UserTokenVerifier
+    userTokens: {
+      /** The user id of a valid user token (at once for HS256, a promise for the identity provider's), or throws 401/503. */
+      verify: UserTokenVerifier
+      /**
+       * The sold-out door verified this request's token and left the request to Fastify: the route takes the
+       * user id from here instead of verifying the token a second time.
+       */
+      verifiedBeforeRouting(request: IncomingMessage, userId: string): void
+    }
     /** An onRequest hook: sets request.userId from a verified token, or fails 401/503. */
     authenticateUser: onRequestHookHandler
     authenticateAdmin: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
@@ -22,17 +30,23 @@ declare module 'fastify' {
   }
 }
 
+/** An Authorization header with a bearer token (the token is the first group). */
+export const BEARER = /^Bearer\s+(\S+)$/i
+
+/**
+ * Answers to authenticated requests, refusals included, are one user's: never stored. The admission, whose
+ * answers no browser keeps, opts out with the other browser-facing headers (see security.ts).
+ */
+function noStore(request: FastifyRequest, reply: FastifyReply): void {
+  if (request.routeOptions.config.securityHeaders !== false) reply.header('cache-control', 'no-store')
+}
+
 /**
  * The bearer token; on the SSE routes only (EventSource cannot send headers) also the `access_token` query
  * parameter. Anywhere else a token in the URL would end up in logs and histories, so it is not taken.
  */
-/** An Authorization header with a bearer token (the token is the first group). */
-export const BEARER = /^Bearer\s+(\S+)$/i
-
 function bearerToken(request: FastifyRequest, reply: FastifyReply): string {
-  // Answers to authenticated requests, refusals included, are one user's: never stored. The admission, whose
-  // answers no browser keeps, opts out with the other browser-facing headers (see security.ts).
-  if (request.routeOptions.config.securityHeaders !== false) reply.header('cache-control', 'no-store')
+  noStore(request, reply)
   const header = request.headers.authorization
   if (header !== undefined) {
     const match = BEARER.exec(header)
@@ -60,11 +74,22 @@ export default fp<{ config: Config }>(
     const verifyUserToken = userTokenVerifier(config)
     const adminToken = Buffer.from(config.adminToken)
     app.decorateRequest('userId', '')
-    app.decorate('verifyUserToken', verifyUserToken)
+    const verifiedEarly = new WeakMap<IncomingMessage, string>()
+    app.decorate('userTokens', {
+      verify: verifyUserToken,
+      verifiedBeforeRouting: (request, userId) => verifiedEarly.set(request, userId),
+    })
 
     // A callback hook, not an async one: an HS256 token is checked synchronously, and the admission path
     // spares the promise hops.
     const authenticateUser: onRequestHookHandler = (request, reply, done) => {
+      const early = verifiedEarly.get(request.raw)
+      if (early !== undefined) {
+        noStore(request, reply)
+        request.userId = early
+        done()
+        return
+      }
       let verified: string | Promise<string>
       try {
         verified = verifyUserToken(bearerToken(request, reply))

@@ -33,6 +33,8 @@ export interface IssuanceMode {
    * `request` must decide. Modes without a sold-out memo leave it out.
    */
   refusesFromMemory?(coupon: Coupon, userId: string): boolean
+  /** True when `refusesFromMemory` may refuse requests for this coupon now (it knows the coupon sold out). */
+  knowsSoldOut?(coupon: Coupon): boolean
   /** The user's request for this coupon, or undefined if they never asked. */
   status(coupon: Coupon, userId: string): Promise<Issuance | undefined>
   stats(coupon: Coupon): Promise<CouponStats>

@@ -91,6 +91,7 @@ export class SoldOutMemo {
         return outcome
       },
       refusesFromMemory: (coupon, userId) => this.refusesRequest(coupon, userId),
+      knowsSoldOut: (coupon) => this.memos.get(coupon.id)?.holders !== undefined && !nearTheEnd(coupon),
       forget: (couponId) => {
         this.forget(couponId)
         mode.forget?.(couponId)

@@ -238,6 +238,11 @@ export class IssuanceService {
     return this.cache.peek(id)
   }
 
+  /** True when `refusesFromMemory` may refuse requests for this coupon now: cheap, and it counts nothing. */
+  knowsSoldOut(coupon: Coupon): boolean {
+    return coupon.releasedAt === undefined && this.modeOf(coupon).knowsSoldOut?.(coupon) === true
+  }
+
   /**
    * True when `request` would answer SOLD_OUT from the mode's memory, without Redis; the refusal is then
    * counted as `request` counts it. False when `request` must answer.
