@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Registry } from 'prom-client'
+import { type LatencyCell, LatencyHistogram } from '../../monitoring/latency-histogram.ts'
 import { writerBatchRows, writerLingerSeconds } from '../../monitoring/writer-metrics.ts'
 
 declare module 'fastify' {
@@ -26,13 +27,10 @@ export default fp(
     collectDefaultMetrics({ register: registry })
     registry.registerMetric(writerBatchRows)
     registry.registerMetric(writerLingerSeconds)
-    const requestDuration = new Histogram({
-      name: 'http_request_duration_seconds',
-      help: 'HTTP request latency by route and status',
-      labelNames: ['method', 'route', 'status'] as const,
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-      registers: [registry],
-    })
+    const requestDuration = new LatencyHistogram(
+      registry,
+      [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    )
     // Outcomes are counted in plain numbers and added to the counter when /metrics is read: prom-client
     // builds a string of the label values on every inc(), which cost about 0.4 µs an answer on the sold-out
     // path. Each label set's count is kept by mode then outcome, so no string is built per answer either.
@@ -56,28 +54,26 @@ export default fp(
     const countOutcome = (mode: string, outcome: string) => {
       outcomeCounts.of(mode, outcome).counted += 1
     }
-    // The latency histogram's labelled children by route, then method and status, each resolved once (the
-    // histogram itself still hashes the label values in every observe: it has no way to add counts in bulk).
-    const latencyByRoute = new Map<string, LabelledChildren<string, number, Histogram.Internal<string>>>()
+    // The latency cells by route, then method and status, each made once: nothing is looked up by string or
+    // built per answer.
+    const latencyByRoute = new Map<string, LabelledChildren<string, number, LatencyCell>>()
     const latencyOf = (route: string) => {
-      let children = latencyByRoute.get(route)
-      if (children === undefined) {
-        children = new LabelledChildren((method, status) =>
-          requestDuration.labels(method, route, String(status)),
-        )
-        latencyByRoute.set(route, children)
+      let cells = latencyByRoute.get(route)
+      if (cells === undefined) {
+        cells = new LabelledChildren((method, status) => requestDuration.cell(method, route, String(status)))
+        latencyByRoute.set(route, cells)
       }
-      return children
+      return cells
     }
     const observeLatency = (route: string, method: string, status: number, seconds: number) =>
-      latencyOf(route).of(method, status).observe(seconds)
+      requestDuration.record(latencyOf(route).of(method, status), seconds)
     app.decorate('metrics', { registry, countOutcome, observeLatency })
     // One latency hook per route, made when the route is added. Answers without a route (404, a URL the
     // router refuses) go to the 'unmatched' hook.
     const latencyHook = (route: string) => {
-      const children = latencyOf(route)
+      const cells = latencyOf(route)
       return (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
-        children.of(request.method, reply.statusCode).observe(reply.elapsedTime / 1000)
+        requestDuration.record(cells.of(request.method, reply.statusCode), reply.elapsedTime / 1000)
         done()
       }
     }
@@ -100,7 +96,7 @@ export default fp(
   { name: 'metrics' },
 )
 
-/** Values kept per pair of label values, each made once: a labelled metric child, or a plain count. */
+/** Values kept per pair of label values, each made once: a metric's cell, or a plain count. */
 class LabelledChildren<A, B, Child> {
   private readonly children = new Map<A, Map<B, Child>>()
   private readonly make: (a: A, b: B) => Child
