@@ -9,8 +9,14 @@ import { type RawAnswer, rawRequest } from './support/raw-http.ts'
 describe('the sold-out door: late users of a sold-out coupon answered before routing', () => {
   let t: TestApp
   let nextUser = 0
-  const press = (couponId: number, userId = `late-${nextUser++}`, token = t.tokenFor(userId)) =>
-    rawRequest(t, 'POST', `/coupons/${couponId}/issuance`, { token })
+  let nextAddress = 0
+  /** A shopper's press, through the trusted proxy in front of the app: each from an address of its own by default. */
+  const press = (
+    couponId: number,
+    userId = `late-${nextUser++}`,
+    { token = t.tokenFor(userId), address = `10.1.${nextAddress >> 8}.${nextAddress++ & 255}` } = {},
+  ) =>
+    rawRequest(t, 'POST', `/coupons/${couponId}/issuance`, { token, headers: { 'x-forwarded-for': address } })
   const metricsText = async () => (await fetch(`${t.baseUrl}/metrics`)).text()
   const doorAnswers = async () => sampleValue(await metricsText(), 'coupon_sold_out_door_answers_total') ?? 0
 
@@ -46,8 +52,15 @@ describe('the sold-out door: late users of a sold-out coupon answered before rou
   }
 
   before(async () => {
-    // The service's default per-user limit: one request per window counted in memory, the rest in Redis.
-    t = await startTestApp('soldoutdoor', { RATE_LIMIT_PER_USER: '20', RATE_LIMIT_WINDOW_MS: '60000' })
+    t = await startTestApp('soldoutdoor', {
+      // The service's default per-user limit: one request per window counted in memory, the rest in Redis.
+      RATE_LIMIT_PER_USER: '20',
+      RATE_LIMIT_WINDOW_MS: '60000',
+      // Behind a trusted proxy: the address limit counts X-Forwarded-For, its first 50 in memory.
+      TRUST_PROXY: '127.0.0.1',
+      ADDRESS_LIMIT_PER_WINDOW: '1000',
+      ADDRESS_LIMIT_WINDOW_MS: '60000',
+    })
   })
   after(async () => t.close())
 
@@ -107,11 +120,9 @@ describe('the sold-out door: late users of a sold-out coupon answered before rou
   it("leaves to the route what it must answer: a forged token's 401, a holder's 409, a malformed id's 400", async () => {
     const { coupon, holders } = await sellOut(2)
     const doorBefore = await doorAnswers()
-    const forged = await press(
-      coupon.id,
-      'mallory',
-      signUserToken('not-the-secret-not-the-secret-000000', 'mallory'),
-    )
+    const forged = await press(coupon.id, 'mallory', {
+      token: signUserToken('not-the-secret-not-the-secret-000000', 'mallory'),
+    })
     assert.equal(forged.status, 401)
     assert.equal(forged.json?.code, 'UNAUTHENTICATED')
     // The door verified the holder's token and left the request to the route, which takes the user from it.
@@ -128,5 +139,24 @@ describe('the sold-out door: late users of a sold-out coupon answered before rou
     const noToken = await rawRequest(t, 'POST', `/coupons/${coupon.id}/issuance`)
     assert.equal(noToken.status, 401)
     assert.equal(await doorAnswers(), doorBefore, 'none of them answered at the door')
+  })
+
+  it('counts the client address the route counts: the one the trusted proxy forwards', async () => {
+    const { coupon } = await sellOut(2)
+    const address = '10.9.9.9'
+    const doorBefore = await doorAnswers()
+    // 50 users behind one address: the address limit's share counted in memory, so all at the door.
+    const first = await runConcurrently(50, 10, (i) =>
+      press(coupon.id, `shared-${coupon.id}-${i}`, { address }),
+    )
+    assert.ok(first.every((a) => a.status === 410))
+    assert.equal(await doorAnswers(), doorBefore + 50)
+    // The 51st request of that address needs Redis: the route answers it, after adding the door's 50.
+    const next = await press(coupon.id, `shared-${coupon.id}-50`, { address })
+    assert.equal(next.status, 410)
+    assert.equal(await doorAnswers(), doorBefore + 50, 'the 51st went through the route')
+    // Another address is counted apart: at the door again.
+    assert.equal((await press(coupon.id, `apart-${coupon.id}`, { address: '10.9.9.10' })).status, 410)
+    assert.equal(await doorAnswers(), doorBefore + 51)
   })
 })
