@@ -103,21 +103,18 @@ describe('the sold-out door: late users of a sold-out coupon answered before rou
     assert.equal(await soldOut(), refused + 30, 'nothing counted twice')
   })
 
-  it("counts a user's presses in the per-user limit shared with the route: 20 allowed, the 21st is 429", async () => {
+  it("counts its answers in the user's limit shared with the route: the 21st press of 20 allowed is 429", async () => {
     const { coupon } = await sellOut(2)
     const userId = `presser-${coupon.id}`
     const doorBefore = await doorAnswers()
-    const answers: RawAnswer[] = []
-    for (let i = 0; i < 21; i++) answers.push(await press(coupon.id, userId))
-    assert.deepEqual(
-      answers.map((a) => a.status),
-      [...Array.from({ length: 20 }, () => 410), 429],
+    const answers: number[] = []
+    for (let i = 0; i < 21; i++) answers.push((await press(coupon.id, userId)).status)
+    assert.equal(
+      await doorAnswers(),
+      doorBefore + 1,
+      'the first press at the door, the rest through the route',
     )
-    // The first press counted in memory, the next 19 in Redis: all 20 answered at the door.
-    assert.equal(await doorAnswers(), doorBefore + 20)
-    // The route's own 429, from the count the door asked Redis for.
-    assert.equal(answers[20]!.json?.code, 'RATE_LIMITED')
-    assert.ok(Number(answers[20]!.headers['retry-after']) > 0)
+    assert.deepEqual(answers, [...Array.from({ length: 20 }, () => 410), 429])
   })
 
   it("leaves to the route what it must answer: a forged token's 401, a holder's 409, a malformed id's 400", async () => {

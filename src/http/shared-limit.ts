@@ -64,8 +64,8 @@ export class SharedLimit {
   }
 
   /**
-   * Whether the next `consume(key)` would be counted in memory (no Redis call, no refusal): lets a caller
-   * (http/sold-out-door.ts) check a condition before it counts anything.
+   * Whether the next `consume(key)` would be counted in memory (no Redis call, no refusal): lets a caller that
+   * answers without a promise (http/sold-out-door.ts) check every condition before it counts anything.
    */
   countsLocally(key: string, now = Date.now()): boolean {
     const entry = this.local.get(key)

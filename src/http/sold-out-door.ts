@@ -8,7 +8,6 @@ import {
 import { performance } from 'node:perf_hooks'
 import type { FastifyInstance, FastifyServerFactory } from 'fastify'
 import { Counter } from 'prom-client'
-import type { Coupon } from '../domain/coupon.ts'
 import { BEARER } from './plugins/auth.ts'
 import { REFUSAL_BODIES } from './routes/coupons.ts'
 
@@ -17,15 +16,8 @@ export const ISSUANCE_ROUTE = '/coupons/:id/issuance'
 /** The issuance path with a canonical coupon id (what the route's params schema accepts as it is). */
 const ISSUANCE_PATH = /^\/coupons\/([1-9][0-9]{0,15})\/issuance$/
 
-/**
- * Takes a request before Fastify routes it and returns true (it then answers it, or hands it to `route`, the
- * Fastify handler, later), or returns false: Fastify gets it at once.
- */
-export type EarlyAnswer = (
-  request: IncomingMessage,
-  response: ServerResponse,
-  route: RequestListener,
-) => boolean
+/** Answers a request before Fastify routes it and returns true, or returns false and leaves it to Fastify. */
+export type EarlyAnswer = (request: IncomingMessage, response: ServerResponse) => boolean
 
 /** What the app's HTTP server is made with (Fastify's own factory would take these from its options). */
 export interface HttpServerSettings {
@@ -47,7 +39,7 @@ export function serverWithFrontDoor(settings: HttpServerSettings): {
   let early: EarlyAnswer | undefined
   const serverFactory: FastifyServerFactory = (handler) => {
     const listener: RequestListener = (request, response) => {
-      if (early === undefined || !early(request, response, handler)) handler(request, response)
+      if (early === undefined || !early(request, response)) handler(request, response)
     }
     const server = createServer(settings.http, listener)
     server.keepAliveTimeout = settings.keepAliveTimeout
@@ -78,21 +70,21 @@ const SOLD_OUT_HEADERS = {
  * The sold-out door: the answer most requests of a flash sale get, a late user's 410 SOLD_OUT once this
  * process knows the coupon is sold out, given before Fastify routes the request. Per request the full route
  * runs six hooks, a params validation and an async handler with its promise hops; this gives the same answer
- * (status, headers, body) after the same checks, and counts it where the route does. It takes a request when:
- * - it is `POST /coupons/{id}/issuance` with a canonical id, a Host header, no body and a `Bearer` token,
- *   on a connection not refused for the connection budget;
+ * (status, headers, body) after the same checks, and counts it where the route does. It answers only when
+ * every check passes, and none of them counts anything:
+ * - `POST /coupons/{id}/issuance` with a canonical id, a Host header, no body and a `Bearer` token;
+ * - the connection was not refused for the connection budget, and the app is not closing;
+ * - the token verifies at once (HS256: the door is not opened for the identity provider's tokens);
  * - the coupon is in this process's cache, asks no proof of work, and its memo knows it sold out (checked
  *   before the token, so an admission in a live sale costs the door a few lookups and no verify);
- * - the token verifies at once (HS256: the door is not opened for the identity provider's tokens);
- * - the address limit counts the request in memory.
- * It then counts the request in the address and per-user limits, as the route's hooks would (the per-user
- * count is in memory for a user's first press in a window, in Redis for the next ones: the answer waits for
- * it), and answers 410 if the sold-out memo refuses the user (not a holder, not paused, not near the end),
- * with the rest of this event-loop turn's door answers (as the memo's answers leave, see sold-out-memo.ts),
- * counted in the outcome and latency metrics under the route. Anything else goes to Fastify: at once and
- * untouched when a check fails (a 401, a coupon not cached); after the count for a holder (409) or a user
- * beyond the limit (the route answers the 429 from the same count), marked so that the route neither counts
- * the request again nor verifies its token a second time.
+ * - the address and per-user issuance limits count the request in memory (no Redis call, no refusal);
+ * - the sold-out memo refuses the user (not a holder, not paused, not near the end; this counts the refusal
+ *   in the coupon's stats).
+ * Then the request is counted in both limits and the outcome metric, and answered with the rest of this
+ * event-loop turn's door answers (as the memo's answers leave, see sold-out-memo.ts), with its latency
+ * recorded under the route. Anything else (a 401, a 429, a holder's 409, a coupon not cached) goes to
+ * Fastify as it came; a request whose token the door verified carries its user id along, so the route does
+ * not verify it again.
  */
 export function soldOutDoor(
   app: FastifyInstance,
@@ -117,61 +109,42 @@ export function soldOutDoor(
     waiting.length = 0
     startedAt.length = 0
   }
-  /** Answers 410 with this turn's door answers if the memo refuses the user (which counts the refusal). */
-  const refuse = (coupon: Coupon, userId: string, response: ServerResponse, started: number): boolean => {
-    if (!issuance.refusesFromMemory(coupon, userId)) return false
-    metrics.countOutcome(coupon.issueMode, 'SOLD_OUT')
-    if (waiting.length === 0) setImmediate(flush)
-    waiting.push(response)
-    startedAt.push(started)
-    return true
-  }
-  /** Leaves a request whose token the door verified to the route, which takes the user from here. */
-  const leave = (request: IncomingMessage, userId: string): false => {
-    userTokens.verifiedBeforeRouting(request, userId)
-    return false
-  }
-  return (request, response, route) => {
-    const asked = issuanceAsked(request)
-    if (asked === undefined || connections.isRefused(request.socket)) return false
+  return (request, response) => {
+    if (request.method !== 'POST') return false
+    const path = ISSUANCE_PATH.exec(request.url ?? '')
+    if (path === null) return false
     const started = performance.now()
-    const coupon = issuance.cachedCoupon(asked.couponId)
+    const { headers } = request
+    if (headers.host === undefined || headers['transfer-encoding'] !== undefined) return false
+    if (headers['content-length'] !== undefined && headers['content-length'] !== '0') return false
+    const bearer = BEARER.exec(headers.authorization ?? '')
+    if (bearer === null || connections.isRefused(request.socket)) return false
+    const couponId = Number(path[1])
+    const coupon = issuance.cachedCoupon(couponId)
     // Nothing is verified for a coupon the memo does not refuse requests of (an admission, in a live sale).
     if (coupon === undefined || coupon.proofOfWork !== null || !issuance.knowsSoldOut(coupon)) return false
     const address = clientAddress(request)
     if (address === undefined) return false
     let userId: string | Promise<string>
     try {
-      userId = userTokens.verify(asked.token)
+      userId = userTokens.verify(bearer[1]!)
     } catch {
       return false // the route answers the 401 with its reason
     }
     if (typeof userId !== 'string') return false
-    const counted = limits.countIssuanceEarly(request, address, userId, asked.couponId)
-    if (counted === false) return leave(request, userId)
-    if (counted === undefined) return refuse(coupon, userId, response, started) || leave(request, userId)
-    // The user's count is asked in Redis (a second press in the window): answered once it is back. Beyond
-    // the limit the route answers the 429, from the same count.
-    const toRoute = () => {
-      leave(request, userId)
-      route(request, response)
+    if (
+      !limits.issuanceCountsInMemory(address, userId, couponId) ||
+      !issuance.refusesFromMemory(coupon, userId)
+    ) {
+      // A holder, or a request the limits count in Redis: the route answers it, without a second verify.
+      userTokens.verifiedBeforeRouting(request, userId)
+      return false
     }
-    counted.then(() => {
-      if (!refuse(coupon, userId, response, started)) toRoute()
-    }, toRoute)
+    limits.countIssuanceInMemory(address, userId)
+    metrics.countOutcome(coupon.issueMode, 'SOLD_OUT')
+    if (waiting.length === 0) setImmediate(flush)
+    waiting.push(response)
+    startedAt.push(started)
     return true
   }
-}
-
-/** A `POST /coupons/{id}/issuance` with a canonical id, a Host header, no body and a bearer token; or undefined. */
-function issuanceAsked(request: IncomingMessage): { couponId: number; token: string } | undefined {
-  if (request.method !== 'POST') return undefined
-  const path = ISSUANCE_PATH.exec(request.url ?? '')
-  if (path === null) return undefined
-  const { headers } = request
-  if (headers.host === undefined || headers['transfer-encoding'] !== undefined) return undefined
-  if (headers['content-length'] !== undefined && headers['content-length'] !== '0') return undefined
-  const bearer = BEARER.exec(headers.authorization ?? '')
-  if (bearer === null) return undefined
-  return { couponId: Number(path[1]), token: bearer[1]! }
 }

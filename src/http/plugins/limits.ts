@@ -1,4 +1,3 @@
-import type { IncomingMessage } from 'node:http'
 import type { FastifyRequest, preHandlerHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter } from 'prom-client'
@@ -25,18 +24,13 @@ declare module 'fastify' {
        */
       findCoupon(id: number, find: (id: number) => Promise<Coupon>): Promise<Coupon>
       /**
-       * For the sold-out door (http/sold-out-door.ts): counts an issuance request in both limits before
-       * routing, as the route's hooks would, and marks it so that they do not count it again if the door
-       * leaves it to the route. Returns undefined when both counted it in memory, or the per-user count in
-       * Redis (rejecting with 429 RATE_LIMITED beyond the limit; the route answers that). Returns false, having
-       * counted nothing, when the address limit would ask Redis or the coupon id is remembered unknown.
+       * For an issuance answered before routing (http/sold-out-door.ts): whether the address limit and the
+       * per-user issuance limit would both count this request in memory (no Redis call, no refusal), and the
+       * coupon id is not one remembered as unknown. Counts nothing.
        */
-      countIssuanceEarly(
-        request: IncomingMessage,
-        address: string,
-        userId: string,
-        couponId: number,
-      ): Promise<void> | undefined | false
+      issuanceCountsInMemory(address: string, userId: string, couponId: number): boolean
+      /** Counts the request in both limits, in memory: only right after issuanceCountsInMemory said so. */
+      countIssuanceInMemory(address: string, userId: string): void
     }
   }
 }
@@ -82,12 +76,7 @@ export default fp<{ config: Config }>(
     // request.ip is the socket address, or with TRUST_PROXY the first address X-Forwarded-For names that is
     // not a trusted proxy.
     // Callback hooks: most requests are counted in memory, without a promise.
-    /** Requests the sold-out door counted (countIssuanceEarly), with their per-user count. */
-    const countedEarly = new WeakMap<IncomingMessage, Promise<void> | undefined>()
-    app.addHook('onRequest', (request, _reply, done) => {
-      if (countedEarly.has(request.raw)) done()
-      else settle(perAddress.consume(request.ip), done)
-    })
+    app.addHook('onRequest', (request, _reply, done) => settle(perAddress.consume(request.ip), done))
 
     const misses = new CouponMisses(config.couponMissTtlMs)
     /** Requests whose route looks a coupon up through `unknownCoupon`: their 404 is remembered. */
@@ -109,10 +98,7 @@ export default fp<{ config: Config }>(
     await app.redisSubscriber.subscribe(names.couponChanged)
 
     app.decorate('limits', {
-      countIssuance: (request) =>
-        countedEarly.has(request.raw)
-          ? countedEarly.get(request.raw)
-          : perUserIssuance.consume(request.userId),
+      countIssuance: (request) => perUserIssuance.consume(request.userId),
       statusReadsPerUser: (request, _reply, done) => settle(perUserStatus.consume(request.userId), done),
       unknownCoupon: (request, _reply, done) => {
         const id = couponId(request)
@@ -121,12 +107,17 @@ export default fp<{ config: Config }>(
         if (id !== undefined) lookups.add(request)
         done()
       },
-      countIssuanceEarly: (request, address, userId, id) => {
-        if (misses.has(id) || !perAddress.countsLocally(address)) return false
+      issuanceCountsInMemory: (address, userId, id) => {
+        const now = Date.now()
+        return (
+          !misses.has(id) &&
+          perAddress.countsLocally(address, now) &&
+          perUserIssuance.countsLocally(userId, now)
+        )
+      },
+      countIssuanceInMemory: (address, userId) => {
         perAddress.consume(address)
-        const counted = perUserIssuance.consume(userId)
-        countedEarly.set(request, counted)
-        return counted
+        perUserIssuance.consume(userId)
       },
       findCoupon: (id, find) => {
         if (misses.has(id)) return Promise.reject(new AppError('COUPON_NOT_FOUND', `no coupon ${id}`))
