@@ -236,8 +236,12 @@ describe('proof of work, two server processes', () => {
       'SOLD_OUT',
     )
     const started = Date.now()
+    // A new user each time: one user polling every 50 ms would reach the per-user limit (20 per 10 s) and
+    // get 429 instead before the second is up on a loaded machine.
+    let next = 0
     await eventually(
-      async () => (await http(0, 'POST', `/coupons/${id}/issuance`, { user: 'third' })).status === 410,
+      async () =>
+        (await http(0, 'POST', `/coupons/${id}/issuance`, { user: `third-${next++}` })).status === 410,
       'a request without a solution answered 410 once the stock is known gone',
       3_000,
     )
