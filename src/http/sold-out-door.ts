@@ -69,11 +69,13 @@ const SOLD_OUT_HEADERS = {
 /**
  * The sold-out door: the answer most requests of a flash sale get, a late user's 410 SOLD_OUT once this
  * process knows the coupon is sold out, given before Fastify routes the request. Per request the full route
- * runs six hooks, a params validation and an async handler with its promise hops; this gives the same answer
- * (status, headers, body) after the same checks, and counts it where the route does. It answers only when
- * every check passes, and none of them counts anything:
+ * runs nine hooks (onRequest 5, preParsing, preValidation, onResponse 2), a params validation and an async
+ * handler with its promise hops; this gives the same answer (status, headers, body) after the same checks,
+ * and counts it where the route does. It answers only when every check passes, and none of them counts
+ * anything:
  * - `POST /coupons/{id}/issuance` with a canonical id, a Host header, no body and a `Bearer` token;
- * - the connection was not refused for the connection budget, and the app is not closing;
+ * - the connection was not refused for the connection budget, and the app is not closing (the door is
+ *   closed on preClose, so Fastify answers its 503);
  * - the token verifies at once (HS256: the door is not opened for the identity provider's tokens);
  * - the coupon is in this process's cache, asks no proof of work, and its memo knows it sold out (checked
  *   before the token, so an admission in a live sale costs the door a few lookups and no verify);
