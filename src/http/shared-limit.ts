@@ -6,7 +6,7 @@ import type { RedisClient } from '../redis/client.ts'
 /** Share of a limit each process lets through for a key before it asks Redis (the local pre-count). */
 const LOCAL_SHARE = 0.05
 
-interface LocalCount {
+export interface LocalCount {
   count: number
   /** End of this key's window as this process knows it (Redis's, once Redis was asked). */
   until: number
@@ -51,12 +51,8 @@ export class SharedLimit {
 
   /** Counts one request for `key`; rejects with 429 RATE_LIMITED (and Retry-After) beyond the limit. */
   consume(key: string): Promise<void> | undefined {
-    const now = Date.now()
-    let entry = this.local.get(key)
-    if (entry === undefined || entry.until <= now) {
-      entry = { count: 0, until: now + this.windowMs }
-      this.local.set(key, entry)
-    }
+    const entry = this.window(key, Date.now())
+    if (entry.count === 0) this.local.set(key, entry)
     entry.count++
     if (entry.count <= this.localHits) return undefined
     // The key's first call to Redis in the window carries the requests let through locally so far.
@@ -64,13 +60,19 @@ export class SharedLimit {
   }
 
   /**
-   * Whether the next `consume(key)` would be counted in memory (no Redis call, no refusal): lets a caller that
-   * answers without a promise (http/sold-out-door.ts) check every condition before it counts anything.
+   * The key's count when its next request would be counted in memory (no Redis call, no refusal), else
+   * undefined. Nothing is counted until `countLocally`: a caller (http/sold-out-door.ts) checks every
+   * condition first.
    */
-  countsLocally(key: string, now = Date.now()): boolean {
-    const entry = this.local.get(key)
-    const count = entry === undefined || entry.until <= now ? 0 : entry.count
-    return count + 1 <= this.localHits
+  localCount(key: string, now = Date.now()): LocalCount | undefined {
+    const entry = this.window(key, now)
+    return entry.count < this.localHits ? entry : undefined
+  }
+
+  /** Counts one request for `key` in the count `localCount` just gave. */
+  countLocally(key: string, entry: LocalCount): void {
+    if (entry.count === 0) this.local.set(key, entry)
+    entry.count++
   }
 
   close(): void {
@@ -88,6 +90,12 @@ export class SharedLimit {
       this.onRefused()
       throw new AppError('RATE_LIMITED', this.detail, { retryAfterSeconds: refusal.msBeforeNext / 1000 })
     }
+  }
+
+  /** The key's count in its current window: a new one (count 0, not kept yet) once the last has ended. */
+  private window(key: string, now: number): LocalCount {
+    const entry = this.local.get(key)
+    return entry === undefined || entry.until <= now ? { count: 0, until: now + this.windowMs } : entry
   }
 
   /** Drops the counts of windows that have ended, so a crowd of distinct keys does not stay in memory. */

@@ -9,10 +9,8 @@ import { performance } from 'node:perf_hooks'
 import type { FastifyInstance, FastifyServerFactory } from 'fastify'
 import { Counter } from 'prom-client'
 import { BEARER } from './plugins/auth.ts'
-import { REFUSAL_BODIES } from './routes/coupons.ts'
+import { ISSUANCE_ROUTE, REFUSAL_BODIES } from './routes/coupons.ts'
 
-/** The issuance route's URL pattern: its label in the latency metrics. */
-export const ISSUANCE_ROUTE = '/coupons/:id/issuance'
 /** The issuance path with a canonical coupon id (what the route's params schema accepts as it is). */
 const ISSUANCE_PATH = /^\/coupons\/([1-9][0-9]{0,15})\/issuance$/
 
@@ -79,12 +77,12 @@ const SOLD_OUT_HEADERS = {
  * - the token verifies at once (HS256: the door is not opened for the identity provider's tokens);
  * - the coupon is in this process's cache, asks no proof of work, and its memo knows it sold out (checked
  *   before the token, so an admission in a live sale costs the door a few lookups and no verify);
- * - the address and per-user issuance limits count the request in memory (no Redis call, no refusal);
+ * - the address and per-user issuance limits would count the request in memory (no Redis call, no refusal);
  * - the sold-out memo refuses the user (not a holder, not paused, not near the end; this counts the refusal
  *   in the coupon's stats).
- * Then the request is counted in both limits and the outcome metric, and answered with the rest of this
- * event-loop turn's door answers (as the memo's answers leave, see sold-out-memo.ts), with its latency
- * recorded under the route. Anything else (a 401, a 429, a holder's 409, a coupon not cached) goes to
+ * Then the request is counted in both limits (in the same pass over them) and the outcome metric, and
+ * answered with the rest of this event-loop turn's door answers (as the memo's answers leave, see
+ * sold-out-memo.ts), with its latency recorded under the route. Anything else (a 401, a 429, a holder's 409, a coupon not cached) goes to
  * Fastify as it came; a request whose token the door verified carries its user id along, so the route does
  * not verify it again.
  */
@@ -135,14 +133,14 @@ export function soldOutDoor(
     }
     if (typeof userId !== 'string') return false
     if (
-      !limits.issuanceCountsInMemory(address, userId, couponId) ||
-      !issuance.refusesFromMemory(coupon, userId)
+      !limits.countIssuanceInMemory(address, userId, couponId, () =>
+        issuance.refusesFromMemory(coupon, userId),
+      )
     ) {
       // A holder, or a request the limits count in Redis: the route answers it, without a second verify.
       userTokens.verifiedBeforeRouting(request, userId)
       return false
     }
-    limits.countIssuanceInMemory(address, userId)
     metrics.countOutcome(coupon.issueMode, 'SOLD_OUT')
     if (waiting.length === 0) setImmediate(flush)
     waiting.push(response)

@@ -24,13 +24,17 @@ declare module 'fastify' {
        */
       findCoupon(id: number, find: (id: number) => Promise<Coupon>): Promise<Coupon>
       /**
-       * For an issuance answered before routing (http/sold-out-door.ts): whether the address limit and the
-       * per-user issuance limit would both count this request in memory (no Redis call, no refusal), and the
-       * coupon id is not one remembered as unknown. Counts nothing.
+       * For an issuance answered before routing (http/sold-out-door.ts): when the address limit and the
+       * per-user issuance limit would both count this request in memory (no Redis call, no refusal), the
+       * coupon id is not one remembered as unknown, and `answered()` then says the caller answers it, counts
+       * the request in both and returns true. Otherwise counts nothing and returns false.
        */
-      issuanceCountsInMemory(address: string, userId: string, couponId: number): boolean
-      /** Counts the request in both limits, in memory: only right after issuanceCountsInMemory said so. */
-      countIssuanceInMemory(address: string, userId: string): void
+      countIssuanceInMemory(
+        address: string,
+        userId: string,
+        couponId: number,
+        answered: () => boolean,
+      ): boolean
     }
   }
 }
@@ -107,17 +111,16 @@ export default fp<{ config: Config }>(
         if (id !== undefined) lookups.add(request)
         done()
       },
-      issuanceCountsInMemory: (address, userId, id) => {
+      countIssuanceInMemory: (address, userId, id, answered) => {
+        if (misses.has(id)) return false
         const now = Date.now()
-        return (
-          !misses.has(id) &&
-          perAddress.countsLocally(address, now) &&
-          perUserIssuance.countsLocally(userId, now)
-        )
-      },
-      countIssuanceInMemory: (address, userId) => {
-        perAddress.consume(address)
-        perUserIssuance.consume(userId)
+        const byAddress = perAddress.localCount(address, now)
+        if (byAddress === undefined) return false
+        const byUser = perUserIssuance.localCount(userId, now)
+        if (byUser === undefined || !answered()) return false
+        perAddress.countLocally(address, byAddress)
+        perUserIssuance.countLocally(userId, byUser)
+        return true
       },
       findCoupon: (id, find) => {
         if (misses.has(id)) return Promise.reject(new AppError('COUPON_NOT_FOUND', `no coupon ${id}`))

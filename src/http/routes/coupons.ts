@@ -14,6 +14,9 @@ type App = Parameters<FastifyPluginAsyncTypebox<{ config: Config }>>[0]
 
 const security = [{ userToken: [] }]
 
+/** The issuance route's URL pattern (also its label in the latency metrics, which the sold-out door uses). */
+export const ISSUANCE_ROUTE = '/coupons/:id/issuance'
+
 type Refusal = 'ALREADY_REQUESTED' | 'SOLD_OUT'
 
 /** The bodies of the plain refusals, serialized once: a sold-out sale answers little else. */
@@ -82,7 +85,7 @@ function challengeRoute(app: App): void {
 function issuanceRoute(app: App): void {
   const getCoupon = (id: number) => app.issuance.get(id)
   app.post(
-    '/coupons/:id/issuance',
+    ISSUANCE_ROUTE,
     {
       onRequest: app.authenticateUser,
       config: {
@@ -144,7 +147,7 @@ async function answer(app: App, reply: FastifyReply, mode: IssueMode, outcome: R
 
 function statusRoute(app: App): void {
   app.get(
-    '/coupons/:id/issuance',
+    ISSUANCE_ROUTE,
     {
       onRequest: app.authenticateUser,
       preHandler: [app.limits.statusReadsPerUser, app.limits.unknownCoupon],
