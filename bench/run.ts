@@ -60,11 +60,13 @@ import {
   type Persistence,
   type PhaseReport,
   printSummary,
+  type SoldOutRound,
   stripLoad,
   type WriterPhase,
   writeReports,
 } from './lib/report.ts'
 import { highestRateMet, nextRate, type RateStep, ROW_P99_LIMIT_MS } from './lib/stages.ts'
+import { measureWriterFloor } from './lib/writer-floor.ts'
 
 const SUBJECTS = ['bare', 'stream', 'sync', 'queue', 'kafka'] as const
 type Subject = (typeof SUBJECTS)[number]
@@ -93,6 +95,9 @@ options
   --writer-rows N    accepted entries the writer-only phase drains (default 200000; --quick 20000)
   --modes LIST       comma list of bare,sync,queue,stream,kafka (default: all; kafka only with a broker)
   --repeat F         fraction of users pressing twice (default 0.05)
+  --rounds N         alternating rounds of goal A (default 5; --quick 1; 0: none): the bare route, the bare
+                     route with the token check and a sold-out sale back to back, each round with new users;
+                     goal A is the median of the rounds' own ratios (needs bare and stream in --modes)
   --skip-goals       skip the stream goal phases (every request admitted, request-to-row at --rate and the
                      rate search, the writer alone)
   --skip-rate-search skip the all-admitted rate search (steps of a quarter up or down from --rate until
@@ -121,6 +126,8 @@ interface Options {
   rate: number
   openDuration: number
   writerRows: number
+  /** Alternating rounds of goal A (bare, bare + token check, sold-out sale); 0: none. */
+  soldOutRounds: number
   subjects: Subject[]
   repeat: number
   skipGoals: boolean
@@ -183,6 +190,7 @@ function parseOptions(argv: string[]): Options | undefined {
     rate: { type: 'string' },
     'open-duration': { type: 'string' },
     'writer-rows': { type: 'string' },
+    rounds: { type: 'string' },
     modes: { type: 'string' },
     repeat: { type: 'string' },
     'skip-goals': { type: 'boolean' },
@@ -234,6 +242,7 @@ function parseOptions(argv: string[]): Options | undefined {
     rate: integerOption(values, 'rate', 10_000, 1, 1_000_000),
     openDuration: integerOption(values, 'open-duration', quick ? 2 : 5, 1, 600),
     writerRows: integerOption(values, 'writer-rows', quick ? 20_000 : 200_000, 100, 10_000_000),
+    soldOutRounds: integerOption(values, 'rounds', quick ? 1 : 5, 0, 20),
     subjects,
     repeat: numberOption(values, 'repeat', 0.05, 0, 1),
     skipGoals,
@@ -653,25 +662,88 @@ async function bareRoutePhases(
   const server = await startBareServer(port, join(run.logDir, logName), hs256Secret)
   return withChild(run, server, async () => {
     await warm(run, baseUrl, 0, 'bare', run.options.warmupSec)
-    const measure = async (kind: LoadJob['kind'], extra: Partial<LoadJob>, phaseLabel: string) => {
+    const measure = (kind: LoadJob['kind'], extra: Partial<LoadJob>, phaseLabel: string) => {
       const userPrefix = `${hs256Secret === undefined ? 'bare' : 'bare-token'}-${kind}-${run.id}-`
-      const loadJob = job(run, kind, baseUrl, 0, userPrefix, { collectAccepted: false, ...extra })
-      const { load, go } = await runLoad(run, loadJob, phaseLabel)
-      const cpu = await PhaseCpu.start(run, () => ({ server: server.pid, generator: load.pid }))
-      const result = await go()
-      const phase: PhaseReport = {
-        load: stripLoad(result),
-        rowsReached: true,
-        cpu: await cpu.stop(run, result),
-      }
-      say(phaseLine(phaseLabel, phase))
-      return phase
+      return measureBare(run, server, job(run, kind, baseUrl, 0, userPrefix, extra), phaseLabel)
     }
     const closed = await measure('closed', {}, `${label} closed loop`)
     if (hs256Secret !== undefined) return { closed }
     const { rate, users } = openLoop(run, closed.load.rps)
     const open = await measure('open', { users, rate, maxBacklogSec: 2 }, `${label} open @ ${fmt(rate)}/s`)
     return { closed, open }
+  })
+}
+
+/** One load against a bare route's server: its CPU and the generator's, no rows (the route writes none). */
+async function measureBare(
+  run: Run,
+  server: ChildService,
+  loadJob: LoadJob,
+  label: string,
+): Promise<PhaseReport> {
+  const { load, go } = await runLoad(run, { ...loadJob, collectAccepted: false }, label)
+  const cpu = await PhaseCpu.start(run, () => ({ server: server.pid, generator: load.pid }))
+  const result = await go()
+  const phase: PhaseReport = { load: stripLoad(result), rowsReached: true, cpu: await cpu.stop(run, result) }
+  say(phaseLine(label, phase))
+  return phase
+}
+
+/**
+ * Goal A in alternating rounds: the bare route, the bare route with the token check and a sold-out `stream`
+ * sale back to back, on three servers started once, each round with new users (and a new coupon). The
+ * machine's speed drifts by a third over minutes (the same token-check route measured 1.43× and 1.88× the bare
+ * route in two runs of one morning), so phases minutes apart cannot be compared; goal A is the median of the
+ * rounds' own ratios.
+ */
+async function runSoldOutRounds(run: Run): Promise<SoldOutRound[]> {
+  const { options } = run
+  const [barePort, tokenPort, salePort] = [await freePort(), await freePort(), await freePort()]
+  const url = (port: number) => `http://127.0.0.1:${port}`
+  const bare = await startBareServer(barePort, join(run.logDir, 'rounds-bare.log'))
+  return withChild(run, bare, async () => {
+    const token = await startBareServer(tokenPort, join(run.logDir, 'rounds-bare-token.log'), run.jwtSecret)
+    return withChild(run, token, async () => {
+      const sale = await startServer(serviceConfig(run, salePort), join(run.logDir, 'rounds-stream.log'))
+      return withChild(run, sale, async (scope) => {
+        const admin = new AdminClient(url(salePort), run.adminToken)
+        const warmId = await admin.createCoupon('stream', 1, 'warm-up (rounds)')
+        await warm(run, url(barePort), 0, 'rounds-bare', options.warmupSec)
+        await warm(run, url(tokenPort), 0, 'rounds-token', options.warmupSec)
+        await warm(run, url(salePort), warmId, 'rounds-stream', options.warmupSec)
+        const db = scope.add(new BenchDb(options.databaseUrl, run.schema), (item) => item.close())
+        const rounds: SoldOutRound[] = []
+        for (let round = 1; round <= options.soldOutRounds; round++) {
+          const prefix = (kind: string) => `r${round}-${kind}-${run.id}-`
+          const barePhase = await measureBare(
+            run,
+            bare,
+            job(run, 'closed', url(barePort), 0, prefix('bare')),
+            `round ${round} bare`,
+          )
+          const tokenChecked = await measureBare(
+            run,
+            token,
+            job(run, 'closed', url(tokenPort), 0, prefix('token')),
+            `round ${round} bare + token`,
+          )
+          const couponId = await admin.createCoupon('stream', options.quantity, `A round ${round}`)
+          const { load, go } = await runLoad(
+            run,
+            job(run, 'closed', url(salePort), couponId, prefix('stream')),
+            `round ${round} stream sold out`,
+          )
+          const cpu = await PhaseCpu.start(run, () => ({ server: sale.pid, generator: load.pid }))
+          const watcher = scope.add(new RowWatcher(db, couponId), (item) => item.cancel())
+          const { result, watch, cpuUse } = await finishSale(run, 'stream', go, watcher, cpu)
+          const audit = await auditCoupon(db, couponId, options.quantity, 'stream', result)
+          const soldOut = salePhase(couponId, options.quantity, result, watch, audit, cpuUse)
+          say(phaseLine(`round ${round} stream sold out`, soldOut))
+          rounds.push({ bare: barePhase, tokenChecked, soldOut })
+        }
+        return rounds
+      })
+    })
   })
 }
 
@@ -758,6 +830,27 @@ async function drainWithWorker(
   })
 }
 
+/** The writer's floor (bench/lib/writer-floor.ts) on a coupon of its own, or why it could not be measured. */
+async function writerFloor(
+  run: Run,
+  admin: AdminClient,
+  rows: number,
+): Promise<Pick<WriterPhase, 'floor' | 'floorError'>> {
+  const errors: string[] = []
+  const floor = await attempt(errors, 'writer floor', async () =>
+    measureWriterFloor({
+      databaseUrl: run.options.databaseUrl,
+      schema: run.schema,
+      couponId: await admin.createCoupon('stream', rows, 'writer floor'),
+      rows,
+      redis: run.redis.redis,
+      ...(run.privateRedis ? { redisPid: run.privateRedis.pid } : {}),
+      prefix: run.redisPrefix,
+    }),
+  )
+  return floor === undefined ? { floorError: errors[0] } : { floor }
+}
+
 /** The writer alone drains a stream already filled with `writerRows` accepted entries. */
 async function runWriterPhase(run: Run): Promise<WriterPhase> {
   const { options } = run
@@ -797,6 +890,7 @@ async function runWriterPhase(run: Run): Promise<WriterPhase> {
     const audit = await auditCoupon(db, couponId, rows, 'stream', admission)
     await db.close()
     const pgAfter = await databaseTransactions(options.databaseUrl)
+    const floor = await writerFloor(run, admin, rows)
     const drainMs =
       watch.firstRowSeenAtMs !== undefined && watch.lastRowSeenAtMs !== undefined
         ? watch.lastRowSeenAtMs - watch.firstRowSeenAtMs
@@ -825,6 +919,7 @@ async function runWriterPhase(run: Run): Promise<WriterPhase> {
       audit,
       cpu: cpuUse,
       ...(drainCpu === undefined ? {} : { drainCpu }),
+      ...floor,
     }
     say(
       `  writer alone              ${fmt(admitted)} entries drained in ${fmt((drainMs ?? 0) / 1000, 2)} s: ` +
@@ -1119,6 +1214,14 @@ async function main(): Promise<void> {
   const busyBefore = await busyBeforeRun()
   try {
     const modes = await runModes(run)
+    const roundErrors: string[] = []
+    const bothRan = ['bare', 'stream'].every((name) =>
+      modes.some((mode) => mode.mode === name && mode.status === 'ok'),
+    )
+    const soldOutRounds =
+      bothRan && options.soldOutRounds > 0
+        ? await attempt(roundErrors, 'goal A rounds', () => runSoldOutRounds(run))
+        : undefined
     const { goal, writer, goalErrors, allAdmitted, rateSearch } = await runGoals(run, modes)
     const durability = options.skipDurability ? undefined : await runDurability(run)
     const report: BenchReport = {
@@ -1133,8 +1236,9 @@ async function main(): Promise<void> {
       writer,
       allAdmitted,
       rateSearch,
+      soldOutRounds,
       durability,
-      goalErrors,
+      goalErrors: [...roundErrors, ...goalErrors],
       goals: [],
     }
     report.goals = evaluateGoals(report)

@@ -8,8 +8,22 @@ import { readFile } from 'node:fs/promises'
 import { describe, it } from 'node:test'
 import { evaluateGoals } from '../bench/lib/goals.ts'
 import { arrivalOrderCheck } from '../bench/lib/probes.ts'
-import { type BenchReport, fill, reportValues } from '../bench/lib/report.ts'
-import { highestRateMet, nextRate, type RateStep, stageMicros, stageTable } from '../bench/lib/stages.ts'
+import {
+  type BenchReport,
+  fill,
+  type PhaseReport,
+  reportValues,
+  type SoldOutRound,
+} from '../bench/lib/report.ts'
+import {
+  highestRateMet,
+  medianRoundRatios,
+  nextRate,
+  type RateStep,
+  soldOutRoundsText,
+  stageMicros,
+  stageTable,
+} from '../bench/lib/stages.ts'
 
 type Request = [user: string, position: number, sentAtMs: number, answeredAtMs: number]
 
@@ -102,6 +116,27 @@ describe('the benchmark report', () => {
     assert.doesNotMatch(duplicates.detail, /a figure of this machine/)
   })
 
+  it("states the writer's floor against the budget the writer goal leaves per row, or why it is missing", async () => {
+    const report = await committedRun()
+    const writer = report.writer!
+    writer.floor = {
+      rows: 200_000,
+      batchSize: 2_000,
+      postgres: { rowsPerSecond: 84_661, microsPerRow: 8.9 },
+      redis: { rowsPerSecond: 300_000, microsPerRow: 2.1 },
+    }
+    assert.match(
+      reportValues(report).writerPhase ?? '',
+      /writes 84,661 rows\/s at 8\.9 µs of Postgres CPU per row.*Redis 2\.1 µs per row\. Together 11\.0 µs per row of the 20\.0 µs that 100,000 rows\/s leaves on 2 cores/,
+    )
+    writer.floor = undefined
+    writer.floorError = 'writer floor failed: connect ECONNREFUSED'
+    assert.match(
+      reportValues(report).writerPhase ?? '',
+      /The writer's floor: writer floor failed: connect ECONNREFUSED\./,
+    )
+  })
+
   it('gives the writer CPU per row while the rows arrived, and the rate it would allow on every core', async () => {
     const report = await committedRun()
     const writer = report.writer!
@@ -130,6 +165,8 @@ describe('the benchmark report', () => {
 
   it('judges the sold-out CPU ratio and the CPU per admitted row from the stage figures of the run', async () => {
     const report = await committedRun()
+    // Without alternating rounds (as a run with --rounds 0): judged on the mode phases.
+    report.soldOutRounds = undefined
     const stream = report.modes.find((mode) => mode.mode === 'stream')!.closed!
     const bare = report.modes.find((mode) => mode.mode === 'bare')!.closed!
     const perRequest = (phase: typeof bare) =>
@@ -147,6 +184,51 @@ describe('the benchmark report', () => {
     assert.match(admitted.detail, /server [\d.]+ \+ Redis [\d.]+ \+ Postgres [\d.]+ µs/)
     report.allAdmitted = undefined
     assert.equal(evaluateGoals(report).find((goal) => goal.title.startsWith('B: every request'))!.met, null)
+  })
+})
+
+/** A closed loop of `requests` whose server used `serverMicros` of CPU per request (one core-second base). */
+function phaseUsing(serverMicros: number, requests = 100_000): PhaseReport {
+  return {
+    load: { completed: requests } as PhaseReport['load'],
+    rowsReached: true,
+    cpu: {
+      seconds: 1,
+      machineCores: 2,
+      busy: 1,
+      roles: { server: (serverMicros * requests) / 1e6 },
+      interrupts: 0,
+      steal: 0,
+      other: 0,
+    },
+  }
+}
+
+function round(bare: number, token: number, soldOut: number): SoldOutRound {
+  return { bare: phaseUsing(bare), tokenChecked: phaseUsing(token), soldOut: phaseUsing(soldOut) }
+}
+
+describe("goal A's alternating rounds", () => {
+  it("takes the median of the rounds' own ratios, so one drifting round does not decide", () => {
+    const rounds = [round(25, 35, 40), round(36, 60, 70), round(25, 33, 38)]
+    const median = medianRoundRatios(rounds)!
+    assert.equal(median.rounds, 3)
+    assert.equal(median.soldOut.toFixed(4), (40 / 25).toFixed(4))
+    assert.equal(median.floor.toFixed(4), (35 / 25).toFixed(4))
+    assert.equal(medianRoundRatios([round(20, 30, 30), round(20, 30, 34)])!.soldOut.toFixed(4), '1.6000')
+    assert.equal(medianRoundRatios([]), undefined)
+  })
+
+  it('judges goal A on the rounds when they ran, and shows each round in the report', async () => {
+    const report = await committedRun()
+    report.soldOutRounds = [round(25, 35, 41), round(30, 40, 46), round(25, 35, 39)]
+    const goal = evaluateGoals(report).find((item) => item.title.startsWith('A: sold-out'))!
+    assert.equal(goal.measured, '1.56×')
+    assert.equal(goal.met, true)
+    assert.match(goal.detail, /1\.40× already \(medians of 3 alternating rounds\)/)
+    const text = soldOutRoundsText(report)
+    assert.match(text, /^\| 2 \| 30\.0 \| 40\.0 \| 46\.0 \| 1\.53× \| 1\.33× \|$/m)
+    assert.match(text, /^\| \*\*median\*\* \| \| \| \| \*\*1\.56×\*\* \| \*\*1\.40×\*\* \|$/m)
   })
 })
 

@@ -5,10 +5,12 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { CpuUse } from './cpu.ts'
+import { WRITER_ROWS_PER_SECOND } from './goals.ts'
 import { type MachineInfo, ROOT } from './infra.ts'
 import type { LatencySummary, LoadResult } from './load-protocol.ts'
 import { type Audit, fcfsHeld } from './probes.ts'
-import { type RateStep, rateSearchText, stageTable } from './stages.ts'
+import { type RateStep, rateSearchText, soldOutRoundsText, stageTable } from './stages.ts'
+import type { WriterFloor } from './writer-floor.ts'
 
 export type LoadSummary = Omit<LoadResult, 'accepted' | 'soldOutUsers'> & {
   acceptedCount: number
@@ -32,6 +34,14 @@ export interface PhaseReport {
   timeToLastIssuedAtMs?: number
   audit?: Audit
   cpu: CpuUse
+}
+
+/** One round of goal A's alternating measurement: three closed loops back to back, the same load each. */
+export interface SoldOutRound {
+  bare: PhaseReport
+  tokenChecked: PhaseReport
+  /** A `stream` sale of --quantity coupons to --users users (new ones each round). */
+  soldOut: PhaseReport
 }
 
 export interface ModeReport {
@@ -85,6 +95,9 @@ export interface WriterPhase {
   cpu: CpuUse
   /** From the first row seen to the last: the drain without the worker's start-up. */
   drainCpu?: CpuUse
+  /** The insert and the stream's read-acknowledge-trim, each alone (bench/lib/writer-floor.ts). */
+  floor?: WriterFloor
+  floorError?: string
 }
 
 /** `replica-ack`: no persistence, one replica, and REDIS_REPLICA_ACK=1 (WAIT 1 after each admission batch). */
@@ -121,6 +134,8 @@ export interface BenchReport {
   allAdmitted?: PhaseReport
   /** The all-admitted rate search (request → row p99 under 250 ms). */
   rateSearch?: RateStep[]
+  /** Goal A in alternating rounds (bare, bare + token check, sold-out sale). */
+  soldOutRounds?: SoldOutRound[]
   durability?: DurabilityRun[]
   goalErrors: string[]
   goals: Goal[]
@@ -292,7 +307,32 @@ function writerPhaseText(report: BenchReport): string {
     `**${n0(w.rowsPerSecond ?? 0)} rows/s** (${n0(w.rowsPerSecondFromSpawn ?? 0)} rows/s counting the worker's start-up); ` +
     `per row ${w.postgresTransactionsPerRow.toFixed(4)} Postgres transactions and ${n2(w.redisCommandsPerRow)} Redis commands. ` +
     drainCpuText(w) +
-    auditLine(w.audit)
+    auditLine(w.audit) +
+    floorText(w)
+  )
+}
+
+/**
+ * The writer's floor: what Postgres and Redis cost per row with nothing of ours around them, against the
+ * budget a rate of WRITER_ROWS_PER_SECOND leaves per row on this machine's cores.
+ */
+function floorText(w: WriterPhase): string {
+  if (w.floor === undefined)
+    return w.floorError === undefined ? '' : `\n\nThe writer's floor: ${w.floorError}.`
+  const { postgres, redis, rows, batchSize } = w.floor
+  const cores = w.drainCpu?.machineCores ?? w.cpu.machineCores
+  const budget = (cores * 1e6) / WRITER_ROWS_PER_SECOND
+  const both = postgres.microsPerRow + (redis?.microsPerRow ?? 0)
+  return (
+    `\n\n**The writer's floor** (each step alone, ${n0(rows)} rows in batches of ${n0(batchSize)}, nothing of ours around ` +
+    `it): the writers' insert (\`issueFreshAlone\`) on one connection writes ${n0(postgres.rowsPerSecond)} rows/s at ` +
+    `${n1(postgres.microsPerRow)} µs of Postgres CPU per row; a coupon's batches queue on its row lock, so that is also ` +
+    'the most Postgres alone writes one coupon at. ' +
+    (redis === undefined
+      ? ''
+      : `The stream's own work (\`XREADGROUP\`, then \`ackAndTrim-1.lua\`) costs Redis ${n1(redis.microsPerRow)} µs per row. `) +
+    `Together ${n1(both)} µs per row of the ${n1(budget)} µs that ${n0(WRITER_ROWS_PER_SECOND)} rows/s leaves on ` +
+    `${cores} cores, before the writer's own process or anything else on the machine.`
   )
 }
 
@@ -477,6 +517,7 @@ export function reportValues(report: BenchReport): Record<string, string> {
     costTable: costTable(report),
     stageTable: stageTable(report),
     rateSearch: rateSearchText(report),
+    soldOutRounds: soldOutRoundsText(report),
     openTable: openTable(report),
     goalPhase: goalPhaseText(report),
     writerPhase: writerPhaseText(report),

@@ -6,7 +6,7 @@
  * ROW_P99_LIMIT_MS.
  */
 import type { CpuUse } from './cpu.ts'
-import type { BenchReport, PhaseReport } from './report.ts'
+import type { BenchReport, PhaseReport, SoldOutRound } from './report.ts'
 
 export const ROW_P99_LIMIT_MS = 250
 
@@ -114,6 +114,62 @@ export function stageTable(report: BenchReport): string {
     ]
     lines.push(`| ${cells.join(' | ')} |`)
   }
+  return lines.join('\n')
+}
+
+/** A round's sold-out sale and token-check route, each against the same round's bare route. */
+export function roundRatios(round: SoldOutRound): { soldOut: number; floor: number } | undefined {
+  const server = (phase: PhaseReport) => stageMicros(phase.cpu, phase.load.completed)?.server
+  const bare = server(round.bare)
+  const soldOut = server(round.soldOut)
+  const floor = server(round.tokenChecked)
+  if (!bare || soldOut === undefined || floor === undefined) return undefined
+  return { soldOut: soldOut / bare, floor: floor / bare }
+}
+
+/** The median of the rounds' ratios (the middle one; the mean of the two middle ones for an even count). */
+export function medianRoundRatios(
+  rounds: SoldOutRound[] | undefined,
+): { soldOut: number; floor: number; rounds: number } | undefined {
+  const ratios = (rounds ?? []).map(roundRatios).filter((ratio) => ratio !== undefined)
+  if (ratios.length === 0) return undefined
+  return {
+    soldOut: median(ratios.map((ratio) => ratio.soldOut)),
+    floor: median(ratios.map((ratio) => ratio.floor)),
+    rounds: ratios.length,
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+
+/** Goal A's rounds as a table (Markdown): each round's server CPU per request and its ratios. */
+export function soldOutRoundsText(report: BenchReport): string {
+  const rounds = report.soldOutRounds ?? []
+  if (rounds.length === 0) return 'Goal A was not measured in alternating rounds in this run (see --rounds).'
+  const lines = [
+    `**Goal A in ${rounds.length} alternating rounds** (what the goal is judged on): each round runs the bare ` +
+      'route, the bare route with the token check and a sold-out `stream` sale back to back, with new users, so ' +
+      "each ratio compares phases seconds apart; the machine's speed drifts over minutes.",
+    '',
+    '| round | bare µs | bare + HS256 µs | A (sold out) µs | A vs bare | bare + HS256 vs bare |',
+    '|---|---|---|---|---|---|',
+  ]
+  for (const [i, round] of rounds.entries()) {
+    const server = (phase: PhaseReport) => stageMicros(phase.cpu, phase.load.completed)?.server
+    const ratios = roundRatios(round)
+    const cell = (value: number | undefined) => (value === undefined ? '—' : n1(value))
+    lines.push(
+      `| ${i + 1} | ${cell(server(round.bare))} | ${cell(server(round.tokenChecked))} | ${cell(server(round.soldOut))} | ` +
+        `${ratios ? `${ratios.soldOut.toFixed(2)}×` : '—'} | ${ratios ? `${ratios.floor.toFixed(2)}×` : '—'} |`,
+    )
+  }
+  const median = medianRoundRatios(rounds)
+  if (median)
+    lines.push(`| **median** | | | | **${median.soldOut.toFixed(2)}×** | **${median.floor.toFixed(2)}×** |`)
   return lines.join('\n')
 }
 
