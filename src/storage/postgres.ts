@@ -107,3 +107,19 @@ export async function inTransaction<T>(db: Db, work: (client: DbClient) => Promi
 export async function ping(db: Db): Promise<void> {
   await db.query('SELECT 1')
 }
+
+/** A statement of the hot paths, run with `{ ...statement, values }`. */
+export interface PreparedStatement {
+  readonly name: string
+  readonly text: string
+}
+
+/**
+ * A statement node-pg prepares once per connection under `name`, so Postgres parses and plans it once instead
+ * of on every call: planning the writers' batch insert (three CTEs over `unnest`) cost 0.5–0.8 ms of Postgres
+ * CPU per batch, 4–8 µs per row in batches of 100 (issue 20). The name carries a version, as the Redis scripts'
+ * do: node-pg refuses one name for two texts on a connection, so a changed text takes a new name.
+ */
+export function prepared(name: string, version: number, text: string): PreparedStatement {
+  return { name: `${name}-v${version}`, text }
+}

@@ -1,6 +1,6 @@
 import { assertIssuing } from '../domain/coupon.ts'
 import { AppError } from '../domain/errors.ts'
-import type { DbClient } from './postgres.ts'
+import { type DbClient, prepared } from './postgres.ts'
 import { findUserCouponOf, type UserCouponView } from './user-coupons.ts'
 
 export interface IssuedOne {
@@ -17,6 +17,27 @@ export type IssueOneResult =
   | { kind: 'issued'; issued: IssuedOne }
   | { kind: 'alreadyRequested'; row: UserCouponView | undefined }
   | { kind: 'soldOut' }
+
+// The three statements of every sync issue, prepared once per connection (storage/postgres.ts `prepared`).
+const LOCK_COUPON = prepared(
+  'sync-lock-coupon',
+  1,
+  'SELECT quantity, issued_count, issue_starts_at, issue_ends_at, paused FROM coupons WHERE id = $1 FOR UPDATE',
+)
+const INSERT_ONE = prepared(
+  'sync-insert-one',
+  1,
+  `INSERT INTO user_coupons (coupon_id, user_id, position, requested_at, issued_at, expires_at)
+   SELECT c.id, $2, c.issued_count + 1, $3, now(), LEAST(now() + make_interval(days => c.valid_days), c.valid_until)
+   FROM coupons c WHERE c.id = $1
+   ON CONFLICT (coupon_id, user_id) DO NOTHING
+   RETURNING id, position, requested_at, issued_at`,
+)
+const COUNT_ONE = prepared(
+  'sync-count-one',
+  1,
+  'UPDATE coupons SET issued_count = issued_count + 1 WHERE id = $1 AND issued_count < quantity RETURNING issued_count',
+)
 
 /**
  * Issues one coupon to one user in the caller's transaction (the `sync` mode, under its fair lock): locks and
@@ -36,10 +57,7 @@ export async function issueOne(
     issue_starts_at: Date
     issue_ends_at: Date
     paused: boolean
-  }>(
-    'SELECT quantity, issued_count, issue_starts_at, issue_ends_at, paused FROM coupons WHERE id = $1 FOR UPDATE',
-    [couponId],
-  )
+  }>({ ...LOCK_COUPON, values: [couponId] })
   const coupon = locked.rows[0]
   if (coupon === undefined) throw new AppError('COUPON_NOT_FOUND', `no coupon ${couponId}`)
   // requestedAt is Redis's time (the sync mode's window check): no process clock decides.
@@ -53,23 +71,16 @@ export async function issueOne(
     return existing === undefined ? { kind: 'soldOut' } : { kind: 'alreadyRequested', row: existing }
   }
 
-  const inserted = await client.query<{ id: number; position: number; requested_at: Date; issued_at: Date }>(
-    `INSERT INTO user_coupons (coupon_id, user_id, position, requested_at, issued_at, expires_at)
-     SELECT c.id, $2, c.issued_count + 1, $3, now(), LEAST(now() + make_interval(days => c.valid_days), c.valid_until)
-     FROM coupons c WHERE c.id = $1
-     ON CONFLICT (coupon_id, user_id) DO NOTHING
-     RETURNING id, position, requested_at, issued_at`,
-    [couponId, userId, requestedAt],
-  )
+  const inserted = await client.query<{ id: number; position: number; requested_at: Date; issued_at: Date }>({
+    ...INSERT_ONE,
+    values: [couponId, userId, requestedAt],
+  })
   const row = inserted.rows[0]
   if (row === undefined) {
     return { kind: 'alreadyRequested', row: await findUserCouponOf(client, couponId, userId) }
   }
 
-  const counted = await client.query<{ issued_count: number }>(
-    'UPDATE coupons SET issued_count = issued_count + 1 WHERE id = $1 AND issued_count < quantity RETURNING issued_count',
-    [couponId],
-  )
+  const counted = await client.query<{ issued_count: number }>({ ...COUNT_ONE, values: [couponId] })
   // Under the row lock with stock checked above, the guard cannot fail: if it does, roll back (throw).
   const issuedCount = counted.rows[0]?.issued_count
   if (issuedCount !== row.position)

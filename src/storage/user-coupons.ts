@@ -1,5 +1,5 @@
 import type { Discount } from '../domain/discount.ts'
-import { type Db, type DbClient, inTransaction } from './postgres.ts'
+import { type Db, type DbClient, inTransaction, prepared } from './postgres.ts'
 
 type Queryable = Db | DbClient
 
@@ -109,10 +109,32 @@ export async function issueFreshAlone(
   if (requests === undefined || requests.length === 0) return undefined
   const users = requests.map((r) => r.userId)
   if (new Set(users).size !== requests.length) return undefined
-  // The row lock serialises writers of one coupon; the stock check and the count see the locked row.
-  // issued_at is now(), the transaction's start: the same for every row.
-  const { rows } = await db.query<{ ids: string | null; issued_at_ms: number }>(
-    `WITH locked AS (
+  const { rows } = await db.query<{ ids: string | null; issued_at_ms: number }>({
+    ...FRESH_BATCH,
+    values: [
+      couponId,
+      textArray(users),
+      `{${requests.map((r) => r.position).join(',')}}`,
+      `{${requests.map((r) => r.requestedAt.getTime()).join(',')}}`,
+      requests.length,
+    ],
+  })
+  const written = rows[0]
+  if (written === undefined || written.ids === null) return undefined
+  const ids = written.ids.split(',')
+  if (ids.length !== requests.length)
+    throw new Error(`issueFreshAlone: ${ids.length} rows for ${requests.length}`)
+  return { requests, ids, issuedAtMs: written.issued_at_ms }
+}
+
+/**
+ * issueFreshAlone's statement. The row lock serialises writers of one coupon; the stock check and the count see
+ * the locked row. issued_at is now(), the transaction's start: the same for every row.
+ */
+const FRESH_BATCH = prepared(
+  'issue-fresh-batch',
+  1,
+  `WITH locked AS (
        SELECT quantity - issued_count AS remaining,
               LEAST(now() + make_interval(days => valid_days), valid_until) AS expires_at
        FROM coupons WHERE id = $1 FOR UPDATE
@@ -133,21 +155,7 @@ export async function issueFreshAlone(
      SELECT string_agg(id::text, ',' ORDER BY position) AS ids,
             floor(extract(epoch FROM now()) * 1000)::bigint AS issued_at_ms
      FROM inserted`,
-    [
-      couponId,
-      textArray(users),
-      `{${requests.map((r) => r.position).join(',')}}`,
-      `{${requests.map((r) => r.requestedAt.getTime()).join(',')}}`,
-      requests.length,
-    ],
-  )
-  const written = rows[0]
-  if (written === undefined || written.ids === null) return undefined
-  const ids = written.ids.split(',')
-  if (ids.length !== requests.length)
-    throw new Error(`issueFreshAlone: ${ids.length} rows for ${requests.length}`)
-  return { requests, ids, issuedAtMs: written.issued_at_ms }
-}
+)
 
 /**
  * A text[] parameter as one array literal, each element in double quotes: node-pg's own serialisation
@@ -161,36 +169,9 @@ function textArray(values: string[]): string | string[] {
   return `{"${values.join('","')}"}`
 }
 
-/** issueBatch's insert, the coupon row locked already with `remaining` stock left. */
-async function issueLocked(
-  client: DbClient,
-  couponId: number,
-  requests: IssueRequest[],
-  remaining: number,
-): Promise<BatchResult> {
-  const distinctUsers = new Set(requests.map((r) => r.userId)).size
-  // Stock for the whole batch (the normal case): insert it all and let the unique constraint drop replays.
-  // Only a batch that may exceed the stock (after Redis lost state) takes the careful path: new users only,
-  // lowest positions first, at most the remaining stock.
-  const source =
-    distinctUsers <= remaining
-      ? `SELECT user_id, position, ${REQUESTED_AT}
-         FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS r(user_id, position, requested_ms)`
-      : `SELECT b.* FROM (
-           SELECT DISTINCT ON (user_id) user_id, position, ${REQUESTED_AT}
-           FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS r(user_id, position, requested_ms)
-           ORDER BY user_id, position
-         ) b
-         WHERE NOT EXISTS (SELECT 1 FROM user_coupons uc WHERE uc.coupon_id = $1 AND uc.user_id = b.user_id)
-         ORDER BY b.position
-         LIMIT $5`
-  const { rows } = await client.query<{
-    id: number
-    user_id: string
-    position: number | null
-    issued_at_ms: number
-  }>(
-    `WITH fresh AS (${source}),
+/** issueBatch's insert of the rows `fresh` selects, and the count; $1 the coupon, $2..$4 the batch's arrays. */
+function lockedBatchInsert(fresh: string): string {
+  return `WITH fresh AS (${fresh}),
      inserted AS (
        INSERT INTO user_coupons (coupon_id, user_id, position, requested_at, issued_at, expires_at)
        SELECT $1, f.user_id, f.position, f.requested_at, now(),
@@ -204,14 +185,57 @@ async function issueLocked(
        UPDATE coupons SET issued_count = issued_count + (SELECT count(*) FROM inserted)
        WHERE id = $1 AND (SELECT count(*) FROM inserted) > 0
      )
-     SELECT id, user_id, position, ${ISSUED_AT_MS} FROM inserted`,
-    [
-      couponId,
-      requests.map((r) => r.userId),
-      requests.map((r) => r.position),
-      requests.map((r) => r.requestedAt.getTime()),
-      ...(distinctUsers <= remaining ? [] : [remaining]),
-    ],
+     SELECT id, user_id, position, ${ISSUED_AT_MS} FROM inserted`
+}
+
+/** Stock for the whole batch (the normal case): insert it all and let the unique constraint drop replays. */
+const LOCKED_BATCH = prepared(
+  'issue-locked-batch',
+  1,
+  lockedBatchInsert(`SELECT user_id, position, ${REQUESTED_AT}
+         FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS r(user_id, position, requested_ms)`),
+)
+
+/**
+ * A batch that may exceed the stock (after Redis lost state) takes the careful path: new users only, lowest
+ * positions first, at most the remaining stock ($5).
+ */
+const LOCKED_BATCH_WITHIN_STOCK = prepared(
+  'issue-locked-batch-within-stock',
+  1,
+  lockedBatchInsert(`SELECT b.* FROM (
+           SELECT DISTINCT ON (user_id) user_id, position, ${REQUESTED_AT}
+           FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS r(user_id, position, requested_ms)
+           ORDER BY user_id, position
+         ) b
+         WHERE NOT EXISTS (SELECT 1 FROM user_coupons uc WHERE uc.coupon_id = $1 AND uc.user_id = b.user_id)
+         ORDER BY b.position
+         LIMIT $5`),
+)
+
+/** issueBatch's insert, the coupon row locked already with `remaining` stock left. */
+async function issueLocked(
+  client: DbClient,
+  couponId: number,
+  requests: IssueRequest[],
+  remaining: number,
+): Promise<BatchResult> {
+  const distinctUsers = new Set(requests.map((r) => r.userId)).size
+  const values = [
+    couponId,
+    requests.map((r) => r.userId),
+    requests.map((r) => r.position),
+    requests.map((r) => r.requestedAt.getTime()),
+  ]
+  const { rows } = await client.query<{
+    id: number
+    user_id: string
+    position: number | null
+    issued_at_ms: number
+  }>(
+    distinctUsers <= remaining
+      ? { ...LOCKED_BATCH, values }
+      : { ...LOCKED_BATCH_WITHIN_STOCK, values: [...values, remaining] },
   )
   // An inserted row's request time is the request's (sent as milliseconds, stored exactly).
   const requestedAt = new Map(requests.map((r) => [r.userId, r.requestedAt]))
@@ -351,15 +375,21 @@ export async function lockRemainingStock(client: DbClient, couponId: number): Pr
   return (await lockStock(client, couponId)).remaining
 }
 
+const LOCK_STOCK = prepared(
+  'lock-stock',
+  1,
+  'SELECT quantity - issued_count AS remaining, quantity FROM coupons WHERE id = $1 FOR UPDATE',
+)
+
 /** The coupon's stock left and its quantity, its row locked for the transaction (FOR UPDATE). */
 export async function lockStock(
   client: DbClient,
   couponId: number,
 ): Promise<{ remaining: number; quantity: number }> {
-  const { rows } = await client.query<{ remaining: number; quantity: number }>(
-    'SELECT quantity - issued_count AS remaining, quantity FROM coupons WHERE id = $1 FOR UPDATE',
-    [couponId],
-  )
+  const { rows } = await client.query<{ remaining: number; quantity: number }>({
+    ...LOCK_STOCK,
+    values: [couponId],
+  })
   if (rows[0] === undefined) throw new Error(`coupon ${couponId} does not exist`)
   return rows[0]
 }
