@@ -96,8 +96,9 @@ options
   --modes LIST       comma list of bare,sync,queue,stream,kafka (default: all; kafka only with a broker)
   --repeat F         fraction of users pressing twice (default 0.05)
   --rounds N         alternating rounds of goal A (default 5; --quick 1; 0: none): the bare route, the bare
-                     route with the token check and a sold-out sale back to back, each round with new users;
-                     goal A is the median of the rounds' own ratios (needs bare and stream in --modes)
+                     route with the token check and a sold-out sale back to back (even rounds in reverse order),
+                     each round with new users; goal A is the median of the rounds' own ratios (needs bare
+                     and stream in --modes)
   --skip-goals       skip the stream goal phases (every request admitted, request-to-row at --rate and the
                      rate search, the writer alone)
   --skip-rate-search skip the all-admitted rate search (steps of a quarter up or down from --rate until
@@ -715,31 +716,45 @@ async function runSoldOutRounds(run: Run): Promise<SoldOutRound[]> {
         const rounds: SoldOutRound[] = []
         for (let round = 1; round <= options.soldOutRounds; round++) {
           const prefix = (kind: string) => `r${round}-${kind}-${run.id}-`
-          const barePhase = await measureBare(
-            run,
-            bare,
-            job(run, 'closed', url(barePort), 0, prefix('bare')),
-            `round ${round} bare`,
-          )
-          const tokenChecked = await measureBare(
-            run,
-            token,
-            job(run, 'closed', url(tokenPort), 0, prefix('token')),
-            `round ${round} bare + token`,
-          )
-          const couponId = await admin.createCoupon('stream', options.quantity, `A round ${round}`)
-          const { load, go } = await runLoad(
-            run,
-            job(run, 'closed', url(salePort), couponId, prefix('stream')),
-            `round ${round} stream sold out`,
-          )
-          const cpu = await PhaseCpu.start(run, () => ({ server: sale.pid, generator: load.pid }))
-          const watcher = scope.add(new RowWatcher(db, couponId), (item) => item.cancel())
-          const { result, watch, cpuUse } = await finishSale(run, 'stream', go, watcher, cpu)
-          const audit = await auditCoupon(db, couponId, options.quantity, 'stream', result)
-          const soldOut = salePhase(couponId, options.quantity, result, watch, audit, cpuUse)
-          say(phaseLine(`round ${round} stream sold out`, soldOut))
-          rounds.push({ bare: barePhase, tokenChecked, soldOut })
+          const measureBareRound = () =>
+            measureBare(
+              run,
+              bare,
+              job(run, 'closed', url(barePort), 0, prefix('bare')),
+              `round ${round} bare`,
+            )
+          const measureToken = () =>
+            measureBare(
+              run,
+              token,
+              job(run, 'closed', url(tokenPort), 0, prefix('token')),
+              `round ${round} bare + token`,
+            )
+          const measureSale = async () => {
+            const couponId = await admin.createCoupon('stream', options.quantity, `A round ${round}`)
+            const { load, go } = await runLoad(
+              run,
+              job(run, 'closed', url(salePort), couponId, prefix('stream')),
+              `round ${round} stream sold out`,
+            )
+            const cpu = await PhaseCpu.start(run, () => ({ server: sale.pid, generator: load.pid }))
+            const watcher = scope.add(new RowWatcher(db, couponId), (item) => item.cancel())
+            const { result, watch, cpuUse } = await finishSale(run, 'stream', go, watcher, cpu)
+            const audit = await auditCoupon(db, couponId, options.quantity, 'stream', result)
+            const phase = salePhase(couponId, options.quantity, result, watch, audit, cpuUse)
+            say(phaseLine(`round ${round} stream sold out`, phase))
+            return phase
+          }
+          // Odd rounds run bare first, even rounds the sale first: a drift within a round favours neither.
+          if (round % 2 === 1) {
+            const barePhase = await measureBareRound()
+            const tokenChecked = await measureToken()
+            rounds.push({ bare: barePhase, tokenChecked, soldOut: await measureSale() })
+          } else {
+            const soldOut = await measureSale()
+            const tokenChecked = await measureToken()
+            rounds.push({ bare: await measureBareRound(), tokenChecked, soldOut })
+          }
         }
         return rounds
       })

@@ -152,8 +152,9 @@ export function soldOutRoundsText(report: BenchReport): string {
   if (rounds.length === 0) return 'Goal A was not measured in alternating rounds in this run (see --rounds).'
   const lines = [
     `**Goal A in ${rounds.length} alternating rounds** (what the goal is judged on): each round runs the bare ` +
-      'route, the bare route with the token check and a sold-out `stream` sale back to back, with new users, so ' +
-      "each ratio compares phases seconds apart; the machine's speed drifts over minutes.",
+      'route, the bare route with the token check and a sold-out `stream` sale back to back (even rounds in ' +
+      "reverse order), with new users, so each ratio compares phases seconds apart; the machine's speed drifts " +
+      'over minutes.',
     '',
     '| round | bare µs | bare + HS256 µs | A (sold out) µs | A vs bare | bare + HS256 vs bare |',
     '|---|---|---|---|---|---|',
