@@ -9,6 +9,7 @@
  * Whatever a writer adds on top (parsing, the decisions in Redis, the wake-ups) is its own cost; these two are
  * what any writer keeping the stream and the table would pay.
  */
+import { existsSync } from 'node:fs'
 import type { Redis } from 'ioredis'
 import { DEFAULT_DRAIN_OPTIONS } from '../../src/issuance/stream/stream-drainer.ts'
 import { acknowledgeAndTrim, ensureGroup } from '../../src/issuance/stream/stream-entries.ts'
@@ -73,9 +74,10 @@ export async function measureWriterFloor(setup: WriterFloorSetup): Promise<Write
   })
   let postgres: WriterFloor['postgres']
   try {
-    const [{ pid }] = (await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows as [
-      { pid: number },
-    ]
+    const pid = (await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid
+    // Its CPU is read from /proc: a Postgres on another machine cannot be measured from here.
+    if (pid === undefined || !existsSync(`/proc/${pid}`))
+      throw new Error('the Postgres backend is not a process of this machine')
     postgres = await timed(pid, rows, async () => {
       for (const batch of batches) {
         const written = await issueFreshAlone(db, setup.couponId, batch)
@@ -87,7 +89,7 @@ export async function measureWriterFloor(setup: WriterFloorSetup): Promise<Write
   }
 
   let redis: WriterFloor['redis']
-  if (setup.redisPid !== undefined) {
+  if (setup.redisPid !== undefined && existsSync(`/proc/${setup.redisPid}`)) {
     const stream = `${prefix}floor:stream`
     try {
       for (const batch of batches) {
