@@ -499,6 +499,28 @@ async function finishSale(
   return { result, watch, cpuUse }
 }
 
+/**
+ * One sale of `couponId` (--quantity units) on a running server: the load, the server's and the generator's CPU,
+ * the rows waited for and audited.
+ */
+async function measureSale(
+  run: Run,
+  on: { server: ChildService; db: BenchDb; scope: Scope },
+  mode: IssueMode,
+  couponId: number,
+  load: { job: LoadJob; label: string; doneLabel: string },
+): Promise<PhaseReport> {
+  const { quantity } = run.options
+  const { load: generator, go } = await runLoad(run, load.job, load.label)
+  const cpu = await PhaseCpu.start(run, () => ({ server: on.server.pid, generator: generator.pid }))
+  const watcher = on.scope.add(new RowWatcher(on.db, couponId), (item) => item.cancel())
+  const { result, watch, cpuUse } = await finishSale(run, mode, go, watcher, cpu)
+  const audit = await auditCoupon(on.db, couponId, quantity, mode, result)
+  const phase = salePhase(couponId, quantity, result, watch, audit, cpuUse)
+  say(phaseLine(load.doneLabel, phase))
+  return phase
+}
+
 /** The open-loop rate a subject can take (70% of its closed-loop req/s, at most --rate), and its users. */
 function openLoop(run: Run, closedRps: number): { rate: number; users: number } {
   const { options } = run
@@ -620,18 +642,12 @@ async function runMode(run: Run, mode: IssueMode): Promise<ModeReport> {
       const couponId = await admin.createCoupon(mode, options.quantity)
       await warm(run, baseUrl, warmId, mode, Math.min(options.warmupSec, 0.5))
       const db = scope.add(new BenchDb(options.databaseUrl, run.schema), (item) => item.close())
-      const { load, go } = await runLoad(
-        run,
-        job(run, 'open', baseUrl, couponId, `${mode}-o-${run.id}-`, { users, rate, maxBacklogSec: 2 }),
-        `${mode} open loop @ ${fmt(rate)}/s`,
-      )
-      const cpu = await PhaseCpu.start(run, () => ({ server: server.pid, generator: load.pid }))
-      const watcher = scope.add(new RowWatcher(db, couponId), (item) => item.cancel())
-      const { result, watch, cpuUse } = await finishSale(run, mode, go, watcher, cpu)
-      const audit = await auditCoupon(db, couponId, options.quantity, mode, result)
+      report.open = await measureSale(run, { server, db, scope }, mode, couponId, {
+        job: job(run, 'open', baseUrl, couponId, `${mode}-o-${run.id}-`, { users, rate, maxBacklogSec: 2 }),
+        label: `${mode} open loop @ ${fmt(rate)}/s`,
+        doneLabel: `${mode} open loop`,
+      })
       await db.close()
-      report.open = salePhase(couponId, options.quantity, result, watch, audit, cpuUse)
-      say(phaseLine(`${mode} open loop`, report.open))
       // The closed-loop coupon's dead letters, from the server's audit: asked here, on the server of the
       // same schema and keys whose Postgres transactions are not counted, rather than on the closed loop's.
       report.deadLettered = (await admin.audit(closed.closed!.couponId!)).deadLettered
@@ -730,28 +746,22 @@ async function runSoldOutRounds(run: Run): Promise<SoldOutRound[]> {
               job(run, 'closed', url(tokenPort), 0, prefix('token')),
               `round ${round} bare + token`,
             )
-          const measureSale = async () => {
+          const measureSoldOut = async () => {
             const couponId = await admin.createCoupon('stream', options.quantity, `A round ${round}`)
-            const { load, go } = await runLoad(
-              run,
-              job(run, 'closed', url(salePort), couponId, prefix('stream')),
-              `round ${round} stream sold out`,
-            )
-            const cpu = await PhaseCpu.start(run, () => ({ server: sale.pid, generator: load.pid }))
-            const watcher = scope.add(new RowWatcher(db, couponId), (item) => item.cancel())
-            const { result, watch, cpuUse } = await finishSale(run, 'stream', go, watcher, cpu)
-            const audit = await auditCoupon(db, couponId, options.quantity, 'stream', result)
-            const phase = salePhase(couponId, options.quantity, result, watch, audit, cpuUse)
-            say(phaseLine(`round ${round} stream sold out`, phase))
-            return phase
+            const label = `round ${round} stream sold out`
+            return measureSale(run, { server: sale, db, scope }, 'stream', couponId, {
+              job: job(run, 'closed', url(salePort), couponId, prefix('stream')),
+              label,
+              doneLabel: label,
+            })
           }
           // Odd rounds run bare first, even rounds the sale first: a drift within a round favours neither.
           if (round % 2 === 1) {
             const barePhase = await measureBareRound()
             const tokenChecked = await measureToken()
-            rounds.push({ bare: barePhase, tokenChecked, soldOut: await measureSale() })
+            rounds.push({ bare: barePhase, tokenChecked, soldOut: await measureSoldOut() })
           } else {
-            const soldOut = await measureSale()
+            const soldOut = await measureSoldOut()
             const tokenChecked = await measureToken()
             rounds.push({ bare: await measureBareRound(), tokenChecked, soldOut })
           }

@@ -81,12 +81,17 @@ function stageRows(report: BenchReport): StageRow[] {
   return rows
 }
 
+/** The server's CPU µs per request of a phase. */
+function serverMicros(phase: PhaseReport): number | undefined {
+  return stageMicros(phase.cpu, phase.load.completed)?.server
+}
+
 /** The server's CPU per request relative to the bare route's, in the same run. */
 export function serverRatio(report: BenchReport, phase: PhaseReport | undefined): number | undefined {
   const bare = report.modes.find((item) => item.mode === 'bare' && item.status === 'ok')?.closed
   if (!bare || !phase) return undefined
-  const ours = stageMicros(phase.cpu, phase.load.completed)?.server
-  const ceiling = stageMicros(bare.cpu, bare.load.completed)?.server
+  const ours = serverMicros(phase)
+  const ceiling = serverMicros(bare)
   return ours !== undefined && ceiling ? ours / ceiling : undefined
 }
 
@@ -119,10 +124,9 @@ export function stageTable(report: BenchReport): string {
 
 /** A round's sold-out sale and token-check route, each against the same round's bare route. */
 export function roundRatios(round: SoldOutRound): { soldOut: number; floor: number } | undefined {
-  const server = (phase: PhaseReport) => stageMicros(phase.cpu, phase.load.completed)?.server
-  const bare = server(round.bare)
-  const soldOut = server(round.soldOut)
-  const floor = server(round.tokenChecked)
+  const bare = serverMicros(round.bare)
+  const soldOut = serverMicros(round.soldOut)
+  const floor = serverMicros(round.tokenChecked)
   if (!bare || soldOut === undefined || floor === undefined) return undefined
   return { soldOut: soldOut / bare, floor: floor / bare }
 }
@@ -160,11 +164,13 @@ export function soldOutRoundsText(report: BenchReport): string {
     '|---|---|---|---|---|---|',
   ]
   for (const [i, round] of rounds.entries()) {
-    const server = (phase: PhaseReport) => stageMicros(phase.cpu, phase.load.completed)?.server
     const ratios = roundRatios(round)
-    const cell = (value: number | undefined) => (value === undefined ? '—' : n1(value))
+    const cell = (phase: PhaseReport) => {
+      const micros = serverMicros(phase)
+      return micros === undefined ? '—' : n1(micros)
+    }
     lines.push(
-      `| ${i + 1} | ${cell(server(round.bare))} | ${cell(server(round.tokenChecked))} | ${cell(server(round.soldOut))} | ` +
+      `| ${i + 1} | ${cell(round.bare)} | ${cell(round.tokenChecked)} | ${cell(round.soldOut)} | ` +
         `${ratios ? `${ratios.soldOut.toFixed(2)}×` : '—'} | ${ratios ? `${ratios.floor.toFixed(2)}×` : '—'} |`,
     )
   }

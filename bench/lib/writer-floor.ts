@@ -12,7 +12,11 @@
 import { existsSync } from 'node:fs'
 import type { Redis } from 'ioredis'
 import { DEFAULT_DRAIN_OPTIONS } from '../../src/issuance/stream/stream-drainer.ts'
-import { acknowledgeAndTrim, ensureGroup } from '../../src/issuance/stream/stream-entries.ts'
+import {
+  acknowledgeAndTrim,
+  ensureGroup,
+  readGroupEntries,
+} from '../../src/issuance/stream/stream-entries.ts'
 import { createPool } from '../../src/storage/postgres.ts'
 import { type IssueRequest, issueFreshAlone } from '../../src/storage/user-coupons.ts'
 import { CpuMeter } from './cpu.ts'
@@ -101,7 +105,7 @@ export async function measureWriterFloor(setup: WriterFloorSetup): Promise<Write
       await ensureGroup(setup.redis, stream, GROUP)
       redis = await timed(setup.redisPid, rows, async () => {
         for (;;) {
-          const reply = (await setup.redis.xreadgroup(
+          const reply = await setup.redis.xreadgroup(
             'GROUP',
             GROUP,
             'floor',
@@ -110,8 +114,8 @@ export async function measureWriterFloor(setup: WriterFloorSetup): Promise<Write
             'STREAMS',
             stream,
             '>',
-          )) as [string, [string, string[]][]][] | null
-          const ids = (reply?.[0]?.[1] ?? []).map(([id]) => id)
+          )
+          const ids = readGroupEntries(reply).map((entry) => entry.id)
           if (ids.length === 0) break
           await acknowledgeAndTrim(setup.redis, stream, GROUP, ids)
         }
