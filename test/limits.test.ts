@@ -151,7 +151,7 @@ describe('a key over its limit', () => {
 
   it('costs no Redis command for addresses asking a few times (the local pre-count)', async () => {
     const before = await commandCalls()
-    // 5% of the limit of 50: the first two requests of each address pass on this process's count alone.
+    // 10% of the limit of 50: the first five requests of each address pass on this process's count alone.
     const answers = await runConcurrently(200, 16, (i) =>
       t.http('GET', '/healthz', { headers: { 'x-forwarded-for': `203.0.113.${i % 100}` } }),
     )

@@ -53,10 +53,10 @@ describe('the sold-out door: late users of a sold-out coupon answered before rou
 
   before(async () => {
     t = await startTestApp('soldoutdoor', {
-      // The service's default per-user limit: one request per window counted in memory, the rest in Redis.
+      // The service's default per-user limit: two requests per window counted in memory, the rest in Redis.
       RATE_LIMIT_PER_USER: '20',
       RATE_LIMIT_WINDOW_MS: '60000',
-      // Behind a trusted proxy: the address limit counts X-Forwarded-For, its first 50 in memory.
+      // Behind a trusted proxy: the address limit counts X-Forwarded-For, its first 100 in memory.
       TRUST_PROXY: '127.0.0.1',
       ADDRESS_LIMIT_PER_WINDOW: '1000',
       ADDRESS_LIMIT_WINDOW_MS: '60000',
@@ -103,7 +103,7 @@ describe('the sold-out door: late users of a sold-out coupon answered before rou
     assert.equal(await soldOut(), refused + 30, 'nothing counted twice')
   })
 
-  it("counts its answers in the user's limit shared with the route: the 21st press of 20 allowed is 429", async () => {
+  it("answers a double press at the door and counts its answers in the user's limit shared with the route: the 21st press of 20 allowed is 429", async () => {
     const { coupon } = await sellOut(2)
     const userId = `presser-${coupon.id}`
     const doorBefore = await doorAnswers()
@@ -111,8 +111,8 @@ describe('the sold-out door: late users of a sold-out coupon answered before rou
     for (let i = 0; i < 21; i++) answers.push((await press(coupon.id, userId)).status)
     assert.equal(
       await doorAnswers(),
-      doorBefore + 1,
-      'the first press at the door, the rest through the route',
+      doorBefore + 2,
+      'the first two presses at the door (the local share of 20), the rest through the route',
     )
     assert.deepEqual(answers, [...Array.from({ length: 20 }, () => 410), 429])
   })
@@ -145,18 +145,18 @@ describe('the sold-out door: late users of a sold-out coupon answered before rou
     const { coupon } = await sellOut(2)
     const address = '10.9.9.9'
     const doorBefore = await doorAnswers()
-    // 50 users behind one address: the address limit's share counted in memory, so all at the door.
-    const first = await runConcurrently(50, 10, (i) =>
+    // 100 users behind one address: the address limit's share counted in memory, so all at the door.
+    const first = await runConcurrently(100, 10, (i) =>
       press(coupon.id, `shared-${coupon.id}-${i}`, { address }),
     )
     assert.ok(first.every((a) => a.status === 410))
-    assert.equal(await doorAnswers(), doorBefore + 50)
-    // The 51st request of that address needs Redis: the route answers it, after adding the door's 50.
-    const next = await press(coupon.id, `shared-${coupon.id}-50`, { address })
+    assert.equal(await doorAnswers(), doorBefore + 100)
+    // The 101st request of that address needs Redis: the route answers it, after adding the door's 100.
+    const next = await press(coupon.id, `shared-${coupon.id}-100`, { address })
     assert.equal(next.status, 410)
-    assert.equal(await doorAnswers(), doorBefore + 50, 'the 51st went through the route')
+    assert.equal(await doorAnswers(), doorBefore + 100, 'the 101st went through the route')
     // Another address is counted apart: at the door again.
     assert.equal((await press(coupon.id, `apart-${coupon.id}`, { address: '10.9.9.10' })).status, 410)
-    assert.equal(await doorAnswers(), doorBefore + 51)
+    assert.equal(await doorAnswers(), doorBefore + 101)
   })
 })
