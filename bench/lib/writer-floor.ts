@@ -16,6 +16,7 @@ import {
   acknowledgeAndTrim,
   ensureGroup,
   readGroupEntries,
+  streamEntryFields,
 } from '../../src/issuance/stream/stream-entries.ts'
 import { createPool } from '../../src/storage/postgres.ts'
 import { type IssueRequest, issueFreshAlone } from '../../src/storage/user-coupons.ts'
@@ -99,7 +100,7 @@ export async function measureWriterFloor(setup: WriterFloorSetup): Promise<Write
       for (const batch of batches) {
         const pipeline = setup.redis.pipeline()
         for (const { userId, position, requestedAt } of batch)
-          pipeline.xadd(stream, '*', 'e', `${userId}|${position}|${requestedAt.getTime()}`)
+          pipeline.xadd(stream, '*', ...streamEntryFields(userId, position, requestedAt.getTime()))
         await pipeline.exec()
       }
       await ensureGroup(setup.redis, stream, GROUP)

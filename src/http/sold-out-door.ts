@@ -82,9 +82,9 @@ const SOLD_OUT_HEADERS = {
  *   in the coupon's stats).
  * Then the request is counted in both limits (in the same pass over them) and the outcome metric, and
  * answered with the rest of this event-loop turn's door answers (as the memo's answers leave, see
- * sold-out-memo.ts), with its latency recorded under the route. Anything else (a 401, a 429, a holder's 409, a coupon not cached) goes to
- * Fastify as it came; a request whose token the door verified carries its user id along, so the route does
- * not verify it again.
+ * sold-out-memo.ts), with its latency recorded under the route. Anything else (a 401, a 429, a holder's 409,
+ * a coupon not cached) goes to Fastify as it came; a request whose token the door verified carries its user
+ * id along, so the route does not verify it again.
  */
 export function soldOutDoor(
   app: FastifyInstance,

@@ -22,6 +22,14 @@ export function streamFields(fields: string[]): Omit<StreamEntry, 'id'> {
   return { userId, position, requestedAtMs }
 }
 
+/**
+ * An entry's fields as admitStream and movePrequeue write them (includes/record.lua `streamEntryValue`), for
+ * what writes entries from outside the scripts (the bench's writer floor): the layout `streamFields` reads.
+ */
+export function streamEntryFields(userId: string, position: number, requestedAtMs: number): ['e', string] {
+  return ['e', `${userId}|${position}|${requestedAtMs}`]
+}
+
 /** The entry `id` with its fields, as one object (the writers read thousands per batch). */
 function streamEntry(id: string, fields: string[]): StreamEntry {
   // The layout the scripts write, read without building a map or splitting into an array.
