@@ -29,33 +29,29 @@
 ]]
 --- @include "admission"
 
-local function admitOne(userId, requestedAtMs)
-  local refused, stock, state = admissionChecks(KEYS[1], KEYS[2], KEYS[4], userId, requestedAtMs)
+local function admitOne(call, userId)
+  local refused = userChecks(call, KEYS[1], KEYS[2], KEYS[4], userId)
   if refused then return refused end
 
   -- Still queued although its record was lost: restore the record rather than queue them twice.
   local queued = redis.call('ZSCORE', KEYS[3], userId)
   if queued then
-    local record = encodeRecord('P', queued, requestedAtMs)
+    local record = encodeRecord('P', queued, call.nowText)
     redis.call('HSET', KEYS[2], userId, record)
     return { -2, record }
   end
 
-  if stock <= 0 then
-    redis.call('HINCRBY', KEYS[1], 'soldOut', 1)
-    return { -3 }
+  if call.stock <= 0 then
+    call.soldOut = call.soldOut + 1
+    return SOLD_OUT
   end
 
-  local position = (tonumber(state[SEQ]) or 0) + 1
+  local position = call.seq + 1
   redis.call('ZADD', KEYS[3], 'NX', position, userId)
-  redis.call('HSET', KEYS[2], userId, encodeRecord('P', position, requestedAtMs))
-  if state[WAKE] then
-    redis.call('HSET', KEYS[1], 'seq', position)
-  else
-    redis.call('HSET', KEYS[1], 'seq', position, 'wake', 1)
-    redis.call('PUBLISH', ARGV[1], KEYS[3])
-  end
-  return { position, requestedAtMs }
+  redis.call('HSET', KEYS[2], userId, encodeRecord('P', string.format('%d', position), call.nowText))
+  admitted(call, position)
+  return { position, call.now }
 end
 
-return admitEach(admitOne)
+local call = admissionCall(KEYS[1])
+return finishAdmissions(call, admitEach(call, admitOne), KEYS[1], false, ARGV[1], KEYS[3])

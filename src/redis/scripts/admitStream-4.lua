@@ -28,26 +28,24 @@
 ]]
 --- @include "admission"
 
-local function admitOne(userId, requestedAtMs)
-  local refused, stock, state = admissionChecks(KEYS[1], KEYS[2], KEYS[4], userId, requestedAtMs)
+local function admitOne(call, userId)
+  local refused = userChecks(call, KEYS[1], KEYS[2], KEYS[4], userId)
   if refused then return refused end
 
-  if stock <= 0 then
-    redis.call('HINCRBY', KEYS[1], 'soldOut', 1)
-    return { -3 }
+  if call.stock <= 0 then
+    call.soldOut = call.soldOut + 1
+    return SOLD_OUT
   end
 
-  local position = (tonumber(state[SEQ]) or 0) + 1
-  redis.call('HSET', KEYS[2], userId, encodeRecord('A', position, requestedAtMs))
+  local position = call.seq + 1
+  local positionText = string.format('%d', position)
+  redis.call('HSET', KEYS[2], userId, encodeRecord('A', positionText, call.nowText))
   -- One field "userId|position|requestedAtMs": a field per value cost Redis and the writers a string each.
-  redis.call('XADD', KEYS[3], '*', 'e', streamEntryValue(userId, position, requestedAtMs))
-  if state[WAKE] then
-    redis.call('HSET', KEYS[1], 'stock', stock - 1, 'seq', position)
-  else
-    redis.call('HSET', KEYS[1], 'stock', stock - 1, 'seq', position, 'wake', 1)
-    redis.call('PUBLISH', ARGV[1], KEYS[3])
-  end
-  return { position, requestedAtMs }
+  redis.call('XADD', KEYS[3], '*', 'e', streamEntryValue(userId, positionText, call.nowText))
+  call.stock = call.stock - 1
+  admitted(call, position)
+  return { position, call.now }
 end
 
-return admitEach(admitOne)
+local call = admissionCall(KEYS[1])
+return finishAdmissions(call, admitEach(call, admitOne), KEYS[1], true, ARGV[1], KEYS[3])
