@@ -5,8 +5,6 @@
  * with the service's own HS256 verifier (401 when it fails): the least the contract asks before any answer,
  * so the floor of the sold-out path's CPU on this machine.
  */
-// The same V8 settings as the service, so the two compare on equal terms.
-import '../bin/v8-flags.mjs'
 import Fastify from 'fastify'
 import { hs256Verifier } from '../src/auth/hs256.ts'
 

@@ -9,7 +9,6 @@ if (major < 24) {
   )
   process.exit(1)
 }
-await import('./v8-flags.mjs')
 const { main } = await import('../src/cli.ts')
 
 main(process.argv.slice(2), process.env).catch((error) => {
