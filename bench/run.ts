@@ -53,6 +53,7 @@ import {
   RowWatcher,
 } from './lib/probes.ts'
 import {
+  type AllAdmittedBare,
   type BenchReport,
   type DurabilityRun,
   type GoalPhase,
@@ -1124,6 +1125,27 @@ async function runAllAdmitted(run: Run): Promise<PhaseReport> {
   return sale.closed!
 }
 
+/**
+ * Workload B between two closed loops on the bare route: the machine's speed swings by half or more over
+ * minutes (the same code ran B at 14,836 and 6,117 requests/s in two runs, the server 0.90 and 0.92 of a core
+ * busy), so B's CPU per row is stated next to the bare route's measured in the same minutes.
+ */
+async function runAllAdmittedWithBare(
+  run: Run,
+): Promise<{ allAdmitted: PhaseReport; allAdmittedBare?: AllAdmittedBare }> {
+  const port = await freePort()
+  const baseUrl = `http://127.0.0.1:${port}`
+  const bare = await startBareServer(port, join(run.logDir, 'all-admitted-bare.log'))
+  return withChild(run, bare, async () => {
+    await warm(run, baseUrl, 0, 'all-admitted-bare', run.options.warmupSec)
+    const measure = (when: string) =>
+      measureBare(run, bare, job(run, 'closed', baseUrl, 0, `bare-${when}-b-${run.id}-`), `bare ${when} B`)
+    const before = await measure('before')
+    const allAdmitted = await runAllAdmitted(run)
+    return { allAdmitted, allAdmittedBare: { before, after: await measure('after') } }
+  })
+}
+
 /** The search steps beyond the goal phase (which is its first step), each a phase of its own. */
 const RATE_SEARCH_STEPS = 5
 
@@ -1166,7 +1188,10 @@ async function attempt<T>(errors: string[], what: string, body: () => Promise<T>
   }
 }
 
-type GoalPhases = Pick<BenchReport, 'goal' | 'writer' | 'goalErrors' | 'allAdmitted' | 'rateSearch'>
+type GoalPhases = Pick<
+  BenchReport,
+  'goal' | 'writer' | 'goalErrors' | 'allAdmitted' | 'allAdmittedBare' | 'rateSearch'
+>
 
 /**
  * The `stream` goal phases, when stream ran and goals are on: every request admitted (workload B of the
@@ -1176,14 +1201,15 @@ async function runGoals(run: Run, modes: ModeReport[]): Promise<GoalPhases> {
   const goalErrors: string[] = []
   const streamOk = modes.some((mode) => mode.mode === 'stream' && mode.status === 'ok')
   if (run.options.skipGoals || !streamOk) return { goalErrors }
-  const allAdmitted = await attempt(goalErrors, 'all-admitted phase', () => runAllAdmitted(run))
+  const withBare = await attempt(goalErrors, 'all-admitted phase', () => runAllAdmittedWithBare(run))
+  const { allAdmitted, allAdmittedBare } = withBare ?? {}
   const goal = await attempt(goalErrors, 'request-to-row phase', () => runGoalPhase(run))
   const rateSearch =
     goal && !run.options.skipRateSearch
       ? await attempt(goalErrors, 'rate search', () => runRateSearch(run, goal))
       : undefined
   const writer = await attempt(goalErrors, 'writer phase', () => runWriterPhase(run))
-  return { goal, writer, goalErrors, allAdmitted, rateSearch }
+  return { goal, writer, goalErrors, allAdmitted, allAdmittedBare, rateSearch }
 }
 
 /** The settings the report states next to its figures. */
@@ -1247,7 +1273,7 @@ async function main(): Promise<void> {
       bothRan && options.soldOutRounds > 0
         ? await attempt(roundErrors, 'goal A rounds', () => runSoldOutRounds(run))
         : undefined
-    const { goal, writer, goalErrors, allAdmitted, rateSearch } = await runGoals(run, modes)
+    const { goal, writer, goalErrors, allAdmitted, allAdmittedBare, rateSearch } = await runGoals(run, modes)
     const durability = options.skipDurability ? undefined : await runDurability(run)
     const report: BenchReport = {
       version: 1,
@@ -1260,6 +1286,7 @@ async function main(): Promise<void> {
       goal,
       writer,
       allAdmitted,
+      allAdmittedBare,
       rateSearch,
       soldOutRounds,
       durability,

@@ -182,6 +182,17 @@ describe('the benchmark report', () => {
     assert.equal(evaluateGoals(report).find((goal) => goal.title.startsWith('A: sold-out'))!.met, true)
     const admitted = evaluateGoals(report).find((goal) => goal.title.startsWith('B: every request'))!
     assert.match(admitted.detail, /server [\d.]+ \+ Redis [\d.]+ \+ Postgres [\d.]+ µs/)
+    // With the bare route measured right before and after B, B's row is also stated in bare requests.
+    report.allAdmittedBare = { before: phaseUsing(20), after: phaseUsing(30) }
+    const beside = evaluateGoals(report).find((goal) => goal.title.startsWith('B: every request'))!
+    const rowMicros = Number.parseFloat(beside.measured)
+    assert.ok(
+      beside.detail.includes(
+        `right before and after B: 25.0 µs, so B's row costs ${(rowMicros / 25).toFixed(1)}× a bare request in the same minutes`,
+      ),
+      beside.detail,
+    )
+    assert.match(stageTable(report), /\| bare route, right before B \| request \| 20\.0 \|/)
     report.allAdmitted = undefined
     assert.equal(evaluateGoals(report).find((goal) => goal.title.startsWith('B: every request'))!.met, null)
   })

@@ -44,6 +44,12 @@ export interface SoldOutRound {
   soldOut: PhaseReport
 }
 
+/** The bare route's closed loop right before and right after workload B: the machine's speed in those minutes. */
+export interface AllAdmittedBare {
+  before: PhaseReport
+  after: PhaseReport
+}
+
 export interface ModeReport {
   mode: string
   status: 'ok' | 'skipped' | 'failed'
@@ -132,6 +138,8 @@ export interface BenchReport {
   writer?: WriterPhase
   /** Workload B of the stage table: a `stream` closed loop with stock for every user, the writer running. */
   allAdmitted?: PhaseReport
+  /** The bare route measured right before and after workload B. */
+  allAdmittedBare?: AllAdmittedBare
   /** The all-admitted rate search (request → row p99 under 250 ms). */
   rateSearch?: RateStep[]
   /** Goal A in alternating rounds (bare, bare + token check, sold-out sale). */

@@ -73,12 +73,28 @@ function stageRows(report: BenchReport): StageRow[] {
       per: 'request',
     })
   const all = report.allAdmitted
+  const besideB = report.allAdmittedBare
+  const bareBeside = (when: string, phase: PhaseReport) =>
+    rows.push({ label: `bare route, right ${when} B`, phase, units: phase.load.completed, per: 'request' })
+  if (besideB) bareBeside('before', besideB.before)
   if (all) {
     const label = 'B: every request admitted, writer running (`stream`)'
     rows.push({ label, phase: all, units: all.load.completed, per: 'request' })
     rows.push({ label, phase: all, units: all.audit?.rows ?? 0, per: 'admitted (row)' })
   }
+  if (besideB) bareBeside('after', besideB.after)
   return rows
+}
+
+/**
+ * The bare route's server CPU µs per request in the minutes of workload B: the mean of its closed loops right
+ * before and right after B.
+ */
+export function bareBesideAdmitted(report: BenchReport): number | undefined {
+  const beside = report.allAdmittedBare
+  const before = beside && serverMicros(beside.before)
+  const after = beside && serverMicros(beside.after)
+  return before !== undefined && after !== undefined ? (before + after) / 2 : undefined
 }
 
 /** The server's CPU µs per request of a phase. */
