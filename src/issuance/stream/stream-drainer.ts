@@ -173,8 +173,9 @@ export class StreamDrainer implements IssuanceWorker {
 
   /**
    * Clears the coupon's wake flag, then makes sure a drain reads the stream after that: a new one when none
-   * runs, else the running one reads again before it stops. The clear is not awaited: it goes first on the connection the reads use (one coupon's
-   * keys live on one node), so every read sent from here on runs after it.
+   * runs, else the running one reads again before it stops. The clear is not awaited: it goes first on the
+   * connection the reads use (one coupon's keys live on one node), so every read sent from here on runs after
+   * it.
    */
   private wake(drain: CouponDrain): void {
     if (!this.running) return
