@@ -674,21 +674,48 @@ async function bareRoutePhases(
   label: string,
   hs256Secret: string | undefined,
 ): Promise<Pick<ModeReport, 'closed' | 'open'>> {
-  const port = await freePort()
-  const baseUrl = `http://127.0.0.1:${port}`
-  const logName = hs256Secret === undefined ? 'bare.log' : 'bare-token-check.log'
-  const server = await startBareServer(port, join(run.logDir, logName), hs256Secret)
-  return withChild(run, server, async () => {
-    await warm(run, baseUrl, 0, 'bare', run.options.warmupSec)
-    const measure = (kind: LoadJob['kind'], extra: Partial<LoadJob>, phaseLabel: string) => {
-      const userPrefix = `${hs256Secret === undefined ? 'bare' : 'bare-token'}-${kind}-${run.id}-`
-      return measureBare(run, server, job(run, kind, baseUrl, 0, userPrefix, extra), phaseLabel)
-    }
-    const closed = await measure('closed', {}, `${label} closed loop`)
+  const logName = hs256Secret === undefined ? 'bare' : 'bare-token-check'
+  return withBareServer(run, logName, hs256Secret, async (measure) => {
+    const prefix = (kind: LoadJob['kind']) =>
+      `${hs256Secret === undefined ? 'bare' : 'bare-token'}-${kind}-${run.id}-`
+    const closed = await measure('closed', prefix('closed'), `${label} closed loop`)
     if (hs256Secret !== undefined) return { closed }
     const { rate, users } = openLoop(run, closed.load.rps)
-    const open = await measure('open', { users, rate, maxBacklogSec: 2 }, `${label} open @ ${fmt(rate)}/s`)
+    const open = await measure('open', prefix('open'), `${label} open @ ${fmt(rate)}/s`, {
+      users,
+      rate,
+      maxBacklogSec: 2,
+    })
     return { closed, open }
+  })
+}
+
+/** One load against the bare server of `withBareServer`, its users named `userPrefix…`. */
+type MeasureBareLoad = (
+  kind: LoadJob['kind'],
+  userPrefix: string,
+  label: string,
+  extra?: Partial<LoadJob>,
+) => Promise<PhaseReport>
+
+/**
+ * A bare route's server on a free port (logging to `<name>.log`), warmed up, for `body` to measure loads
+ * against; stopped when `body` ends.
+ */
+async function withBareServer<T>(
+  run: Run,
+  name: string,
+  hs256Secret: string | undefined,
+  body: (measure: MeasureBareLoad) => Promise<T>,
+): Promise<T> {
+  const port = await freePort()
+  const baseUrl = `http://127.0.0.1:${port}`
+  const server = await startBareServer(port, join(run.logDir, `${name}.log`), hs256Secret)
+  return withChild(run, server, async () => {
+    await warm(run, baseUrl, 0, name, run.options.warmupSec)
+    return body((kind, userPrefix, label, extra = {}) =>
+      measureBare(run, server, job(run, kind, baseUrl, 0, userPrefix, extra), label),
+    )
   })
 }
 
@@ -1132,17 +1159,12 @@ async function runAllAdmitted(run: Run): Promise<PhaseReport> {
  */
 async function runAllAdmittedWithBare(
   run: Run,
-): Promise<{ allAdmitted: PhaseReport; allAdmittedBare?: AllAdmittedBare }> {
-  const port = await freePort()
-  const baseUrl = `http://127.0.0.1:${port}`
-  const bare = await startBareServer(port, join(run.logDir, 'all-admitted-bare.log'))
-  return withChild(run, bare, async () => {
-    await warm(run, baseUrl, 0, 'all-admitted-bare', run.options.warmupSec)
-    const measure = (when: string) =>
-      measureBare(run, bare, job(run, 'closed', baseUrl, 0, `bare-${when}-b-${run.id}-`), `bare ${when} B`)
-    const before = await measure('before')
+): Promise<{ allAdmitted: PhaseReport; allAdmittedBare: AllAdmittedBare }> {
+  return withBareServer(run, 'all-admitted-bare', undefined, async (measure) => {
+    const beside = (when: string) => measure('closed', `bare-${when}-b-${run.id}-`, `bare ${when} B`)
+    const before = await beside('before')
     const allAdmitted = await runAllAdmitted(run)
-    return { allAdmitted, allAdmittedBare: { before, after: await measure('after') } }
+    return { allAdmitted, allAdmittedBare: { before, after: await beside('after') } }
   })
 }
 
