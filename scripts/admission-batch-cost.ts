@@ -5,7 +5,7 @@
  * (the bench's Redis), so its CPU (utime + stime from /proc) is the admissions' alone. Every user is new, so
  * every admission takes the longest path (the record, the stream entry, stock and position).
  *
- * Usage: node scripts/admission-batch-cost.ts [--users-per-call 20] [--users 200000] [--rounds 4]
+ * Usage: npx node scripts/admission-batch-cost.ts [--users-per-call 20] [--users 200000] [--rounds 4]
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'

@@ -12,7 +12,7 @@
  * It answers whether COPY would lift the writer's floor (issue 20 suggested it): a row's cost is the heap
  * tuple, the three indexes of user_coupons and their WAL, whichever statement carries it.
  *
- * Usage: node scripts/writer-insert-cost.ts [--rows 100000] [--batch 2000] [--rounds 3]
+ * Usage: npx node scripts/writer-insert-cost.ts [--rows 100000] [--batch 2000] [--rounds 3]
  *          [--database-url postgres://127.0.0.1:5432/coupon_rush]
  */
 import { readFileSync } from 'node:fs'
