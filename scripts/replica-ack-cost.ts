@@ -4,7 +4,7 @@
  * Cluster of its own (3 masters + 3 replicas, bench/lib/redis-cluster.ts) or one redis-server with one
  * replica. The server runs in this process (as the tests run it), so the load generator shares its event
  * loop. Prints req/s and latency percentiles.
- * Usage: node scripts/replica-ack-cost.ts [cluster|replica] [requests=20000] [concurrency=64]
+ * Usage: npx node scripts/replica-ack-cost.ts [cluster|replica] [requests=20000] [concurrency=64]
  * (Postgres at DATABASE_URL, in a schema of its own dropped at the end.)
  */
 import { randomBytes } from 'node:crypto'
