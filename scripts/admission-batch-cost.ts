@@ -8,11 +8,11 @@
  * Usage: npx node scripts/admission-batch-cost.ts [--users-per-call 20] [--users 200000] [--rounds 4]
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { parseArgs } from 'node:util'
 import { Redis } from 'ioredis'
+import { processCpuSeconds } from '../bench/lib/cpu.ts'
 import { scriptSource } from '../src/redis/scripts.ts'
 
 const { values } = parseArgs({
@@ -38,12 +38,6 @@ function freePort(): Promise<number> {
       probe.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0))
     })
   })
-}
-
-/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat (clock ticks of 10 ms). */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / 100
 }
 
 /** A redis-server of this run's own, nothing on disk, once it accepts connections. */
@@ -79,7 +73,7 @@ try {
     await redis.del(...KEYS)
     await redis.hset(KEYS[0]!, 'stock', users, 'seq', 0, 'soldOut', 0)
     let next = 0
-    const before = cpuSeconds(server.pid!)
+    const before = processCpuSeconds(server.pid!)
     const startedAt = performance.now()
     const lane = async () => {
       while (next < users) {
@@ -93,7 +87,7 @@ try {
       }
     }
     await Promise.all(Array.from({ length: LANES }, lane))
-    const cpu = cpuSeconds(server.pid!) - before
+    const cpu = processCpuSeconds(server.pid!) - before
     const wallMs = performance.now() - startedAt
     const admitted = Number(await redis.hget(KEYS[0]!, 'seq'))
     console.log(

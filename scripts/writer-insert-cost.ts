@@ -15,11 +15,12 @@
  * Usage: npx node scripts/writer-insert-cost.ts [--rows 100000] [--batch 2000] [--rounds 3]
  *          [--database-url postgres://127.0.0.1:5432/coupon_rush]
  */
-import { readFileSync } from 'node:fs'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { parseArgs } from 'node:util'
 import { from as copyFrom } from 'pg-copy-streams'
+import { processCpuSeconds } from '../bench/lib/cpu.ts'
+import { insertCoupon } from '../src/storage/coupons.ts'
 import { migrate } from '../src/storage/migrate.ts'
 import { createPool, type Db, ensureDatabase, quoteIdent } from '../src/storage/postgres.ts'
 import { type IssueRequest, issueFreshAlone } from '../src/storage/user-coupons.ts'
@@ -37,12 +38,6 @@ const batchSize = Number(values.batch)
 const rounds = Number(values.rounds)
 const databaseUrl = values['database-url']
 const schema = `writer_insert_cost_${process.pid}`
-
-/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat (clock ticks of 10 ms). */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / 100
-}
 
 /** Postgres's epoch (2000-01-01) in Unix milliseconds: binary COPY sends timestamps from it, in µs. */
 const PG_EPOCH_MS = 946_684_800_000n
@@ -155,14 +150,18 @@ const VARIANTS: Record<string, (db: Db, couponId: number, batch: IssueRequest[])
 }
 
 async function newCoupon(db: Db): Promise<number> {
-  const { rows: created } = await db.query<{ id: string }>(
-    `INSERT INTO coupons (name, discount, quantity, issue_starts_at, issue_ends_at, valid_days, issue_mode)
-     VALUES ('writer insert cost', '{"type":"FIXED","amount":1000}', $1, now(), now() + interval '1 day', 7,
-             'stream')
-     RETURNING id`,
-    [rows],
-  )
-  return Number(created[0]!.id)
+  const now = Date.now()
+  const coupon = await insertCoupon(db, {
+    name: 'writer insert cost',
+    discount: { type: 'FIXED', amount: 1_000 },
+    quantity: rows,
+    issueStartsAt: new Date(now),
+    issueEndsAt: new Date(now + 86_400_000),
+    validDays: 7,
+    validUntil: null,
+    issueMode: 'stream',
+  })
+  return coupon.id
 }
 
 /** Fresh users (ids spread as the service's are, not in insertion order) in batches, in position order. */
@@ -192,12 +191,12 @@ try {
     for (const [name, write] of Object.entries(VARIANTS)) {
       const couponId = await newCoupon(db)
       const batches = batchesOf(`${name}-${round}`)
-      const backendBefore = cpuSeconds(backend)
+      const backendBefore = processCpuSeconds(backend)
       const ownBefore = process.cpuUsage()
       const startedAt = performance.now()
       for (const batch of batches) await write(db, couponId, batch)
       const seconds = (performance.now() - startedAt) / 1000
-      const backendCpu = cpuSeconds(backend) - backendBefore
+      const backendCpu = processCpuSeconds(backend) - backendBefore
       const own = process.cpuUsage(ownBefore)
       const { rows: check } = await db.query<{ written: number; counted: number }>(
         `SELECT (SELECT count(*)::int FROM user_coupons WHERE coupon_id = $1) AS written,

@@ -46,6 +46,13 @@ function processTicks(pid: number): number | undefined {
   }
 }
 
+/** CPU seconds (user + system) a process of this machine has used; throws when it cannot be read. */
+export function processCpuSeconds(pid: number): number {
+  const ticks = processTicks(pid)
+  if (ticks === undefined) throw new Error(`no /proc/${pid}/stat: not a process of this machine`)
+  return ticks / TICKS_PER_SECOND
+}
+
 export type CpuRoles = Record<string, number[]>
 
 /** CPU per role in cores (1.0 = one core busy for the whole phase). */
