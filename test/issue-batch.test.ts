@@ -100,6 +100,27 @@ describe('issuing a batch in Postgres', () => {
     assert.equal(await issuedCount(coupon.id), 30)
   })
 
+  it('never over-issues when many fresh batches of one coupon are written at once', async () => {
+    const coupon = await insertTestCoupon(env.db, { quantity: 200 })
+    const state = new CouponStates(env).of(coupon.id)
+    const written = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => writeIssued(env, state, coupon, requestsFor(1 + i * 25, 25))),
+    )
+    const decisions = written.flat()
+    const rows = await issuedRows(env.db, coupon.id)
+    assert.equal(rows.length, 200)
+    assert.equal(new Set(rows.map((row) => row.user_id)).size, 200)
+    assert.equal(await issuedCount(coupon.id), 200)
+    assert.equal(decisions.filter(([, record]) => record.status === 'ISSUED').length, 200)
+    assert.equal(decisions.filter(([, record]) => record.status === 'SOLD_OUT').length, 100)
+    const issuedUsers = decisions.filter(([, record]) => record.status === 'ISSUED').map(([user]) => user)
+    assert.deepEqual(
+      issuedUsers.sort(),
+      rows.map((row) => row.user_id).sort(),
+      'every ISSUED user holds a row',
+    )
+  })
+
   it('writes user ids exactly, whatever characters they hold', async () => {
     const coupon = await insertTestCoupon(env.db, { quantity: 10 })
     const plain = ['a.b:c-d_e', 'comma,{brace}', 'sp ace', '']
