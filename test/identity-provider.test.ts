@@ -89,7 +89,7 @@ describe("user tokens from the shop's identity provider", () => {
 
     const shortLived = await idp.token(USERS.shortLived)
     assert.equal((await me(shortLived)).status, 200)
-    await sleep(2_100)
+    await sleep(2_100) // past its exp: at most 2 s after it was issued
     const expired = await me(shortLived)
     assert.equal(expired.status, 401, 'expired, even though it was verified and remembered before')
     assert.match(String(expired.body.detail), /expired/)

@@ -37,12 +37,14 @@ function configuration(keys: SigningKey[]): Record<string, unknown> {
         enabled: true,
         defaultResource: () => API_RESOURCE,
         useGrantedResource: () => true,
-        // JWT access tokens for this API: RS256 or ES256 by client, 1 s for the short-lived one.
+        // JWT access tokens for this API: RS256 or ES256 by client, 2 s for the short-lived one. Its exp is
+        // the issue second (rounded down) plus the TTL, so a TTL of 1 s left as little as a few ms to use it
+        // (CI refused it as expired on its first use); 2 s leaves at least 1 s, and at most 2 s.
         getResourceServerInfo: (_ctx: unknown, resource: string, client: { clientId: string }) => ({
           scope: 'coupons',
           audience: resource === OTHER_RESOURCE ? 'other-api' : AUDIENCE,
           accessTokenFormat: 'jwt',
-          accessTokenTTL: client.clientId === USERS.shortLived ? 1 : 600,
+          accessTokenTTL: client.clientId === USERS.shortLived ? 2 : 600,
           jwt: { sign: { alg: client.clientId === USERS.es256 ? 'ES256' : 'RS256' } },
         }),
       },
