@@ -76,6 +76,34 @@ describe('script calls batched per event-loop turn (real Redis)', () => {
     assert.equal(await redis.hget(state('c'), 'soldOut'), '5')
   })
 
+  it('sends the calls made while a pipeline is out together once it is back, in the order they were made', async () => {
+    await redis.hset(state('d'), 'stock', 0)
+    // Redis runs one script at a time: a busy script on another connection holds the first pipeline out.
+    const blocker = redis.duplicate()
+    await blocker.connect()
+    after(() => blocker.disconnect())
+    const busyMs = 300
+    const busy = blocker.eval(
+      `local t = redis.call('TIME'); local start = t[1] * 1000 + t[2] / 1000; local now = start
+       while now - start < tonumber(ARGV[1]) do t = redis.call('TIME'); now = t[1] * 1000 + t[2] / 1000 end
+       return 1`,
+      0,
+      busyMs,
+    )
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    const before = pipelines
+    const first = couponScripts.addSoldOut.runBatched(redis, [state('d')], [1])
+    const later: Promise<number | undefined>[] = []
+    for (let turn = 0; turn < 4; turn++) {
+      await new Promise((resolve) => setTimeout(resolve, 10))
+      later.push(couponScripts.addSoldOut.runBatched(redis, [state('d')], [1]))
+    }
+    const replies = await Promise.all([first, ...later])
+    await busy
+    assert.equal(pipelines - before, 2, 'the first call alone, then the four made in four later turns')
+    assert.deepEqual(replies, [1, 2, 3, 4, 5], 'each call ran in the order it was made')
+  })
+
   it('rejects a call with the wrong number of keys before sending anything', async () => {
     await assert.rejects(couponScripts.addSoldOut.runBatched(redis, [], [1]), /takes 1 keys, got 0/)
   })
