@@ -100,13 +100,21 @@ export function verifyReceipt(receipt: Receipt, publicKey: KeyObject): boolean {
  */
 function treeLevels(leaves: Buffer[]): Buffer[][] {
   const levels = [leaves]
+  // One buffer for every parent's input (0x01 ‖ left ‖ right): hash() copies what it reads.
+  const joined = Buffer.allocUnsafe(1 + 2 * HASH_BYTES)
+  joined[0] = 0x01
   let level = leaves
   while (level.length > 1) {
     const next: Buffer[] = []
     for (let i = 0; i < level.length; i += 2) {
       const left = level[i] as Buffer
       const right = level[i + 1]
-      next.push(right === undefined ? left : parentHash(left, right))
+      if (right === undefined) next.push(left)
+      else {
+        left.copy(joined, 1)
+        right.copy(joined, 1 + HASH_BYTES)
+        next.push(hash('sha256', joined, 'buffer'))
+      }
     }
     levels.push(next)
     level = next
@@ -114,15 +122,21 @@ function treeLevels(leaves: Buffer[]): Buffer[][] {
   return levels
 }
 
-/** Each leaf's proof: at each level, the sibling's side (`L`/`R`) and its base64url hash; none when carried. */
+/**
+ * Each leaf's proof: at each level, the sibling's side (`L`/`R`) and its base64url hash; none when carried.
+ * A node is the sibling of one node only, always on the same side (an even index is a left one), so each
+ * step's string is built once per node and shared, not once per leaf under it.
+ */
 function proofsOf(levels: Buffer[][]): string[][] {
-  const encoded = levels.slice(0, -1).map((level) => level.map((node) => node.toString('base64url')))
+  const steps = levels
+    .slice(0, -1)
+    .map((level) => level.map((node, index) => `${index & 1 ? 'R' : 'L'}${node.toString('base64url')}`))
   return (levels[0] ?? []).map((_, leaf) => {
     const proof: string[] = []
     let index = leaf
-    for (const level of encoded) {
+    for (const level of steps) {
       const sibling = level[index ^ 1]
-      if (sibling !== undefined) proof.push(`${index & 1 ? 'L' : 'R'}${sibling}`)
+      if (sibling !== undefined) proof.push(sibling)
       index >>= 1
     }
     return proof
