@@ -351,7 +351,6 @@ class ScriptBatch {
 
   private flush(): void {
     const calls = this.calls
-    if (calls.length === 0) return
     this.calls = []
     this.itemCalls.clear()
     const pipeline = this.redis.pipeline()

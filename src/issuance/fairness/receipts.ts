@@ -43,9 +43,11 @@ export function receiptLeafHash(fields: ReceiptFields): Buffer {
   return hash('sha256', `\u0000${canonicalReceiptJson(fields)}`, 'buffer')
 }
 
-/** parent = SHA-256(0x01 ‖ left ‖ right). */
-function parentHash(left: Buffer, right: Buffer): Buffer {
-  const joined = Buffer.allocUnsafe(1 + 2 * HASH_BYTES)
+/**
+ * parent = SHA-256(0x01 ‖ left ‖ right). `joined` is where the input is laid out; a tree's parents share one
+ * (hash() copies what it reads).
+ */
+function parentHash(left: Buffer, right: Buffer, joined = Buffer.allocUnsafe(1 + 2 * HASH_BYTES)): Buffer {
   joined[0] = 0x01
   left.copy(joined, 1)
   right.copy(joined, 1 + HASH_BYTES)
@@ -100,21 +102,14 @@ export function verifyReceipt(receipt: Receipt, publicKey: KeyObject): boolean {
  */
 function treeLevels(leaves: Buffer[]): Buffer[][] {
   const levels = [leaves]
-  // One buffer for every parent's input (0x01 ‖ left ‖ right): hash() copies what it reads.
   const joined = Buffer.allocUnsafe(1 + 2 * HASH_BYTES)
-  joined[0] = 0x01
   let level = leaves
   while (level.length > 1) {
     const next: Buffer[] = []
     for (let i = 0; i < level.length; i += 2) {
       const left = level[i] as Buffer
       const right = level[i + 1]
-      if (right === undefined) next.push(left)
-      else {
-        left.copy(joined, 1)
-        right.copy(joined, 1 + HASH_BYTES)
-        next.push(hash('sha256', joined, 'buffer'))
-      }
+      next.push(right === undefined ? left : parentHash(left, right, joined))
     }
     levels.push(next)
     level = next
